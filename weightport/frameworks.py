@@ -1,0 +1,14 @@
+"""Small helpers around importing the two frameworks."""
+from __future__ import annotations
+
+import os
+import warnings
+
+
+def quiet_paddle_import():
+    """Import paddle without its start-up chatter (the ccache warning), and return it."""
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import paddle
+    return paddle

@@ -1,0 +1,92 @@
+"""The model registry: what weightport knows about each supported network.
+
+A `ModelSpec` names the two twins by import path ("module:function") so that
+listing models, reading tables and converting files never import torch or
+paddle; only `create_model` does, and only for the framework asked for.
+Families register themselves in `weightport/models/<family>/__init__.py`
+through a module-level `MODELS` list.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from .errors import UserError
+
+FRAMEWORKS = ("torch", "paddle")
+# Families shipped with weightport; each is a subpackage of weightport.models.
+BUILTIN_FAMILIES = ("resnet", "fcvit", "cmt", "botnet")
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How the reference evaluates images: resize by 1/crop_pct, centre crop, normalise."""
+
+    interpolation: str = "bilinear"
+    crop_pct: float = 0.875
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    family: str
+    table: str  # mapping table name: mappings/<table>.toml
+    torch_factory: str  # "module:function"
+    paddle_factory: str  # "module:function"
+    input_size: int = 224
+    num_classes: int = 1000
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    description: str = ""
+
+    def factory(self, framework: str):
+        if framework not in FRAMEWORKS:
+            raise UserError(f"unknown framework {framework!r}; expected one of {', '.join(FRAMEWORKS)}")
+        path = self.torch_factory if framework == "torch" else self.paddle_factory
+        module_name, _, attr = path.partition(":")
+        if framework == "paddle":
+            from .frameworks import quiet_paddle_import
+
+            quiet_paddle_import()
+        return getattr(importlib.import_module(module_name), attr)
+
+
+@lru_cache(maxsize=None)
+def _registry() -> dict[str, ModelSpec]:
+    specs: dict[str, ModelSpec] = {}
+    for family in BUILTIN_FAMILIES:
+        module = importlib.import_module(f"{__package__}.models.{family}")
+        for spec in module.MODELS:
+            if spec.name in specs:
+                raise RuntimeError(f"model {spec.name!r} registered twice")
+            specs[spec.name] = spec
+    return specs
+
+
+def list_models() -> list[str]:
+    """Names of every registered model, sorted."""
+    return sorted(_registry())
+
+
+def get_spec(name: str) -> ModelSpec:
+    try:
+        return _registry()[name]
+    except KeyError:
+        raise UserError(f"unknown model {name!r}; `weightport list` shows the registered models") from None
+
+
+def create_model(name: str, framework: str = "torch", **kwargs: Any):
+    """Build the `framework` twin of registered model `name`, in eval mode, with its initial weights."""
+    factory = get_spec(name).factory(framework)
+    try:
+        model = factory(**kwargs)
+    except TypeError as exc:
+        raise UserError(f"model {name!r} cannot be built with {kwargs}: {exc}") from None
+    model.eval()
+    return model
