@@ -1,0 +1,18 @@
+"""Regenerate the layout manifests (mappings/layouts/<model>.json) from the twins.
+
+Usage: python scripts/update_layouts.py [MODEL ...]   (default: every registered model)
+The test suite fails when a manifest and its twins disagree; run this after changing a twin.
+"""
+import sys
+
+from weightport.layout import write_manifest
+from weightport.registry import list_models
+
+
+def main(names: list[str]) -> None:
+    for name in names or list_models():
+        print(write_manifest(name))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,213 @@
+"""Conversion between the twins' state dicts, driven by the mapping tables.
+
+`convert_tensors` is the single code path: it plans every tensor through the model's table,
+checks the result against the target twin's layout (every source tensor consumed, every
+target tensor produced, shapes and dtypes agreeing) and returns lazy tensors, so nothing is
+read before the plan is known to be right. `convert` adds the files around it.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from . import dtypes
+from .errors import LayoutError, UserError
+from .formats import FORMAT_NAMES, check_destination, output_format, read_checkpoint, write_checkpoint
+from .formats.checkpoint import Checkpoint, LazyTensor
+from .layout import Layout, expected_layout
+from .mapping import SIDES, Plan, Step, Table, load_table, other_side
+from .registry import get_spec
+
+MAX_LISTED = 20  # problems listed before the rest are only counted
+
+
+@dataclass
+class Summary:
+    """What a conversion did, for people (rich table) and machines (--json)."""
+
+    model: str
+    to: str
+    tensors: int = 0
+    parameters: int = 0
+    bytes: int = 0
+    renamed: int = 0
+    transposed: int = 0
+    dropped: int = 0
+    filled: int = 0
+    resized: list[str] = field(default_factory=list)
+    cast_to: str | None = None
+    source: str | None = None
+    source_format: str | None = None
+    wrapper: str | None = None
+    stripped_prefix: str = ""
+    destination: str | None = None
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def convert_tensors(
+    model: str,
+    tensors: dict[str, LazyTensor],
+    to: str,
+    *,
+    dtype: str | None = None,
+    resize: bool = False,
+    model_kwargs: dict[str, Any] | None = None,
+    table: Table | None = None,
+) -> tuple[dict[str, LazyTensor], Summary]:
+    """Map `tensors` (named as the other framework names them) onto the `to` twin's layout."""
+    model_kwargs = model_kwargs or {}
+    if dtype is not None and dtype not in dtypes.CASTABLE:
+        raise UserError(f"unsupported --dtype {dtype!r}; choose from {', '.join(dtypes.CASTABLE)}")
+    table = table or load_table(get_spec(model).table)
+    plan = table.plan(tensors, to)
+    expected = expected_layout(model, to, **model_kwargs)
+    summary = Summary(model=model, to=to, cast_to=dtype, model_kwargs=dict(model_kwargs))
+    out: dict[str, LazyTensor] = {}
+    problems: list[str] = []
+    for step in plan.steps:
+        if step.target in out:
+            problems.append(f"two source tensors map to {step.target}")
+            continue
+        target = _convert_one(step, tensors[step.source], expected.get(step.target), dtype, resize, problems)
+        if target is None:
+            continue
+        out[step.target] = target
+        summary.renamed += step.source != step.target
+        summary.transposed += step.transpose
+        if target.shape != _transposed_shape(tensors[step.source].shape, step.transpose):
+            summary.resized.append(step.target)
+    fills = plan.fills(expected, table)
+    for key, rule in fills.items():
+        shape, fill_dtype = expected[key]
+        out[key] = _filled(shape, fill_dtype, rule.fill or 0)
+    summary.filled = len(fills)
+    summary.dropped = len(plan.dropped)
+    _check_complete(model, plan, out, expected, problems)
+    out = {k: out[k] for k in expected if k in out}  # the target twin's own order
+    summary.tensors = len(out)
+    summary.parameters = sum(t.numel for t in out.values())
+    summary.bytes = sum(t.nbytes for t in out.values())
+    return out, summary
+
+
+def _transposed_shape(shape: tuple[int, ...], transpose: bool) -> tuple[int, ...]:
+    return tuple(reversed(shape)) if transpose else tuple(shape)
+
+
+def _convert_one(step: Step, source: LazyTensor, expected, cast_to, resize: bool, problems: list[str]):
+    if expected is None:
+        return None  # reported as unexpected by _check_complete
+    want_shape, want_dtype = expected
+    if step.transpose and len(source.shape) != 2:
+        problems.append(f"{step.source}: listed for transposing but has shape {list(source.shape)}")
+        return None
+    shape = _transposed_shape(source.shape, step.transpose)
+    resize_to = None
+    if shape != want_shape:
+        if step.resize is None:
+            problems.append(
+                f"{step.source} -> {step.target}: shape {list(shape)}, but the target twin expects {list(want_shape)}"
+            )
+            return None
+        if not resize:
+            problems.append(
+                f"{step.source} -> {step.target}: shape {list(shape)}, but the target twin expects "
+                f"{list(want_shape)} (another input size: pass --img-size to resize it)"
+            )
+            return None
+        resize_to = want_shape
+    out_dtype = cast_to if (cast_to and source.dtype in dtypes.FLOATING) else source.dtype
+    if (out_dtype in dtypes.FLOATING) != (want_dtype in dtypes.FLOATING) or (
+        out_dtype not in dtypes.FLOATING and out_dtype != want_dtype
+    ):
+        problems.append(f"{step.source}: dtype {source.dtype}, but the target twin expects {want_dtype}")
+        return None
+    return LazyTensor(out_dtype, want_shape, _loader(source, step, out_dtype, resize_to))
+
+
+def _loader(source: LazyTensor, step: Step, out_dtype: str, resize_to) -> Callable[[], np.ndarray]:
+    def load() -> np.ndarray:
+        array = source.load()
+        if step.transpose:
+            array = array.T
+        if resize_to is not None:
+            values = dtypes.cast(np.asarray(array), source.dtype, "float32") if source.dtype != "float64" else array
+            resized = step.resize.load()(np.ascontiguousarray(values), tuple(resize_to))
+            return dtypes.cast(np.asarray(resized, dtype=values.dtype), str(values.dtype), out_dtype)
+        return dtypes.cast(array, source.dtype, out_dtype)
+
+    return load
+
+
+def _filled(shape, dtype: str, value) -> LazyTensor:
+    return LazyTensor(dtype, tuple(shape), lambda: np.full(shape, value, dtype=dtypes.storage_dtype(dtype)))
+
+
+def _check_complete(model: str, plan: Plan, out: dict, expected: Layout, problems: list[str]) -> None:
+    unexpected = [f"{s.source} -> {s.target}: no such key in the {plan.to} twin" for s in plan.steps if s.target not in expected]
+    missing = [f"{k}: not produced by any source tensor" for k in expected if k not in out]
+    problems = problems + unexpected + missing
+    if problems:
+        listed = "\n  ".join(problems[:MAX_LISTED])
+        more = f"\n  ... and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
+        raise LayoutError(
+            f"the checkpoint does not fit the {plan.to} twin of {model} ({len(problems)} problems):\n  {listed}{more}"
+        )
+
+
+def source_side(checkpoint_format: str, to: str | None) -> str:
+    """Which framework's names a checkpoint of this format carries."""
+    side = {"torch": "torch", "torch-legacy": "torch", "paddle": "paddle"}.get(checkpoint_format)
+    if side is None:  # safetensors carry either framework's names
+        if to is None:
+            raise UserError("for safetensors files, say which way to convert with --to torch|paddle")
+        side = other_side(to)
+    return side
+
+
+def convert(
+    model: str,
+    src: str | Path,
+    dst: str | Path,
+    *,
+    to: str | None = None,
+    key: str | None = None,
+    dtype: str | None = None,
+    force: bool = False,
+    model_kwargs: dict[str, Any] | None = None,
+    on_tensor: Callable[[str, LazyTensor], None] | None = None,
+) -> Summary:
+    """Convert checkpoint `src` of registered model `model` into `dst`, checked and atomic."""
+    get_spec(model)
+    if to is not None and to not in SIDES:
+        raise UserError(f"--to must be torch or paddle, not {to!r}")
+    check_destination(dst, force)
+    dst_format = output_format(dst)
+    to = to or {"torch": "torch", "paddle": "paddle"}.get(dst_format)
+    checkpoint = read_checkpoint(src, key)
+    from_side = source_side(checkpoint.format, to)
+    to = to or other_side(from_side)
+    if from_side == to:
+        raise UserError(f"{src} is {FORMAT_NAMES[checkpoint.format]} and {dst} asks for {to} as well; nothing to convert")
+    if dst_format != "safetensors" and dst_format != to:
+        raise UserError(f"{dst}: a .{Path(dst).suffix.lstrip('.')} file cannot hold {to} weights")
+    # Asking for a twin of another configuration (e.g. --img-size) is what permits resizing.
+    tensors, summary = convert_tensors(
+        model, checkpoint.tensors, to, dtype=dtype, resize=bool(model_kwargs), model_kwargs=model_kwargs
+    )
+    _describe_source(summary, checkpoint)
+    summary.destination = str(write_checkpoint(dst, tensors.items(), force=force, on_tensor=on_tensor))
+    return summary
+
+
+def _describe_source(summary: Summary, checkpoint: Checkpoint) -> None:
+    summary.source = checkpoint.path
+    summary.source_format = checkpoint.format
+    summary.wrapper = checkpoint.wrapper
+    summary.stripped_prefix = checkpoint.stripped_prefix

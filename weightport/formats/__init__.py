@@ -1,0 +1,164 @@
+"""Checkpoint readers and writers: torch zip (and legacy), Paddle .pdparams, safetensors.
+
+`read_checkpoint` identifies a file by its content, refuses a file whose content contradicts
+its extension, and returns the chosen state dict as lazy tensors. `write_checkpoint` writes
+to a temporary file beside the destination and moves it into place only when complete.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable, Iterable
+
+from ..errors import CheckpointError, UserError
+from .checkpoint import Checkpoint, LazyTensor, select_state_dict
+
+FORMATS = ("torch", "paddle", "safetensors")
+EXTENSIONS = {
+    ".pth": "torch",
+    ".pt": "torch",
+    ".bin": "torch",
+    ".ckpt": "torch",
+    ".tar": "torch",  # .pth.tar, timm's CheckpointSaver
+    ".pdparams": "paddle",
+    ".safetensors": "safetensors",
+}
+FORMAT_NAMES = {
+    "torch": "a PyTorch zip checkpoint",
+    "torch-legacy": "a legacy (pre-1.6) PyTorch checkpoint",
+    "paddle": "a Paddle .pdparams pickle",
+    "safetensors": "a safetensors file",
+}
+# torch's legacy serialisation starts with this magic number, pickled as a long.
+_LEGACY_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"
+
+
+def format_of_path(path: str | Path) -> str | None:
+    """The format a file name promises, from its extension (None if unknown)."""
+    return EXTENSIONS.get(Path(path).suffix.lower())
+
+
+def sniff(path: str | Path) -> str:
+    """The format of a file from its first bytes."""
+    path = str(path)
+    if os.path.isdir(path):
+        raise CheckpointError(path, "is a directory, not a checkpoint file")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except FileNotFoundError:
+        raise CheckpointError(path, "no such file") from None
+    except OSError as exc:
+        raise CheckpointError(path, f"cannot read: {exc.strerror or exc}") from None
+    if not head:
+        raise CheckpointError(path, "the file is empty")
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        return "torch"
+    if head.startswith(_LEGACY_MAGIC):
+        return "torch-legacy"
+    if head.startswith(b"\x80") and len(head) > 1 and 2 <= head[1] <= 5:
+        return "paddle"
+    if len(head) >= 9 and head[8:9] == b"{":
+        return "safetensors"
+    raise CheckpointError(path, "unknown file format (not a torch, Paddle or safetensors checkpoint)")
+
+
+def read_raw(path: str | Path) -> tuple[str, object]:
+    """Identify and unpickle/parse a checkpoint; return (format, its contents with LazyTensors)."""
+    path = str(path)
+    fmt = sniff(path)
+    promised = format_of_path(path)
+    if promised is not None and promised != fmt.removesuffix("-legacy"):
+        raise CheckpointError(path, f"is {FORMAT_NAMES[fmt]}, not what its {Path(path).suffix} extension says")
+    if fmt == "torch":
+        from . import torch_zip
+
+        return fmt, torch_zip.read(path)
+    if fmt == "torch-legacy":
+        from . import torch_legacy
+
+        return fmt, torch_legacy.read(path)
+    if fmt == "paddle":
+        from . import pdparams
+
+        return fmt, pdparams.read(path)
+    from . import safetensors
+
+    return fmt, safetensors.read(path)
+
+
+def read_checkpoint(path: str | Path, key: str | None = None) -> Checkpoint:
+    """Read the state dict a checkpoint holds (`key` picks one of several, e.g. EMA weights)."""
+    fmt, obj = read_raw(path)
+    return select_state_dict(str(path), fmt, obj, key)
+
+
+def output_format(path: str | Path) -> str:
+    fmt = format_of_path(path)
+    if fmt is None:
+        known = ", ".join(sorted(EXTENSIONS))
+        raise UserError(f"{path}: unknown output extension (expected one of {known})")
+    return fmt
+
+
+def check_destination(path: str | Path, force: bool) -> Path:
+    """Refuse to overwrite unless asked, and fail early on a destination that cannot be written."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory")
+    if path.exists() and not force:
+        raise UserError(f"{path}: already exists (use --force to overwrite)")
+    if not path.parent.is_dir():
+        raise UserError(f"{path}: folder {path.parent} does not exist")
+    return path
+
+
+def write_checkpoint(
+    path: str | Path,
+    entries: Iterable[tuple[str, LazyTensor]],
+    force: bool = False,
+    on_tensor: Callable[[str, LazyTensor], None] | None = None,
+) -> Path:
+    """Write `entries` in the format the extension names, atomically; never leave a partial file."""
+    path = check_destination(path, force)
+    fmt = output_format(path)
+    if fmt == "torch":
+        from .torch_zip import write
+    elif fmt == "paddle":
+        from .pdparams import write
+    else:
+        from .safetensors import write
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    except OSError as exc:
+        raise UserError(f"{path}: cannot write in {path.parent}: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f, entries, on_tensor=on_tensor)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        _move_into_place(tmp, path, force)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot write: {exc.strerror or exc}") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def _move_into_place(tmp: str, path: Path, force: bool) -> None:
+    if force:
+        os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path)  # atomic and never overwrites: a racing writer gets FileExistsError
+    except FileExistsError:
+        raise UserError(f"{path}: already exists (use --force to overwrite)") from None
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -1,0 +1,286 @@
+"""PyTorch checkpoints in the zip format (torch.save since 1.6), read and written without torch.
+
+Layout: `<root>/data.pkl` is a pickle whose tensors are `torch._utils._rebuild_tensor_v2(storage,
+offset, size, stride, ...)` calls and whose storages are persistent ids
+`('storage', torch.FloatStorage, key, location, numel)`; `<root>/data/<key>` holds each storage's
+raw little-endian bytes. Reading maps those bytes straight from the file (the zip stores them
+uncompressed) and checks each storage's CRC when it is first used.
+"""
+from __future__ import annotations
+
+import io
+import mmap
+import pickle
+import struct
+import zipfile
+import zlib
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from ..dtypes import itemsize, storage_dtype
+from ..errors import CheckpointError
+from .checkpoint import LazyTensor, raw_bytes
+from .restricted_pickle import record, restricted_load
+
+STORAGE_TYPES = {
+    "DoubleStorage": "float64",
+    "FloatStorage": "float32",
+    "HalfStorage": "float16",
+    "BFloat16Storage": "bfloat16",
+    "LongStorage": "int64",
+    "IntStorage": "int32",
+    "ShortStorage": "int16",
+    "CharStorage": "int8",
+    "ByteStorage": "uint8",
+    "BoolStorage": "bool",
+}
+STORAGE_CLASS = {dtype: cls for cls, dtype in STORAGE_TYPES.items()}
+_LOCAL_HEADER = struct.Struct("<4s22xHH")
+ALIGNMENT = 64  # torch aligns storages to 64 bytes so that they can be memory-mapped
+
+
+@dataclass(frozen=True)
+class _StorageType:
+    dtype: str
+
+
+class _Archive:
+    """The zip file, memory-mapped once, with each storage validated on first use."""
+
+    def __init__(self, path: str):
+        self.path = path
+        try:
+            self.zip = zipfile.ZipFile(path)
+            with open(path, "rb") as f:
+                self.map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        except (zipfile.BadZipFile, OSError, ValueError) as exc:
+            raise CheckpointError(path, f"not a readable zip archive ({exc})") from None
+        self.names = {info.filename: info for info in self.zip.infolist()}
+        pickles = [n for n in self.names if n.endswith("/data.pkl") and n.count("/") == 1]
+        if len(pickles) != 1:
+            raise CheckpointError(path, "zip archive without exactly one <root>/data.pkl: not a torch checkpoint")
+        self.root = pickles[0][: -len("data.pkl")]
+        self._checked: dict[str, memoryview] = {}
+
+    def read_small(self, name: str) -> bytes:
+        info = self._info(name)
+        if info.file_size > 1 << 30:
+            raise CheckpointError(self.path, f"{name} is implausibly large ({info.file_size} bytes)")
+        try:
+            return self.zip.read(info)
+        except (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError) as exc:
+            raise CheckpointError(self.path, f"cannot read {name}: {exc}") from None
+
+    def _info(self, name: str) -> zipfile.ZipInfo:
+        try:
+            return self.names[name]
+        except KeyError:
+            raise CheckpointError(self.path, f"archive entry {name} is missing") from None
+
+    def storage_bytes(self, key: str) -> memoryview:
+        """The raw bytes of storage `key`: mapped from the file when stored, CRC-checked once."""
+        name = f"{self.root}data/{key}"
+        if name in self._checked:
+            return self._checked[name]
+        info = self._info(name)
+        if info.compress_type == zipfile.ZIP_STORED:
+            header = self.map[info.header_offset : info.header_offset + _LOCAL_HEADER.size]
+            if len(header) != _LOCAL_HEADER.size or header[:4] != b"PK\x03\x04":
+                raise CheckpointError(self.path, f"corrupt zip entry {name}")
+            name_len, extra_len = _LOCAL_HEADER.unpack(header)[1:]
+            start = info.header_offset + _LOCAL_HEADER.size + name_len + extra_len
+            if start + info.file_size > len(self.map):
+                raise CheckpointError(self.path, f"zip entry {name} runs past the end of the file (truncated?)")
+            data = memoryview(self.map)[start : start + info.file_size]
+        else:
+            data = memoryview(self.read_small(name))
+        if zlib.crc32(data) != info.CRC:
+            raise CheckpointError(self.path, f"CRC mismatch in {name}: the file is corrupt")
+        self._checked[name] = data
+        return data
+
+
+@dataclass(frozen=True)
+class _Storage:
+    archive: _Archive
+    key: str
+    dtype: str
+    numel: int
+
+    @cached_property
+    def array(self) -> np.ndarray:
+        data = self.archive.storage_bytes(self.key)
+        if len(data) < self.numel * itemsize(self.dtype):
+            raise CheckpointError(
+                self.archive.path, f"storage {self.key} holds {len(data)} bytes, fewer than its {self.numel} elements need"
+            )
+        return np.frombuffer(data, dtype=storage_dtype(self.dtype), count=self.numel)
+
+
+def _check_layout(path: str, storage: _Storage, offset, size, stride) -> tuple[int, tuple, tuple]:
+    """Validate a tensor's view of its storage before any byte is touched."""
+    try:
+        offset, size, stride = int(offset), tuple(int(s) for s in size), tuple(int(s) for s in stride)
+    except (TypeError, ValueError):
+        raise CheckpointError(path, "tensor with a malformed shape, stride or offset") from None
+    if len(size) != len(stride) or offset < 0 or any(s < 0 for s in size) or any(s < 0 for s in stride):
+        raise CheckpointError(path, f"tensor with an invalid layout (offset {offset}, size {size}, stride {stride})")
+    if 0 not in size:
+        last = offset + sum((n - 1) * s for n, s in zip(size, stride))
+        if last >= storage.numel:
+            raise CheckpointError(
+                path, f"tensor of shape {list(size)} reaches element {last} of a storage of {storage.numel}"
+            )
+    return offset, size, stride
+
+
+def _tensor(path: str, storage: _Storage, offset, size, stride) -> LazyTensor:
+    offset, size, stride = _check_layout(path, storage, offset, size, stride)
+
+    def load() -> np.ndarray:
+        if 0 in size:
+            return np.zeros(size, dtype=storage_dtype(storage.dtype))
+        base = storage.array[offset:]
+        step = base.itemsize
+        return np.lib.stride_tricks.as_strided(base, size, tuple(s * step for s in stride), writeable=False)
+
+    return LazyTensor(storage.dtype, size, load)
+
+
+def read(path: str) -> object:
+    """Unpickle a zip-format torch checkpoint into plain containers of LazyTensors."""
+    archive = _Archive(path)
+    storages: dict[str, _Storage] = {}
+
+    def persistent_load(pid):
+        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"):
+            raise CheckpointError(path, f"unexpected persistent id {str(pid)[:80]}")
+        _, storage_type, key, _location, numel = pid
+        if not isinstance(storage_type, _StorageType) or not isinstance(key, str) or not isinstance(numel, int):
+            raise CheckpointError(path, "malformed storage reference")
+        if numel < 0:
+            raise CheckpointError(path, f"storage {key} with negative size")
+        # Typed storages count elements; `numel` of an untyped one would be bytes.
+        known = storages.get(key)
+        if known is None:
+            known = storages[key] = _Storage(archive, key, storage_type.dtype, numel)
+            info = archive._info(f"{archive.root}data/{key}")
+            if info.file_size < numel * itemsize(storage_type.dtype):
+                raise CheckpointError(
+                    path, f"storage {key} holds {info.file_size} bytes, fewer than its {numel} elements need"
+                )
+        return known
+
+    def rebuild_tensor(storage, offset, size, stride, *_rest):
+        if not isinstance(storage, _Storage):
+            raise CheckpointError(path, "tensor without a storage")
+        return _tensor(path, storage, offset, size, stride)
+
+    def rebuild_parameter(data, *_rest):
+        return data
+
+    # Storage classes only ever appear inside storage ids; they resolve to inert markers.
+    allowed = {("torch", cls): _StorageType(dtype) for cls, dtype in STORAGE_TYPES.items()}
+    allowed.update(
+        {
+            ("torch._utils", "_rebuild_tensor_v2"): rebuild_tensor,
+            ("torch._utils", "_rebuild_parameter"): rebuild_parameter,
+            ("torch._utils", "_rebuild_parameter_with_state"): rebuild_parameter,
+            ("torch", "Size"): tuple,
+            ("torch", "device"): record("torch.device"),
+            ("torch", "dtype"): record("torch.dtype"),
+        }
+    )
+    return restricted_load(archive.read_small(f"{archive.root}data.pkl"), path, allowed, persistent_load)
+
+
+# --- writing -------------------------------------------------------------------------------
+
+
+class _Global:
+    """A global written into the pickle by name; nothing is imported to write it."""
+
+    def __init__(self, module: str, name: str):
+        self.module, self.name = module, name
+
+    def __call__(self, *args):  # pickle insists that a reduce function be callable
+        raise TypeError(f"{self.module}.{self.name} is only a name to write")
+
+
+class _TensorRef:
+    def __init__(self, key: str, dtype: str, shape: tuple[int, ...]):
+        self.key, self.dtype, self.shape = key, dtype, shape
+
+    def __reduce__(self):
+        stride = tuple(int(np.prod(self.shape[i + 1 :], dtype=np.int64)) for i in range(len(self.shape)))
+        return (
+            _Global("torch._utils", "_rebuild_tensor_v2"),
+            (_StorageRef(self.key, self.dtype, int(np.prod(self.shape, dtype=np.int64))), 0, self.shape, stride, False, _EmptyOrderedDict()),
+        )
+
+
+@dataclass(frozen=True)
+class _StorageRef:
+    key: str
+    dtype: str
+    numel: int
+
+
+class _EmptyOrderedDict:
+    def __reduce__(self):
+        return (_Global("collections", "OrderedDict"), ())
+
+
+class _Pickler(pickle._Pickler):
+    """Pure-Python pickler that can emit torch globals and storage ids without torch."""
+
+    dispatch = dict(pickle._Pickler.dispatch)
+
+    def save_torch_global(self, obj: _Global) -> None:
+        self.write(pickle.GLOBAL + f"{obj.module}\n{obj.name}\n".encode("ascii"))
+
+    dispatch[_Global] = save_torch_global
+
+    def persistent_id(self, obj):
+        if isinstance(obj, _StorageRef):
+            return ("storage", _Global("torch", STORAGE_CLASS[obj.dtype]), obj.key, "cpu", obj.numel)
+        return None
+
+
+def write(file, entries: Iterable[tuple[str, LazyTensor]], archive_name: str = "archive", on_tensor=None) -> None:
+    """Write a torch.load-compatible zip checkpoint, one tensor at a time, storages 64-byte aligned."""
+    entries = list(entries)
+    refs = {name: _TensorRef(str(i), t.dtype, tuple(t.shape)) for i, (name, t) in enumerate(entries)}
+    with zipfile.ZipFile(file, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+        pkl = _pickle_bytes(refs)
+        _write_entry(zf, f"{archive_name}/data.pkl", [pkl], len(pkl))
+        _write_entry(zf, f"{archive_name}/byteorder", [b"little"], 6)
+        for (name, tensor), ref in zip(entries, refs.values()):
+            array = tensor.load_contiguous()
+            _write_entry(zf, f"{archive_name}/data/{ref.key}", [raw_bytes(array)], array.nbytes)
+            if on_tensor:
+                on_tensor(name, tensor)
+        _write_entry(zf, f"{archive_name}/version", [b"3\n"], 2)
+
+
+def _pickle_bytes(obj) -> bytes:
+    buf = io.BytesIO()
+    _Pickler(buf, protocol=2).dump(obj)
+    return buf.getvalue()
+
+
+def _write_entry(zf: zipfile.ZipFile, name: str, chunks, size: int) -> None:
+    info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+    info.compress_type = zipfile.ZIP_STORED
+    info.file_size = size
+    zip64 = size * 1.05 > zipfile.ZIP64_LIMIT
+    header_len = _LOCAL_HEADER.size + len(name.encode()) + (20 if zip64 else 0)
+    pad = -(zf.fp.tell() + header_len + 4) % ALIGNMENT
+    info.extra = struct.pack("<HH", 0x4246, pad) + b"Z" * pad  # 'FB' padding field, as torch writes
+    with zf.open(info, "w", force_zip64=zip64) as out:
+        for chunk in chunks:
+            out.write(chunk)

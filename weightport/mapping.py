@@ -1,0 +1,255 @@
+"""Mapping tables: declarative, reversible key correspondences between the two twins.
+
+The format is documented in docs/mapping-tables.md. A table is read once from
+TOML into immutable rules; `Table.plan` turns a set of source keys into the
+per-tensor steps of a conversion, in either direction.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.resources
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from .errors import UserError
+
+SIDES = ("torch", "paddle")
+_PLACEHOLDER = re.compile(r"\{(\w+)(?::((?:[^{}]|\{[^{}]*\})+))?\}")
+_TABLE_KEYS = {"description", "include", "rename", "transpose", "drop", "resize"}
+
+
+class TableError(UserError):
+    """A mapping table that cannot be read or is inconsistent."""
+
+
+def other_side(side: str) -> str:
+    return SIDES[1 - SIDES.index(side)]
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """A whole-key pattern with named placeholders, usable to match and to format."""
+
+    text: str
+    regex: re.Pattern
+    fields: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, text: str, where: str, shared: dict[str, str] | None = None) -> "Pattern":
+        """Compile `text`; `shared` gives placeholder expressions declared on the rule's other side."""
+        if not isinstance(text, str) or not text:
+            raise TableError(f"{where}: a pattern must be a non-empty string, got {text!r}")
+        pieces = _PLACEHOLDER.split(text)  # literal, name, regex, literal, name, regex, ..., literal
+        literals, fields, exprs = pieces[0::3], tuple(pieces[1::3]), pieces[2::3]
+        if any("{" in lit or "}" in lit for lit in literals):
+            raise TableError(f"{where}: unbalanced brace in pattern {text!r}")
+        if len(set(fields)) != len(fields):
+            raise TableError(f"{where}: a placeholder appears twice in {text!r}")
+        parts = [re.escape(literals[0])]
+        for name, expr, literal in zip(fields, exprs, literals[1:]):
+            expr = expr or (shared or {}).get(name) or "[^.]+"
+            parts += [f"(?P<{name}>{expr})", re.escape(literal)]
+        try:
+            regex = re.compile("".join(parts))
+        except re.error as exc:
+            raise TableError(f"{where}: bad regular expression in {text!r}: {exc}") from None
+        return cls(text, regex, fields)
+
+    def match(self, key: str) -> dict[str, str] | None:
+        m = self.regex.fullmatch(key)
+        return m.groupdict() if m else None
+
+    def format(self, values: dict[str, str]) -> str:
+        return _PLACEHOLDER.sub(lambda m: values[m.group(1)], self.text)
+
+
+@dataclass(frozen=True)
+class Rename:
+    torch: Pattern
+    paddle: Pattern
+
+    def side(self, side: str) -> Pattern:
+        return self.torch if side == "torch" else self.paddle
+
+
+@dataclass(frozen=True)
+class Drop:
+    """Keys present on `side` only: dropped when converting away, filled when converting towards it."""
+
+    side: str
+    pattern: Pattern
+    fill: float | int | None
+
+
+@dataclass(frozen=True)
+class Resize:
+    """Size-dependent tensors (torch key pattern) and the numpy function that resizes them."""
+
+    torch: Pattern
+    function: str
+
+    def load(self):
+        module, _, attr = self.function.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+@dataclass(frozen=True)
+class Step:
+    """How one source tensor becomes one target tensor."""
+
+    source: str
+    target: str
+    transpose: bool
+    resize: Resize | None
+
+
+@dataclass(frozen=True)
+class Plan:
+    steps: tuple[Step, ...]
+    dropped: tuple[str, ...]  # source keys with no counterpart on the target side
+    to: str
+
+    def fills(self, target_keys: Iterable[str], table: "Table") -> dict[str, Drop]:
+        """Target keys that no step produces but a drop rule allows to create."""
+        produced = {s.target for s in self.steps}
+        return {k: rule for k in target_keys if k not in produced and (rule := table.drop_rule(k, self.to))}
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    description: str
+    renames: tuple[Rename, ...]
+    transposes: tuple[Pattern, ...]
+    drops: tuple[Drop, ...]
+    resizes: tuple[Resize, ...]
+
+    def rename(self, key: str, to: str) -> str:
+        source = other_side(to)
+        rules = self.renames if to == "paddle" else tuple(reversed(self.renames))
+        for rule in rules:
+            values = rule.side(source).match(key)
+            if values is not None:
+                key = rule.side(to).format(values)
+        return key
+
+    def drop_rule(self, key: str, side: str) -> Drop | None:
+        return next((d for d in self.drops if d.side == side and d.pattern.match(key) is not None), None)
+
+    def is_transposed(self, torch_key: str) -> bool:
+        return any(p.match(torch_key) is not None for p in self.transposes)
+
+    def resize_rule(self, torch_key: str) -> Resize | None:
+        return next((r for r in self.resizes if r.torch.match(torch_key) is not None), None)
+
+    def plan(self, source_keys: Iterable[str], to: str) -> Plan:
+        if to not in SIDES:
+            raise UserError(f"unknown target framework {to!r}; expected torch or paddle")
+        source = other_side(to)
+        steps, dropped = [], []
+        for key in source_keys:
+            if self.drop_rule(key, source):
+                dropped.append(key)
+                continue
+            target = self.rename(key, to)
+            torch_key = key if source == "torch" else target
+            steps.append(Step(key, target, self.is_transposed(torch_key), self.resize_rule(torch_key)))
+        return Plan(tuple(steps), tuple(dropped), to)
+
+
+def mappings_dir() -> Path:
+    """The folder of built-in tables: packaged as weightport.mappings, or the checkout's mappings/."""
+    try:
+        return Path(str(importlib.resources.files("weightport.mappings")))
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parent.parent / "mappings"
+
+
+def load_table(name_or_path: str | Path) -> Table:
+    """Load a built-in table by name ("resnet") or a table file by path."""
+    path = Path(name_or_path)
+    if path.suffix != ".toml":
+        path = mappings_dir() / f"{name_or_path}.toml"
+    if not path.is_file():
+        raise TableError(f"mapping table {str(name_or_path)!r} not found ({path})")
+    renames, transposes, drops, resizes = [], [], [], []
+    description = _read_into(path, renames, transposes, drops, resizes, seen=set())
+    return Table(path.stem, description, tuple(renames), tuple(transposes), tuple(drops), tuple(resizes))
+
+
+def _read_into(path: Path, renames, transposes, drops, resizes, seen: set[Path]) -> str:
+    path = path.resolve()
+    if path in seen:
+        return ""
+    seen.add(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise TableError(f"cannot read mapping table {path}: {exc}") from None
+    where = path.name
+    unknown = set(data) - _TABLE_KEYS
+    if unknown:
+        raise TableError(f"{where}: unknown entries {', '.join(sorted(unknown))}")
+    for include in _list(data, "include", where):
+        candidates = [path.parent / f"{include}.toml", mappings_dir() / f"{include}.toml"]
+        found = next((c for c in candidates if c.is_file()), None)
+        if found is None:
+            raise TableError(f"{where}: included table {include!r} not found")
+        _read_into(found, renames, transposes, drops, resizes, seen)
+    for i, rule in enumerate(_list(data, "rename", where)):
+        at = f"{where} rename #{i + 1}"
+        _expect_keys(rule, {"torch", "paddle"}, set(), at)
+        # A placeholder's expression may be written on either side; it holds for both.
+        shared = {m.group(1): m.group(2) for side in SIDES for m in _PLACEHOLDER.finditer(str(rule[side])) if m.group(2)}
+        torch_p, paddle_p = Pattern.parse(rule["torch"], at, shared), Pattern.parse(rule["paddle"], at, shared)
+        if sorted(torch_p.fields) != sorted(paddle_p.fields):
+            raise TableError(f"{at}: both sides must use the same placeholders ({rule['torch']!r} vs {rule['paddle']!r})")
+        renames.append(Rename(torch_p, paddle_p))
+    for i, text in enumerate(_list(data, "transpose", where)):
+        transposes.append(Pattern.parse(text, f"{where} transpose #{i + 1}"))
+    for i, rule in enumerate(_list(data, "drop", where)):
+        at = f"{where} drop #{i + 1}"
+        _expect_keys(rule, set(), {"torch", "paddle", "fill"}, at)
+        sides = [s for s in SIDES if s in rule]
+        if len(sides) != 1:
+            raise TableError(f"{at}: name exactly one of torch or paddle")
+        fill = rule.get("fill")
+        if fill is not None and (isinstance(fill, bool) or not isinstance(fill, (int, float))):
+            raise TableError(f"{at}: fill must be a number")
+        drops.append(Drop(sides[0], Pattern.parse(rule[sides[0]], at), fill))
+    for i, rule in enumerate(_list(data, "resize", where)):
+        at = f"{where} resize #{i + 1}"
+        _expect_keys(rule, {"torch", "function"}, set(), at)
+        if ":" not in str(rule["function"]):
+            raise TableError(f"{at}: function must be written as module:function")
+        resizes.append(Resize(Pattern.parse(rule["torch"], at), str(rule["function"])))
+    description = data.get("description", "")
+    if not isinstance(description, str):
+        raise TableError(f"{where}: description must be a string")
+    return description
+
+
+def _list(data: dict, key: str, where: str) -> list:
+    value = data.get(key, [])
+    if not isinstance(value, list):
+        raise TableError(f"{where}: {key} must be a list")
+    return value
+
+
+def _expect_keys(rule, required: set[str], optional: set[str], where: str) -> None:
+    if not isinstance(rule, dict):
+        raise TableError(f"{where}: expected a table of keys")
+    missing, unknown = required - set(rule), set(rule) - required - optional
+    if missing or unknown:
+        detail = "; ".join(
+            part
+            for part in (
+                f"missing {', '.join(sorted(missing))}" if missing else "",
+                f"unknown {', '.join(sorted(unknown))}" if unknown else "",
+            )
+            if part
+        )
+        raise TableError(f"{where}: {detail}")

@@ -1,0 +1,83 @@
+"""Check a mapping table against both twins, without any checkpoint.
+
+A table is right when every torch key is either dropped or paired with exactly one Paddle key,
+every Paddle key is produced (or filled), the pairing survives the round trip, the transposes
+fall exactly on the Linear weights of both twins, and shapes agree after transposing.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from .layout import model_layout
+from .mapping import Table, load_table
+from .registry import create_model, get_spec
+
+
+def linear_weights(model, framework: str) -> set[str]:
+    """State-dict keys of the weights of every Linear layer in a model."""
+    if framework == "torch":
+        import torch
+
+        modules, linear = model.named_modules(), torch.nn.Linear
+    else:
+        from .frameworks import quiet_paddle_import
+
+        paddle = quiet_paddle_import()
+        modules, linear = model.named_sublayers(include_self=True), paddle.nn.Linear
+    return {f"{name}.weight" if name else "weight" for name, module in modules if isinstance(module, linear)}
+
+
+def table_problems(name: str, table: Table | None = None, **model_kwargs: Any) -> list[str]:
+    """Everything wrong with `name`'s table against its twins (an empty list when it is right)."""
+    table = table or load_table(get_spec(name).table)
+    torch_model = create_model(name, "torch", **model_kwargs)
+    paddle_model = create_model(name, "paddle", **model_kwargs)
+    torch_layout, paddle_layout = model_layout(torch_model, "torch"), model_layout(paddle_model, "paddle")
+    problems = []
+
+    forward = table.plan(torch_layout, "paddle")
+    produced: dict[str, str] = {}
+    for step in forward.steps:
+        if step.target in produced:
+            problems.append(f"{step.source} and {produced[step.target]} both map to {step.target}")
+        produced[step.target] = step.source
+        if step.target not in paddle_layout:
+            problems.append(f"{step.source} -> {step.target}: no such Paddle key")
+            continue
+        shape = torch_layout[step.source][0]
+        shape = tuple(reversed(shape)) if step.transpose else shape
+        if shape != paddle_layout[step.target][0]:
+            problems.append(
+                f"{step.source} -> {step.target}: shape {list(shape)} after the table, Paddle has {list(paddle_layout[step.target][0])}"
+            )
+        if torch_layout[step.source][1] != paddle_layout[step.target][1]:
+            problems.append(
+                f"{step.source} -> {step.target}: dtype {torch_layout[step.source][1]} vs {paddle_layout[step.target][1]}"
+            )
+    fills = forward.fills(paddle_layout, table)
+    problems += [f"{k}: Paddle key not produced from any torch key" for k in paddle_layout if k not in produced and k not in fills]
+
+    backward = table.plan(paddle_layout, "torch")
+    for step in backward.steps:
+        if step.target not in torch_layout:
+            problems.append(f"{step.source} -> {step.target}: no such torch key on the way back")
+        elif produced.get(step.source) not in (None, step.target):
+            problems.append(f"{step.source}: maps back to {step.target}, not to {produced[step.source]}")
+    back_fills = backward.fills(torch_layout, table)
+    problems += [
+        f"{k}: torch key neither produced on the way back nor created by a drop rule"
+        for k in torch_layout
+        if k not in {s.target for s in backward.steps} and k not in back_fills
+    ]
+
+    torch_linear = linear_weights(torch_model, "torch")
+    paddle_linear = linear_weights(paddle_model, "paddle")
+    transposed = {s.source for s in forward.steps if s.transpose}
+    problems += [f"{k}: Linear weight left untransposed" for k in sorted(torch_linear - transposed)]
+    problems += [f"{k}: transposed but not a Linear weight" for k in sorted(transposed - torch_linear)]
+    problems += [
+        f"{s.source} -> {s.target}: the Paddle side is {'a' if s.target in paddle_linear else 'not a'} Linear weight"
+        for s in forward.steps
+        if s.target in paddle_layout and (s.target in paddle_linear) != (s.source in torch_linear)
+    ]
+    return problems

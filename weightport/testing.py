@@ -1,0 +1,27 @@
+"""Assertions the test suite uses for every model family: table checks and twin parity."""
+from __future__ import annotations
+
+from typing import Any
+
+from .tablecheck import table_problems
+from .verify import Metrics, input_size_of, paddle_forward, random_batch, random_twins, torch_forward
+
+
+def check_table(name: str, **model_kwargs: Any) -> None:
+    """Fail with a full listing unless `name`'s table pairs its two twins exactly."""
+    problems = table_problems(name, **model_kwargs)
+    assert not problems, f"mapping table of {name} does not fit its twins:\n  " + "\n  ".join(problems)
+
+
+def parity(name: str, batch_size: int = 1, seed: int = 0, **model_kwargs: Any) -> Metrics:
+    """Both twins with the same non-trivial weights (via the real converter) on one seeded batch."""
+    torch_model, paddle_model, _ = random_twins(name, seed, **model_kwargs)
+    batch = random_batch(batch_size, input_size_of(name, model_kwargs), seed)
+    return Metrics.compare(torch_forward(torch_model, batch), paddle_forward(paddle_model, batch))
+
+
+def count_trainable(model) -> int:
+    """Trainable parameters of a torch module or a Paddle layer."""
+    if hasattr(model, "named_sublayers"):  # Paddle
+        return sum(int(p.numel()) for p in model.parameters() if not p.stop_gradient)
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
