@@ -22,6 +22,12 @@ def manifest_path(name: str) -> Path:
     return mappings_dir() / "layouts" / f"{name}.json"
 
 
+def parameter_count(name: str) -> int | None:
+    """Trainable parameters of a registered model, from its manifest (None without one)."""
+    path = manifest_path(name)
+    return json.loads(path.read_text())["parameters"] if path.is_file() else None
+
+
 def expected_layout(name: str, framework: str, **model_kwargs: Any) -> Layout:
     """The state-dict layout of `name`'s `framework` twin."""
     get_spec(name)
@@ -45,10 +51,14 @@ def write_manifest(name: str) -> Path:
     """Regenerate the manifest of a registered model from its twins."""
     sections = []
     for framework in ("torch", "paddle"):
-        layout = model_layout(create_model(name, framework), framework)
+        model = create_model(name, framework)
+        if framework == "torch":
+            parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        layout = model_layout(model, framework)
         rows = ",\n".join(f"    {json.dumps(k)}: [{json.dumps(list(shape))}, {json.dumps(dtype)}]" for k, (shape, dtype) in layout.items())
         sections.append(f'  "{framework}": {{\n{rows}\n  }}')
     path = manifest_path(name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f'{{\n  "model": {json.dumps(name)},\n' + ",\n".join(sections) + "\n}\n")
+    head = f'{{\n  "model": {json.dumps(name)},\n  "parameters": {parameters},\n'
+    path.write_text(head + ",\n".join(sections) + "\n}\n")
     return path

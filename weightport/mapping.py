@@ -252,4 +252,6 @@ def _expect_keys(rule, required: set[str], optional: set[str], where: str) -> No
             )
             if part
         )
+        if unknown & _TABLE_KEYS:
+            detail += " (in TOML, top-level entries must come before the first [[...]] rule)"
         raise TableError(f"{where}: {detail}")

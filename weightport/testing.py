@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from .tablecheck import table_problems
-from .verify import Metrics, input_size_of, paddle_forward, random_batch, random_twins, torch_forward
+from .verification import Metrics, verify_model
 
 
 def check_table(name: str, **model_kwargs: Any) -> None:
@@ -14,10 +14,10 @@ def check_table(name: str, **model_kwargs: Any) -> None:
 
 
 def parity(name: str, batch_size: int = 1, seed: int = 0, **model_kwargs: Any) -> Metrics:
-    """Both twins with the same non-trivial weights (via the real converter) on one seeded batch."""
-    torch_model, paddle_model, _ = random_twins(name, seed, **model_kwargs)
-    batch = random_batch(batch_size, input_size_of(name, model_kwargs), seed)
-    return Metrics.compare(torch_forward(torch_model, batch), paddle_forward(paddle_model, batch))
+    """Both twins with the same non-trivial weights (converted through the real file path) on one
+    seeded batch, on the CPU: the metrics of their worst-agreeing output."""
+    result = verify_model(name, batch_size=batch_size, seed=seed, device="cpu", model_kwargs=model_kwargs)
+    return result.worst.metrics
 
 
 def count_trainable(model) -> int:

@@ -9,7 +9,7 @@ import numpy as np
 
 from . import dtypes
 from .errors import LayoutError
-from .formats.checkpoint import LazyTensor
+from .formats.checkpoint import LazyTensor, paddle_array_tensor
 from .layout import model_layout
 
 
@@ -30,12 +30,7 @@ def torch_state(model) -> dict[str, LazyTensor]:
 
 def paddle_state(model) -> dict[str, LazyTensor]:
     """A Paddle layer's state dict as lazy numpy tensors (bfloat16 arrives as uint16 bits)."""
-    out = {}
-    for key, value in model.state_dict().items():
-        array = value.numpy()
-        dtype = "bfloat16" if "bfloat16" in str(value.dtype) else dtypes.name_of(array.dtype)
-        out[key] = LazyTensor.of(array, dtype)
-    return out
+    return {key: paddle_array_tensor(value.numpy()) for key, value in model.state_dict().items()}
 
 
 def _check_fits(model, framework: str, tensors: dict[str, LazyTensor]) -> None:

@@ -6,8 +6,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..dtypes import itemsize, storage_dtype
+from ..dtypes import itemsize, name_of, storage_dtype
 from ..errors import UserError
+from .restricted_pickle import Record
 
 # Wrapper keys, in order of preference: the plain weights come before the EMA ones.
 PLAIN_KEYS = ("state_dict", "model", "model_state_dict", "module", "net", "params")
@@ -62,6 +63,11 @@ class Checkpoint:
     @property
     def numel(self) -> int:
         return sum(t.numel for t in self.tensors.values())
+
+
+def paddle_array_tensor(array: np.ndarray) -> LazyTensor:
+    """A tensor from an array as Paddle stores it: uint16 arrays are bfloat16 bits."""
+    return LazyTensor.of(array, "bfloat16" if array.dtype == np.uint16 else name_of(array.dtype))
 
 
 def raw_bytes(array: np.ndarray) -> memoryview:
@@ -122,6 +128,8 @@ def _summary(value: Any) -> str:
         return text if len(text) <= 60 else text[:57] + "..."
     if isinstance(value, dict):
         return f"dict with {len(value)} entries"
+    if isinstance(value, Record):
+        return value.type_name
     if isinstance(value, (list, tuple)):
         return f"{type(value).__name__} of {len(value)}"
     return type(value).__name__

@@ -11,9 +11,8 @@ from typing import Iterable
 
 import numpy as np
 
-from ..dtypes import name_of
 from ..errors import CheckpointError, UserError
-from .checkpoint import LazyTensor
+from .checkpoint import LazyTensor, paddle_array_tensor
 from .restricted_pickle import restricted_load
 
 NAME_TABLE = "StructuredToParameterName@@"
@@ -75,7 +74,7 @@ def _lazy(path: str, obj):
         if obj.dtype.hasobject:
             raise CheckpointError(path, "array of Python objects where a tensor was expected")
         try:
-            return LazyTensor.of(obj, "bfloat16" if obj.dtype == np.uint16 else name_of(obj.dtype))
+            return paddle_array_tensor(obj)
         except UserError as exc:
             raise CheckpointError(path, str(exc)) from None
     if isinstance(obj, dict):

@@ -7,7 +7,6 @@ it can be called. Nothing from the file is ever imported or executed.
 """
 from __future__ import annotations
 
-import collections
 import io
 import pickle
 from typing import Any, Callable
@@ -16,31 +15,43 @@ from ..errors import CheckpointError
 
 
 class Record:
-    """Inert stand-in for harmless metadata objects (e.g. argparse.Namespace of training args)."""
+    """Inert stand-in for harmless metadata objects (e.g. argparse.Namespace of training args):
+    it keeps the fields it is given and does nothing else."""
 
-    def __init__(self, type_name: str, *args: Any, **kwargs: Any):
-        self.type_name = type_name
-        self.state: dict = dict(kwargs)
+    type_name = "object"
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        self.__setstate__(kwargs)
 
     def __setstate__(self, state: Any) -> None:
+        self.__dict__.setdefault("fields", {})
         if isinstance(state, dict):
-            self.state.update(state)
+            self.fields.update(state)
 
     def __repr__(self) -> str:
-        return f"{self.type_name}({', '.join(f'{k}={v!r}' for k, v in self.state.items())})"
+        return f"{self.type_name}({', '.join(f'{k}={v!r}' for k, v in self.fields.items())})"
 
 
-def record(type_name: str) -> Callable[..., Record]:
-    return lambda *args, **kwargs: Record(type_name, *args, **kwargs)
+def record(type_name: str) -> type[Record]:
+    """A Record subclass standing in for the global `type_name`."""
+    return type(type_name.rsplit(".", 1)[-1], (Record,), {"type_name": type_name})
 
 
-def _ordered_dict(*args):
-    # OrderedDict is data; a plain dict keeps the order and drops the subclass.
-    return dict(*args)
+class AttributedDict(dict):
+    """Stands in for OrderedDict: a dict that also takes the attributes torch pickles on
+    state dicts (`_metadata`)."""
+
+
+def _latin1_bytes(text: str, encoding: str = "latin1") -> bytes:
+    """Protocol-2 pickles write bytes as _codecs.encode(text, 'latin1'); no other codec is allowed."""
+    if encoding not in ("latin1", "latin-1") or not isinstance(text, str):
+        raise pickle.UnpicklingError(f"refused codec {encoding!r}")
+    return text.encode("latin1")
 
 
 COMMON_GLOBALS: dict[tuple[str, str], Callable] = {
-    ("collections", "OrderedDict"): _ordered_dict,
+    ("_codecs", "encode"): _latin1_bytes,
+    ("collections", "OrderedDict"): AttributedDict,
     ("argparse", "Namespace"): record("argparse.Namespace"),
 }
 

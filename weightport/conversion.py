@@ -151,7 +151,8 @@ def _filled(shape, dtype: str, value) -> LazyTensor:
 
 def _check_complete(model: str, plan: Plan, out: dict, expected: Layout, problems: list[str]) -> None:
     unexpected = [f"{s.source} -> {s.target}: no such key in the {plan.to} twin" for s in plan.steps if s.target not in expected]
-    missing = [f"{k}: not produced by any source tensor" for k in expected if k not in out]
+    attempted = {s.target for s in plan.steps}  # a failed attempt is already in `problems`
+    missing = [f"{k}: not produced by any source tensor" for k in expected if k not in out and k not in attempted]
     problems = problems + unexpected + missing
     if problems:
         listed = "\n  ".join(problems[:MAX_LISTED])

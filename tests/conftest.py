@@ -1,0 +1,52 @@
+"""Shared fixtures: real checkpoints of a randomly initialised ResNet-50, made once per session."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("GLOG_minloglevel", "2")
+
+
+@pytest.fixture(scope="session")
+def resnet50_torch():
+    """timm's resnet50 in eval mode with deterministic non-trivial weights (BatchNorm statistics too)."""
+    from weightport.registry import create_model
+    from weightport.twins import randomize_torch
+
+    model = create_model("resnet50", "torch")
+    randomize_torch(model, seed=7)
+    return model
+
+
+@pytest.fixture(scope="session")
+def resnet50_wrapped_ckpt(resnet50_torch, tmp_path_factory):
+    """A timm-trainer-style checkpoint: {'state_dict': ... with 'module.' prefixes, 'epoch': ...}."""
+    import torch
+
+    path = tmp_path_factory.mktemp("ckpt") / "resnet50.pth.tar"
+    state = {f"module.{k}": v for k, v in resnet50_torch.state_dict().items()}
+    torch.save({"state_dict": state, "epoch": 12, "arch": "resnet50"}, path)
+    return path
+
+
+@pytest.fixture
+def canary(tmp_path):
+    """A path that a hostile payload would create if any code from a file ran."""
+    return tmp_path / "canary-was-created"
+
+
+@pytest.fixture
+def tiny_model():
+    """Registers the tiny test twins (tests/tiny_twins.py) as a model for the duration of a test."""
+    import dataclasses
+    from pathlib import Path
+
+    from tests.tiny_twins import SPEC
+    from weightport.registry import _registry
+
+    specs = _registry()
+    table = str(Path(__file__).parent / "tiny_twins.toml")
+    specs[SPEC.name] = dataclasses.replace(SPEC, table=table)
+    yield SPEC.name
+    del specs[SPEC.name]

@@ -1,0 +1,152 @@
+"""Conversion end to end: the layout check, both directions, dtypes, and ResNet-50 parity."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from weightport import convert
+from weightport.conversion import convert_tensors
+from weightport.errors import LayoutError, UserError
+from weightport.formats import read_checkpoint, write_checkpoint
+from weightport.formats.checkpoint import LazyTensor
+from weightport.registry import create_model
+from weightport.twins import load_paddle, randomize_torch, torch_state
+
+
+def _tiny_torch(seed=0):
+    model = create_model("tiny_test_net", "torch")
+    randomize_torch(model, seed)
+    return model
+
+
+def test_tiny_twins_square_linear_is_transposed(tiny_model):
+    model = _tiny_torch()
+    tensors, summary = convert_tensors(tiny_model, torch_state(model), "paddle")
+    square = model.square.weight.detach().numpy()
+    assert square.shape[0] == square.shape[1]
+    np.testing.assert_array_equal(tensors["mix.weight"].load(), square.T)
+    np.testing.assert_array_equal(tensors["classifier.weight"].load(), model.head.weight.detach().numpy().T)
+    assert summary.transposed == 2 and summary.dropped == 1
+    paddle_model = create_model(tiny_model, "paddle")
+    load_paddle(paddle_model, tensors)
+    from weightport.verification import paddle_forward, random_batch, torch_forward
+
+    batch = random_batch(3, 8, seed=1)
+    (_, ref), = torch_forward(model, batch)
+    (_, out), = paddle_forward(paddle_model, batch)
+    np.testing.assert_allclose(out, ref, atol=1e-5)
+
+
+def test_layout_errors_list_the_offending_keys(tiny_model):
+    state = torch_state(_tiny_torch())
+    broken = dict(state)
+    del broken["square.bias"]
+    broken["extra.weight"] = LazyTensor.of(np.zeros(3, dtype=np.float32), "float32")
+    broken["head.weight"] = LazyTensor.of(np.zeros((5, 7), dtype=np.float32), "float32")
+    broken["stem.weight"] = LazyTensor.of(np.zeros((6, 3, 3, 3), dtype=np.int64), "int64")
+    with pytest.raises(LayoutError) as info:
+        convert_tensors(tiny_model, broken, "paddle")
+    message = str(info.value)
+    assert "(4 problems)" in message
+    assert "mix.bias: not produced" in message
+    assert "extra.weight -> extra.weight: no such key in the paddle twin" in message
+    assert "head.weight -> classifier.weight: shape [7, 5], but the target twin expects [6, 5]" in message
+    assert "stem.weight: dtype int64" in message
+
+
+def test_layout_error_listing_is_capped(tiny_model):
+    state = torch_state(_tiny_torch())
+    state.update({f"junk.{i}": LazyTensor.of(np.zeros(1, dtype=np.float32), "float32") for i in range(30)})
+    with pytest.raises(LayoutError, match=r"and 10 more"):
+        convert_tensors(tiny_model, state, "paddle")
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_precision_is_kept_both_ways(tiny_model, tmp_path, dtype):
+    model = _tiny_torch().to(getattr(torch, dtype))
+    src = tmp_path / "tiny.pth"
+    torch.save(model.state_dict(), src)
+    convert(tiny_model, src, tmp_path / "tiny.pdparams")
+    pd = read_checkpoint(tmp_path / "tiny.pdparams")
+    assert {t.dtype for k, t in pd.tensors.items()} == {dtype}
+    convert(tiny_model, tmp_path / "tiny.pdparams", tmp_path / "back.pth")
+    back = torch.load(tmp_path / "back.pth", weights_only=True)
+    for key, value in model.state_dict().items():
+        assert back[key].dtype == value.dtype and torch.equal(back[key], value), key
+
+
+def test_dtype_cast_on_request(tiny_model, tmp_path):
+    src = tmp_path / "tiny.pth"
+    torch.save(_tiny_torch().state_dict(), src)
+    summary = convert(tiny_model, src, tmp_path / "tiny.pdparams", dtype="bfloat16")
+    assert summary.cast_to == "bfloat16"
+    tensors = read_checkpoint(tmp_path / "tiny.pdparams").tensors
+    assert {t.dtype for t in tensors.values()} == {"bfloat16"}
+    with pytest.raises(UserError, match="unsupported --dtype"):
+        convert(tiny_model, src, tmp_path / "x.pdparams", dtype="int8")
+
+
+def test_direction_errors(tiny_model, tmp_path):
+    src = tmp_path / "tiny.pth"
+    torch.save(_tiny_torch().state_dict(), src)
+    with pytest.raises(UserError, match="nothing to convert"):
+        convert(tiny_model, src, tmp_path / "again.pth")
+    with pytest.raises(UserError, match="--to"):
+        convert(tiny_model, tmp_path / "tiny.pth", tmp_path / "t.safetensors", to="sideways")
+    summary = convert(tiny_model, src, tmp_path / "t.safetensors")
+    assert summary.to == "paddle"
+    back = convert(tiny_model, tmp_path / "t.safetensors", tmp_path / "t2.pth", to="torch")
+    assert back.to == "torch"
+
+
+def test_resnet50_wrapped_checkpoint_to_paddle_and_back(resnet50_torch, resnet50_wrapped_ckpt, tmp_path):
+    from weightport.frameworks import quiet_paddle_import
+
+    paddle = quiet_paddle_import()
+    pdparams = tmp_path / "resnet50.pdparams"
+    summary = convert("resnet50", resnet50_wrapped_ckpt, pdparams)
+    assert summary.wrapper == "state_dict" and summary.stripped_prefix == "module."
+    assert summary.tensors == 267 and summary.transposed == 1 and summary.dropped == 53
+
+    # Paddle's own loader and set_state_dict accept it with nothing missing or unexpected.
+    paddle_model = paddle.vision.models.resnet50()
+    paddle_model.eval()
+    state = paddle.load(str(pdparams))
+    assert set(state) == set(paddle_model.state_dict())
+    missing, unexpected = paddle_model.set_state_dict(state)
+    assert not missing and not unexpected
+    x = np.random.default_rng(0).standard_normal((2, 3, 224, 224)).astype(np.float32)
+    with torch.no_grad():
+        ref = resnet50_torch(torch.from_numpy(x)).numpy()
+    out = paddle_model(paddle.to_tensor(x)).numpy()
+    assert np.abs(ref).max() > 0.5  # non-trivial logits
+    assert np.abs(out - ref).max() < 1e-4
+
+    # The way back reproduces every tensor bit for bit; the batch counters are recreated.
+    back_path = tmp_path / "back.pth"
+    back_summary = convert("resnet50", pdparams, back_path)
+    assert back_summary.filled == 53
+    back = torch.load(back_path, weights_only=True)
+    original = resnet50_torch.state_dict()
+    assert list(back) == list(original)
+    for key, value in original.items():
+        if key.endswith("num_batches_tracked"):
+            assert back[key].dtype == torch.int64 and back[key].shape == ()
+        else:
+            assert torch.equal(back[key], value), key
+
+
+def test_wrong_model_for_checkpoint(resnet50_wrapped_ckpt, tmp_path):
+    with pytest.raises(LayoutError, match="does not fit the paddle twin of resnet18"):
+        convert("resnet18", resnet50_wrapped_ckpt, tmp_path / "x.pdparams")
+    assert not (tmp_path / "x.pdparams").exists()
+
+
+def test_nothing_written_when_the_layout_is_wrong(tiny_model, tmp_path):
+    state = torch_state(_tiny_torch())
+    del state["head.bias"]
+    src = write_checkpoint(tmp_path / "partial.pth", state.items())
+    with pytest.raises(LayoutError):
+        convert(tiny_model, src, tmp_path / "out.pdparams")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["partial.pth"]

@@ -1,0 +1,33 @@
+"""Machine-readable verify reports for CI systems."""
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+
+def write_junit(result, path: str | Path) -> None:
+    """JUnit XML: one testcase per model, failures carrying the figures."""
+    failures = sum(not m.passed for m in result.models)
+    suite = ET.Element(
+        "testsuite",
+        name="weightport.verify",
+        tests=str(len(result.models)),
+        failures=str(failures),
+        errors="0",
+        time=f"{sum(m.seconds for m in result.models):.3f}",
+    )
+    for model in result.models:
+        case = ET.SubElement(suite, "testcase", classname="weightport.verify", name=model.model, time=f"{model.seconds:.3f}")
+        lines = [
+            f"{o.name}: max_abs={o.metrics.max_abs:.3e} mean_abs={o.metrics.mean_abs:.3e} "
+            f"max_rel={o.metrics.max_rel:.3e} cosine={o.metrics.cosine:.9f}"
+            + (f" floor_ratio={o.floor['ratio']:.2f}" if o.floor else "")
+            for o in model.outputs
+        ]
+        if model.passed:
+            ET.SubElement(case, "system-out").text = "\n".join(lines)
+        else:
+            worst = model.worst
+            failure = ET.SubElement(case, "failure", message=f"{model.model}: {worst.name}: {worst.reason}")
+            failure.text = "\n".join([f"weights: {model.weights}", f"inputs: {model.inputs}", *lines])
+    ET.ElementTree(suite).write(path, encoding="unicode", xml_declaration=True)

@@ -1,0 +1,385 @@
+"""Parity of the two twins on identical inputs, gated for CI.
+
+Both twins run in eval mode on the same arrays (seeded random batches or preprocessed images);
+every output element is compared. With `floor=True` the torch twin also runs in float64, which
+measures each framework's own fp32 rounding error: a faithful conversion's cross-framework error
+sits near that floor, a wrong one far above it.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from .conversion import convert, convert_tensors
+from .errors import UserError
+from .formats import read_checkpoint
+from .formats.checkpoint import LazyTensor, paddle_array_tensor
+from .inspect import non_finite_counts
+from .registry import create_model, get_spec
+from .twins import load_paddle, load_torch, randomize_torch
+
+DEFAULT_TOL = 1e-4
+
+
+@dataclass
+class Metrics:
+    """How far the Paddle output is from the torch reference, over every element."""
+
+    max_abs: float
+    mean_abs: float
+    ref_max: float  # the reference's largest magnitude
+    max_rel: float  # max_abs / ref_max
+    cosine: float
+    top1: float | None = None  # fraction of rows whose arg-max agrees
+    top5: float | None = None  # fraction of rows whose top-5 sets agree
+
+    @classmethod
+    def compare(cls, reference: np.ndarray, output: np.ndarray) -> "Metrics":
+        ref = np.asarray(reference, dtype=np.float64)
+        out = np.asarray(output, dtype=np.float64)
+        if ref.shape != out.shape:
+            raise UserError(f"the twins' outputs differ in shape: {list(ref.shape)} vs {list(out.shape)}")
+        if ref.size == 0:
+            return cls(0.0, 0.0, 0.0, 0.0, 1.0)
+        diff = np.abs(ref - out)
+        # A NaN anywhere means the outputs cannot be shown to agree: it fails any tolerance.
+        max_abs = float("nan") if np.isnan(diff).any() else float(diff.max())
+        ref_max = float(np.abs(ref).max())
+        norms = float(np.linalg.norm(ref) * np.linalg.norm(out))
+        cosine = float(np.dot(ref.ravel(), out.ravel()) / norms) if norms > 0 else float(np.array_equal(ref, out))
+        top1 = top5 = None
+        if ref.ndim == 2 and ref.shape[1] > 1:
+            top1 = float(np.mean(ref.argmax(1) == out.argmax(1)))
+            if ref.shape[1] >= 10:
+                top_ref = np.sort(np.argsort(-ref, axis=1)[:, :5], axis=1)
+                top_out = np.sort(np.argsort(-out, axis=1)[:, :5], axis=1)
+                top5 = float(np.mean(np.all(top_ref == top_out, axis=1)))
+        return cls(
+            max_abs=max_abs,
+            mean_abs=float(diff.mean()),
+            ref_max=ref_max,
+            max_rel=max_abs / ref_max if ref_max > 0 else max_abs,
+            cosine=cosine,
+            top1=top1,
+            top5=top5,
+        )
+
+
+@dataclass
+class OutputResult:
+    name: str
+    shape: list[int]
+    metrics: Metrics
+    floor: dict[str, float] | None = None  # torch/paddle fp32 max error against torch fp64, and the ratio
+    passed: bool = True
+    reason: str = ""
+
+
+@dataclass
+class ModelResult:
+    model: str
+    weights: str  # where the weights came from
+    inputs: str
+    devices: dict[str, str]
+    outputs: list[OutputResult]
+    seconds: float
+    non_finite_weights: dict[str, dict[str, int]] = field(default_factory=dict)
+    conversion: dict[str, Any] | None = None
+
+    @property
+    def passed(self) -> bool:
+        return all(o.passed for o in self.outputs)
+
+    @property
+    def worst(self) -> OutputResult:
+        return max(self.outputs, key=lambda o: (not o.passed, np.nan_to_num(o.metrics.max_abs, nan=np.inf)))
+
+
+@dataclass
+class VerifyResult:
+    tol: float
+    rtol: float | None
+    models: list[ModelResult]
+
+    @property
+    def passed(self) -> bool:
+        return all(m.passed for m in self.models)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "passed": self.passed,
+            "tol": self.tol,
+            "rtol": self.rtol,
+            "models": [{**asdict(m), "passed": m.passed} for m in self.models],
+        }
+
+
+# --- running the twins ------------------------------------------------------------------------
+
+
+def random_batch(batch_size: int, input_size: int, seed: int) -> np.ndarray:
+    """One seeded NCHW float32 batch, the same array fed to both twins."""
+    return np.random.default_rng(seed).standard_normal((batch_size, 3, input_size, input_size)).astype(np.float32)
+
+
+def _outputs(value, name: str = "output") -> list[tuple[str, Any]]:
+    """Flatten a model's return value (tensor, tuple, list or dict) into named tensors."""
+    if isinstance(value, (tuple, list)):
+        return [item for i, v in enumerate(value) for item in _outputs(v, f"{name}[{i}]")]
+    if isinstance(value, dict):
+        return [item for k, v in value.items() for item in _outputs(v, f"{name}[{k}]")]
+    return [(name, value)]
+
+
+def torch_forward(model, batch: np.ndarray, device: str = "cpu", dtype=None) -> list[tuple[str, np.ndarray]]:
+    import torch
+
+    x = torch.from_numpy(batch).to(device)
+    if dtype is not None:
+        x = x.to(dtype)
+    with torch.no_grad():
+        return [(n, t.detach().cpu().double().numpy()) for n, t in _outputs(model(x))]
+
+
+def paddle_forward(model, batch: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    from .frameworks import quiet_paddle_import
+
+    paddle = quiet_paddle_import()
+    with paddle.no_grad():
+        return [(n, t.numpy().astype(np.float64)) for n, t in _outputs(model(paddle.to_tensor(batch)))]
+
+
+def input_size_of(name: str, model_kwargs: dict[str, Any]) -> int:
+    return int(model_kwargs.get("img_size", get_spec(name).input_size))
+
+
+def choose_devices(device: str) -> dict[str, str]:
+    """Where each framework runs: its GPU when it has one (auto/gpu), else the CPU."""
+    if device not in ("auto", "cpu", "gpu"):
+        raise UserError(f"--device must be auto, cpu or gpu, not {device!r}")
+    if device == "cpu":
+        return {"torch": "cpu", "paddle": "cpu"}
+    os.environ.setdefault("NVIDIA_TF32_OVERRIDE", "0")  # TF32 off in both frameworks
+    import torch
+
+    from .frameworks import quiet_paddle_import
+
+    paddle = quiet_paddle_import()
+    devices = {
+        "torch": "cuda" if torch.cuda.is_available() else "cpu",
+        "paddle": "gpu" if paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0 else "cpu",
+    }
+    if device == "gpu" and set(devices.values()) == {"cpu"}:
+        raise UserError("--device gpu: neither torch nor paddle sees a GPU here")
+    if devices["torch"] == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    return devices
+
+
+# --- weights ----------------------------------------------------------------------------------
+
+
+def _non_finite(tensors: dict[str, LazyTensor]) -> dict[str, dict[str, int]]:
+    found = {}
+    for key, tensor in tensors.items():
+        nan, inf = non_finite_counts(tensor.load(), tensor.dtype)
+        if nan or inf:
+            found[key] = {"nan": nan, "inf": inf}
+    return found
+
+
+def _prepare_twins(name, torch_ckpt, paddle_ckpt, key, seed, model_kwargs, keep: str | None):
+    """Build both twins with the weights to check; returns (torch_model, paddle_model, weights, summary, non_finite)."""
+    summary = None
+    if torch_ckpt is None and paddle_ckpt is None:
+        torch_model = create_model(name, "torch", **model_kwargs)
+        paddle_model = create_model(name, "paddle", **model_kwargs)
+        # Built-in default: random non-trivial weights, saved by torch, converted through the
+        # real file path, and read back by Paddle's own loader.
+        randomize_torch(torch_model, seed)
+        folder = keep or tempfile.mkdtemp(prefix="weightport-verify-")
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        import torch
+
+        torch_file = os.path.join(folder, f"{name}.pth")
+        paddle_file = os.path.join(folder, f"{name}.pdparams")
+        torch.save(torch_model.state_dict(), torch_file)
+        summary = convert(name, torch_file, paddle_file, force=True, model_kwargs=model_kwargs)
+        load_paddle(paddle_model, _paddle_load(paddle_file))
+        weights = f"random (seed {seed}) via {torch_file} -> {paddle_file}"
+        non_finite = {}
+        if keep is None:
+            for f in (torch_file, paddle_file):
+                os.unlink(f)
+            os.rmdir(folder)
+        return torch_model, paddle_model, weights, summary, non_finite
+    torch_tensors = read_checkpoint(torch_ckpt, key).tensors if torch_ckpt else None
+    paddle_tensors = read_checkpoint(paddle_ckpt).tensors if paddle_ckpt else None
+    if paddle_tensors is None:
+        paddle_tensors, summary = convert_tensors(name, torch_tensors, "paddle", model_kwargs=model_kwargs)
+    if torch_tensors is None:
+        torch_tensors, summary = convert_tensors(name, paddle_tensors, "torch", model_kwargs=model_kwargs)
+    torch_model = create_model(name, "torch", **model_kwargs)
+    paddle_model = create_model(name, "paddle", **model_kwargs)
+    load_torch(torch_model, torch_tensors)
+    load_paddle(paddle_model, paddle_tensors)
+    weights = " + ".join(str(p) for p in (torch_ckpt, paddle_ckpt) if p)
+    return torch_model, paddle_model, weights, summary, _non_finite(torch_tensors)
+
+
+def _paddle_load(path: str) -> dict[str, LazyTensor]:
+    """A .pdparams read by Paddle's own loader, to prove Paddle accepts the file."""
+    from .frameworks import quiet_paddle_import
+
+    arrays = quiet_paddle_import().load(path, return_numpy=True)
+    return {k: paddle_array_tensor(v) for k, v in arrays.items()}
+
+
+# --- the check --------------------------------------------------------------------------------
+
+
+def _batches(spec, batch_size, batches, seed, input_size, images) -> Iterator[np.ndarray]:
+    if images:
+        from .preprocess import load_image_batch
+
+        everything = load_image_batch(images, spec.preprocessing, input_size, batch_size * batches)
+        yield from (everything[i : i + batch_size] for i in range(0, len(everything), batch_size))
+        return
+    for i in range(batches):
+        yield random_batch(batch_size, input_size, seed + i)
+
+
+def verify_model(
+    name: str,
+    *,
+    torch_ckpt: str | None = None,
+    paddle_ckpt: str | None = None,
+    key: str | None = None,
+    batch_size: int = 2,
+    batches: int = 1,
+    seed: int = 0,
+    input_size: int | None = None,
+    images: str | None = None,
+    device: str = "auto",
+    floor: bool = False,
+    tol: float = DEFAULT_TOL,
+    rtol: float | None = None,
+    model_kwargs: dict[str, Any] | None = None,
+    keep: str | None = None,
+) -> ModelResult:
+    """Check one model; see `verify`."""
+    started = time.perf_counter()
+    spec = get_spec(name)
+    model_kwargs = model_kwargs or {}
+    if batch_size < 1 or batches < 1:
+        raise UserError("--batch-size and --batches must be at least 1")
+    devices = choose_devices(device)
+    torch_model, paddle_model, weights, summary, non_finite = _prepare_twins(
+        name, torch_ckpt, paddle_ckpt, key, seed, model_kwargs, keep
+    )
+    size = input_size or input_size_of(name, model_kwargs)
+    torch_model.to(devices["torch"])
+    _paddle_device(devices["paddle"])
+    model64 = copy.deepcopy(torch_model).double() if floor else None
+    collected: dict[str, list[list[np.ndarray]]] = {}
+    for batch in _batches(spec, batch_size, batches, seed, size, images):
+        runs = _run_once(name, size, torch_model, paddle_model, model64, batch, devices)
+        for out_name, arrays in runs.items():
+            collected.setdefault(out_name, []).append(arrays)
+    outputs = []
+    for out_name, per_batch in collected.items():
+        ref, out = (np.concatenate([b[i] for b in per_batch]) for i in (0, 1))
+        metrics = Metrics.compare(ref, out)
+        result = OutputResult(out_name, list(ref.shape), metrics)
+        if floor:
+            ref64 = np.concatenate([b[2] for b in per_batch])
+            torch_floor = float(np.abs(ref - ref64).max())
+            paddle_floor = float(np.abs(out - ref64).max())
+            result.floor = {
+                "torch_fp32_vs_fp64": torch_floor,
+                "paddle_fp32_vs_fp64": paddle_floor,
+                "ratio": metrics.max_abs / torch_floor if torch_floor > 0 else float("inf") if metrics.max_abs else 1.0,
+            }
+        result.passed, result.reason = _gate(metrics, tol, rtol)
+        outputs.append(result)
+    if images:
+        inputs = f"images from {images}"
+    else:
+        inputs = f"{batches} x random batch of {batch_size}x3x{size}x{size} (seed {seed})"
+    return ModelResult(
+        model=name,
+        weights=weights,
+        inputs=inputs,
+        devices=devices,
+        outputs=outputs,
+        seconds=time.perf_counter() - started,
+        non_finite_weights=non_finite,
+        conversion=summary.as_dict() if summary else None,
+    )
+
+
+def _paddle_device(device: str) -> None:
+    from .frameworks import quiet_paddle_import
+
+    quiet_paddle_import().set_device(device)
+
+
+def _run_once(name, size, torch_model, paddle_model, model64, batch, devices) -> dict[str, list[np.ndarray]]:
+    """Outputs of both twins on one batch (and of the fp64 torch twin when given), by output name."""
+    floor = model64 is not None
+    try:
+        ref = torch_forward(torch_model, batch, devices["torch"])
+        out = paddle_forward(paddle_model, batch)
+        if floor:
+            import torch
+
+            ref64 = torch_forward(model64, batch, devices["torch"], torch.float64)
+    except (RuntimeError, ValueError, AssertionError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{name} cannot run on a {size}x{size} input: {first[:200]}") from None
+    if [n for n, _ in ref] != [n for n, _ in out]:
+        raise UserError(f"{name}: the twins return different outputs ({len(ref)} vs {len(out)} tensors)")
+    return {
+        n: [r, o] + ([r64] if floor else [])
+        for (n, r), (_, o), (_, r64) in zip(ref, out, ref64 if floor else ref)
+    }
+
+
+def _gate(metrics: Metrics, tol: float, rtol: float | None) -> tuple[bool, str]:
+    if np.isnan(metrics.max_abs):
+        return False, "NaN in one output where the other has a number"
+    if metrics.max_abs > tol:
+        return False, f"max abs error {metrics.max_abs:.3g} > tol {tol:g}"
+    if rtol is not None and metrics.max_rel > rtol:
+        return False, f"max relative error {metrics.max_rel:.3g} > rtol {rtol:g}"
+    return True, ""
+
+
+def verify(
+    models: list[str] | str,
+    *,
+    tol: float = DEFAULT_TOL,
+    rtol: float | None = None,
+    **options: Any,
+) -> VerifyResult:
+    """Run both twins of each model on identical batches and gate the error at `tol`/`rtol`.
+
+    Options: torch_ckpt, paddle_ckpt, key (checkpoint files; only with one model), batch_size,
+    batches, seed, input_size, images, device ("auto", "cpu", "gpu"), floor, model_kwargs, keep.
+    """
+    names = [models] if isinstance(models, str) else list(models)
+    if not names:
+        raise UserError("name at least one model (or --all)")
+    if len(names) > 1 and (options.get("torch_ckpt") or options.get("paddle_ckpt")):
+        raise UserError("--torch/--paddle checkpoints go with exactly one model")
+    for name in names:
+        get_spec(name)
+    return VerifyResult(tol, rtol, [verify_model(name, tol=tol, rtol=rtol, **options) for name in names])
