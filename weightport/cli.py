@@ -296,9 +296,8 @@ def _print_verify(result) -> None:
             console.print(f"[yellow]{model.model}: non-finite values in {len(model.non_finite_weights)} weight tensors[/]")
     failed = [m.model for m in result.models if not m.passed]
     if failed:
-        console.print(f"[bold red]{len(failed)} of {len(result.models)} models failed:[/] {', '.join(failed)}")
-    else:
-        console.print(f"[green]{len(result.models)} models passed[/]")
+        console.print(f"[bold red]failed:[/] {', '.join(failed)}")
+    console.print(f"verify: {len(result.models) - len(failed)} passed, {len(failed)} failed")
 
 
 def _fraction(value) -> str:

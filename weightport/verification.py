@@ -279,8 +279,8 @@ def verify_model(
     started = time.perf_counter()
     spec = get_spec(name)
     model_kwargs = model_kwargs or {}
-    if batch_size < 1 or batches < 1:
-        raise UserError("--batch-size and --batches must be at least 1")
+    if batch_size < 1 or batches < 1 or (input_size is not None and input_size < 1):
+        raise UserError("--batch-size, --batches and --input-size must be at least 1")
     devices = choose_devices(device)
     torch_model, paddle_model, weights, summary, non_finite = _prepare_twins(
         name, torch_ckpt, paddle_ckpt, key, seed, model_kwargs, keep

@@ -1,0 +1,154 @@
+"""The command line end to end, in subprocesses, as users and CI run it."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+
+from weightport.formats import read_checkpoint, write_checkpoint
+
+
+def run(*args, check_rc=None):
+    result = subprocess.run([sys.executable, "-m", "weightport", *map(str, args)], capture_output=True, text=True)
+    if check_rc is not None:
+        assert result.returncode == check_rc, result.stdout + result.stderr
+    return result
+
+
+def assert_clean_error(result, *fragments):
+    """Exit code 2, one line on stderr naming the problem, no traceback."""
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines and lines[0].startswith("Error:"), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_help_does_not_import_the_frameworks():
+    code = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from weightport.cli import cli\n"
+        "for args in ([\"--help\"], [\"convert\", \"--help\"], [\"verify\", \"--help\"], [\"list\", \"--json\"]):\n"
+        "    result = CliRunner().invoke(cli, args)\n"
+        "    assert result.exit_code == 0, result.output\n"
+        "heavy = sorted(m for m in ('torch', 'paddle', 'timm') if m in sys.modules)\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_list_json():
+    models = json.loads(run("list", "--json", check_rc=0).stdout)
+    resnet50 = next(m for m in models if m["name"] == "resnet50")
+    assert resnet50 == {
+        "name": "resnet50",
+        "family": "resnet",
+        "input_size": 224,
+        "parameters": 25_557_032,
+        "table": "mappings/resnet.toml",
+        "description": resnet50["description"],
+    }
+
+
+def test_inspect_reports_wrapper_and_non_finite_values(tmp_path):
+    import torch
+
+    path = tmp_path / "w.pth.tar"
+    torch.save({"state_dict": {"module.a": torch.tensor([1.0, float("nan"), float("inf")])}, "epoch": 4}, path)
+    report = json.loads(run("inspect", path, "--json", check_rc=0).stdout)
+    assert report["wrapper"] == "state_dict" and report["stripped_prefix"] == "module."
+    assert report["keys"] == [{"name": "a", "shape": [3], "dtype": "float32"}]
+    assert report["non_finite"] == {"a": {"nan": 1, "inf": 1}}
+    assert "non-finite" in run("inspect", path, check_rc=0).stdout
+
+
+def test_convert_both_ways_with_json_summary(resnet50_wrapped_ckpt, tmp_path):
+    pdparams = tmp_path / "r50.pdparams"
+    summary = json.loads(run("convert", "resnet50", resnet50_wrapped_ckpt, pdparams, "--json", check_rc=0).stdout)
+    assert summary["tensors"] == 267 and summary["wrapper"] == "state_dict"
+    assert summary["renamed"] == 106 and summary["transposed"] == 1 and summary["dropped"] == 53
+    back = tmp_path / "back.pth"
+    text = run("convert", "resnet50", pdparams, back, check_rc=0).stdout
+    assert "created" in text and "53" in text
+    assert len(read_checkpoint(back).tensors) == 320
+
+
+def test_convert_refuses_to_overwrite(resnet50_wrapped_ckpt, tmp_path):
+    dst = tmp_path / "exists.pdparams"
+    dst.write_bytes(b"keep me")
+    assert_clean_error(run("convert", "resnet50", resnet50_wrapped_ckpt, dst), "already exists")
+    assert dst.read_bytes() == b"keep me"
+    run("convert", "resnet50", resnet50_wrapped_ckpt, dst, "--force", "--quiet", check_rc=0)
+    assert len(read_checkpoint(dst).tensors) == 267
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (("convert", "nosuch", "a.pth", "b.pdparams"), "unknown model 'nosuch'"),
+        (("convert", "resnet50", "{tmp}/absent.pth", "{tmp}/b.pdparams"), "no such file"),
+        (("convert", "resnet50", "{tmp}/garbage.pth", "{tmp}/b.pdparams"), "unknown file format"),
+        (("convert", "resnet50", "{tmp}/hostile.pdparams", "{tmp}/b.pth"), "refused to load"),
+        (("convert", "resnet50", "{tmp}/garbage.pth", "{tmp}/b.txt"), "unknown output extension"),
+        (("inspect", "{tmp}"), "is a directory"),
+        (("verify", "resnet50", "--torch", "{tmp}/absent.pth"), "no such file"),
+    ],
+)
+def test_user_mistakes_give_one_line_and_exit_2(tmp_path, canary, args, fragment):
+    import os
+    import pickle
+
+    (tmp_path / "garbage.pth").write_bytes(b"not a checkpoint at all")
+
+    class Payload:
+        def __reduce__(self):
+            return os.system, (f"touch {canary}",)
+
+    (tmp_path / "hostile.pdparams").write_bytes(pickle.dumps({"w": Payload()}, protocol=4))
+    result = run(*(a.format(tmp=tmp_path) for a in args))
+    assert_clean_error(result, fragment)
+    assert not (tmp_path / "b.pdparams").exists() and not (tmp_path / "b.pth").exists()
+    assert not canary.exists()
+
+
+def test_layout_mismatch_lists_keys(resnet50_wrapped_ckpt, tmp_path):
+    result = run("convert", "resnet18", resnet50_wrapped_ckpt, tmp_path / "x.pdparams")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "does not fit the paddle twin of resnet18" in result.stderr
+    assert "more" in result.stderr  # the listing is capped
+
+
+def test_verify_gate_json_and_junit(resnet50_wrapped_ckpt, tmp_path):
+    pdparams = tmp_path / "good.pdparams"
+    run("convert", "resnet50", resnet50_wrapped_ckpt, pdparams, "--quiet", check_rc=0)
+    report, junit = tmp_path / "ok.json", tmp_path / "ok.xml"
+    good = run("verify", "resnet50", "--torch", resnet50_wrapped_ckpt, "--paddle", pdparams, "--tol", "1e-4",
+               "--batch-size", "1", "--floor", "--json", report, "--junit", junit, check_rc=0)
+    assert "passed" in good.stdout
+    data = json.loads(report.read_text())
+    out = data["models"][0]["outputs"][0]
+    assert data["passed"] and out["metrics"]["max_abs"] < 1e-4
+    assert set(out["metrics"]) == {"max_abs", "mean_abs", "ref_max", "max_rel", "cosine", "top1", "top5"}
+    assert 0.2 < out["floor"]["ratio"] < 10
+    suite = ET.parse(junit).getroot()
+    assert suite.get("tests") == "1" and suite.get("failures") == "0"
+
+    # One conv weight scaled by 1.01: the gate fails with exit code 1 and says by how much.
+    tensors = dict(read_checkpoint(pdparams).tensors)
+    weight = tensors["layer3.2.conv2.weight"]
+    perturbed = weight.load() * np.float32(1.01)
+    tensors["layer3.2.conv2.weight"] = type(weight).of(perturbed, weight.dtype)
+    bad_path = write_checkpoint(tmp_path / "bad.pdparams", tensors.items())
+    bad_junit = tmp_path / "bad.xml"
+    bad = run("verify", "resnet50", "--torch", resnet50_wrapped_ckpt, "--paddle", bad_path,
+              "--batch-size", "1", "--junit", bad_junit)
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    assert "FAIL" in bad.stdout and "resnet50" in bad.stdout and "max abs error" in bad.stdout
+    failure = ET.parse(bad_junit).getroot().find("testcase/failure")
+    assert failure is not None and "resnet50" in failure.get("message")

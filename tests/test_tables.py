@@ -1,0 +1,36 @@
+"""Every registered model: its table pairs the two twins exactly, and its manifest matches them."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from weightport.layout import manifest_path, model_layout
+from weightport.registry import create_model, list_models
+from weightport.tablecheck import table_problems
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_table_and_manifest_fit_both_twins(name):
+    problems = table_problems(name)
+    assert not problems, "\n".join(problems)
+    manifest = json.loads(manifest_path(name).read_text())
+    for framework in ("torch", "paddle"):
+        layout = model_layout(create_model(name, framework), framework)
+        stored = {k: (tuple(shape), dtype) for k, (shape, dtype) in manifest[framework].items()}
+        assert stored == layout, f"{manifest_path(name)} is stale: run scripts/update_layouts.py {name}"
+
+
+def test_table_check_catches_a_missing_transpose_and_an_unpaired_key(tiny_model, tmp_path):
+    from pathlib import Path
+
+    from weightport.mapping import load_table
+
+    text = (Path(__file__).parent / "tiny_twins.toml").read_text()
+    broken = text.replace('transpose = ["square.weight", "head.weight"]', 'transpose = ["head.weight"]')
+    broken = broken.replace('[[rename]]\ntorch = "norm.{param}"\npaddle = "ln.{param}"\n', "")
+    (tmp_path / "broken.toml").write_text(broken)
+    problems = table_problems(tiny_model, table=load_table(tmp_path / "broken.toml"))
+    assert "square.weight: Linear weight left untransposed" in problems
+    assert any(p.startswith("norm.weight -> norm.weight: no such Paddle key") for p in problems)
+    assert "ln.weight: Paddle key not produced from any torch key" in problems
