@@ -17,7 +17,7 @@ from .errors import UserError
 
 FRAMEWORKS = ("torch", "paddle")
 # Families shipped with weightport; each is a subpackage of weightport.models.
-BUILTIN_FAMILIES = ("resnet",)
+BUILTIN_FAMILIES = ("resnet", "fcvit", "botnet", "botnet_mhsa")
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
