@@ -4,11 +4,15 @@ A `ModelSpec` names the two twins by import path ("module:function") so that
 listing models, reading tables and converting files never import torch or
 paddle; only `create_model` does, and only for the framework asked for.
 Families register themselves in `weightport/models/<family>/__init__.py`
-through a module-level `MODELS` list.
+through a module-level `MODELS` list; other packages add theirs through the
+`weightport.models` entry point group (a list of `ModelSpec`, or a callable
+returning one). A twin pair named on the command line by its factories is
+made known for the process with `use_custom`, without being registered.
 """
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -17,7 +21,9 @@ from .errors import UserError
 
 FRAMEWORKS = ("torch", "paddle")
 # Families shipped with weightport; each is a subpackage of weightport.models.
-BUILTIN_FAMILIES = ("resnet", "fcvit", "botnet", "botnet_mhsa")
+BUILTIN_FAMILIES = ("resnet", "fcvit", "cmt", "botnet", "botnet_mhsa")
+# Entry point group through which other packages register their own models.
+ENTRY_POINT_GROUP = "weightport.models"
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -54,7 +60,12 @@ class ModelSpec:
             from .frameworks import quiet_paddle_import
 
             quiet_paddle_import()
-        return getattr(importlib.import_module(module_name), attr)
+        try:
+            return getattr(importlib.import_module(module_name), attr)
+        except ImportError as exc:
+            raise UserError(f"cannot import the {framework} twin's factory {path!r}: {exc}") from None
+        except AttributeError:
+            raise UserError(f"{module_name!r} has no {framework} twin factory {attr!r}") from None
 
 
 @lru_cache(maxsize=None)
@@ -66,7 +77,32 @@ def _registry() -> dict[str, ModelSpec]:
             if spec.name in specs:
                 raise RuntimeError(f"model {spec.name!r} registered twice")
             specs[spec.name] = spec
+    for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        origin = f"entry point {entry.name!r} ({entry.value})"
+        try:
+            provided = entry.load()
+            provided = list(provided() if callable(provided) else provided)
+        except Exception as exc:  # a broken third-party package: name it instead of a traceback
+            raise UserError(f"{origin} of group {ENTRY_POINT_GROUP} failed to load: {exc}") from None
+        for spec in provided:
+            if not isinstance(spec, ModelSpec):
+                raise UserError(f"{origin} provides {spec!r}, not a weightport.registry.ModelSpec")
+            if spec.name in specs:
+                raise UserError(f"model {spec.name!r} from {origin} is already registered")
+            specs[spec.name] = spec
     return specs
+
+
+# Twin pairs named by their factories (not registered), known for the rest of the process.
+_custom: dict[str, ModelSpec] = {}
+
+
+def use_custom(spec: ModelSpec) -> str:
+    """Make an unregistered twin pair known by `spec.name` (replacing an earlier custom one); returns the name."""
+    if spec.name in _registry():
+        raise UserError(f"{spec.name!r} is a registered model; give the custom pair another name")
+    _custom[spec.name] = spec
+    return spec.name
 
 
 def list_models() -> list[str]:
@@ -75,10 +111,10 @@ def list_models() -> list[str]:
 
 
 def get_spec(name: str) -> ModelSpec:
-    try:
-        return _registry()[name]
-    except KeyError:
-        raise UserError(f"unknown model {name!r}; `weightport list` shows the registered models") from None
+    spec = _registry().get(name) or _custom.get(name)
+    if spec is None:
+        raise UserError(f"unknown model {name!r}; `weightport list` shows the registered models")
+    return spec
 
 
 def create_model(name: str, framework: str = "torch", **kwargs: Any):
