@@ -59,14 +59,18 @@ def convert_tensors(
     resize: bool = False,
     model_kwargs: dict[str, Any] | None = None,
     table: Table | None = None,
+    layout: Layout | None = None,
 ) -> tuple[dict[str, LazyTensor], Summary]:
-    """Map `tensors` (named as the other framework names them) onto the `to` twin's layout."""
+    """Map `tensors` (named as the other framework names them) onto the `to` twin's layout.
+
+    `table` and `layout` replace the registered model's table and target layout, for weights
+    of a model without registered twins (`model` then only names it)."""
     model_kwargs = model_kwargs or {}
     if dtype is not None and dtype not in dtypes.CASTABLE:
         raise UserError(f"unsupported --dtype {dtype!r}; choose from {', '.join(dtypes.CASTABLE)}")
     table = table or load_table(get_spec(model).table)
     plan = table.plan(tensors, to)
-    expected = expected_layout(model, to, **model_kwargs)
+    expected = layout if layout is not None else expected_layout(model, to, **model_kwargs)
     summary = Summary(model=model, to=to, cast_to=dtype, model_kwargs=dict(model_kwargs))
     out: dict[str, LazyTensor] = {}
     problems: list[str] = []
@@ -138,7 +142,10 @@ def _loader(source: LazyTensor, step: Step, out_dtype: str, resize_to) -> Callab
             array = array.T
         if resize_to is not None:
             values = dtypes.cast(np.asarray(array), source.dtype, "float32") if source.dtype != "float64" else array
-            resized = step.resize.load()(np.ascontiguousarray(values), tuple(resize_to))
+            try:
+                resized = step.resize.load()(np.ascontiguousarray(values), tuple(resize_to))
+            except ValueError as exc:
+                raise UserError(f"cannot resize {step.source} to {list(resize_to)}: {exc}") from None
             return dtypes.cast(np.asarray(resized, dtype=values.dtype), str(values.dtype), out_dtype)
         return dtypes.cast(array, source.dtype, out_dtype)
 

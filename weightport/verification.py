@@ -223,6 +223,9 @@ def _prepare_twins(name, torch_ckpt, paddle_ckpt, key, seed, model_kwargs, keep:
         return torch_model, paddle_model, weights, summary, non_finite
     torch_tensors = read_checkpoint(torch_ckpt, key).tensors if torch_ckpt else None
     paddle_tensors = read_checkpoint(paddle_ckpt).tensors if paddle_ckpt else None
+    if model_kwargs:  # twins of another configuration: bring each file to it through the table
+        torch_tensors = torch_tensors and _reconfigured(name, torch_tensors, "torch", model_kwargs)
+        paddle_tensors = paddle_tensors and _reconfigured(name, paddle_tensors, "paddle", model_kwargs)
     if paddle_tensors is None:
         paddle_tensors, summary = convert_tensors(name, torch_tensors, "paddle", model_kwargs=model_kwargs)
     if torch_tensors is None:
@@ -233,6 +236,15 @@ def _prepare_twins(name, torch_ckpt, paddle_ckpt, key, seed, model_kwargs, keep:
     load_paddle(paddle_model, paddle_tensors)
     weights = " + ".join(str(p) for p in (torch_ckpt, paddle_ckpt) if p)
     return torch_model, paddle_model, weights, summary, _non_finite(torch_tensors)
+
+
+def _reconfigured(name: str, tensors: dict[str, LazyTensor], side: str, model_kwargs) -> dict[str, LazyTensor]:
+    """`side`'s tensors resized by the table's resize rules for twins built with `model_kwargs`
+    (there and back through the converter; a no-op for tensors that already fit)."""
+    other_side = "paddle" if side == "torch" else "torch"
+    there, _ = convert_tensors(name, tensors, other_side, resize=True, model_kwargs=model_kwargs)
+    back, _ = convert_tensors(name, there, side, model_kwargs=model_kwargs)
+    return back
 
 
 def _paddle_load(path: str) -> dict[str, LazyTensor]:

@@ -327,3 +327,21 @@ def test_resize_basics():
         resize_relative_pos(np.zeros((1, 16, 4)), (2, 16, 4))
     with pytest.raises(ValueError, match="square"):
         resize_relative_pos(np.zeros((1, 15, 4)), (1, 16, 4))
+
+
+def test_cmt_s_converted_for_256_verifies_against_a_256_twin(tmp_path):
+    """The user's path: `convert cmt_s --img-size 256`, then `verify --img-size 256` with both files."""
+    from weightport import convert, verify
+
+    model = modeling_torch.cmt_s()
+    randomize_torch(model, seed=5)
+    source = tmp_path / "cmt_s.pth"
+    torch.save({"model": model.state_dict(), "model_ema": model.state_dict()}, source)
+    summary = convert("cmt_s", source, tmp_path / "cmt_s_256.pdparams", model_kwargs={"img_size": 256})
+    assert summary.resized == [f"relative_pos_{stage}" for stage in "abcd"]
+    result = verify(
+        "cmt_s", torch_ckpt=str(source), paddle_ckpt=str(tmp_path / "cmt_s_256.pdparams"),
+        model_kwargs={"img_size": 256}, batch_size=1, device="cpu",
+    )
+    assert result.passed, result.as_dict()
+    assert result.models[0].outputs[0].metrics.max_abs < 1e-4
