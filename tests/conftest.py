@@ -50,3 +50,31 @@ def tiny_model():
     specs[SPEC.name] = dataclasses.replace(SPEC, table=table)
     yield SPEC.name
     del specs[SPEC.name]
+
+
+_HOSTILE_TALLY = pytest.StashKey[dict]()
+
+
+@pytest.fixture(scope="session")
+def hostile_tally(request):
+    """What the hostile-input tests tried and refused, printed in the run's summary."""
+    return request.config.stash.setdefault(
+        _HOSTILE_TALLY, {"tried": set(), "refused": set(), "runs": 0, "generated": 0, "generated_refused": 0}
+    )
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    tally = config.stash.get(_HOSTILE_TALLY, None)
+    if not tally:
+        return
+    terminalreporter.write_sep("-", "hostile inputs")
+    if tally["tried"]:
+        terminalreporter.write_line(
+            f"corpus: {len(tally['tried'])} hostile files tried, {len(tally['refused'])} refused by every command "
+            f"({tally['runs']} command runs: exit 2, one line, no traceback, no output, no code run)"
+        )
+    if tally["generated"]:
+        terminalreporter.write_line(
+            f"generated: {tally['generated']} files read (random bytes, mutated checkpoints, made-up layouts and "
+            f"headers): {tally['generated_refused']} refused with weightport's own error, the rest read as declared"
+        )

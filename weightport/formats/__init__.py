@@ -3,16 +3,23 @@
 `read_checkpoint` identifies a file by its content, refuses a file whose content contradicts
 its extension, and returns the chosen state dict as lazy tensors. `write_checkpoint` writes
 to a temporary file beside the destination and moves it into place only when complete.
+Pickles are read under allow-lists; only files named to `trusting_pickles` (--unsafe-pickle)
+go to the frameworks' own, unrestricted loaders.
 """
 from __future__ import annotations
 
 import os
+import pickle
+import stat
+import sys
 import tempfile
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 from ..errors import CheckpointError, UserError
-from .checkpoint import Checkpoint, LazyTensor, select_state_dict
+from .checkpoint import Checkpoint, LazyTensor, first_line, framework_objects_to_lazy, select_state_dict
 
 FORMATS = ("torch", "paddle", "safetensors")
 EXTENSIONS = {
@@ -45,6 +52,9 @@ def sniff(path: str | Path) -> str:
     if os.path.isdir(path):
         raise CheckpointError(path, "is a directory, not a checkpoint file")
     try:
+        if os.path.exists(path) and not stat.S_ISREG(os.stat(path).st_mode):
+            # A named pipe or a device could block forever or never end.
+            raise CheckpointError(path, "is not a regular file")
         with open(path, "rb") as f:
             head = f.read(16)
     except FileNotFoundError:
@@ -71,6 +81,8 @@ def read_raw(path: str | Path) -> tuple[str, object]:
     promised = format_of_path(path)
     if promised is not None and promised != fmt.removesuffix("-legacy"):
         raise CheckpointError(path, f"is {FORMAT_NAMES[fmt]}, not what its {Path(path).suffix} extension says")
+    if fmt != "safetensors" and os.path.realpath(path) in _TRUSTED_PICKLES.get():
+        return fmt, _read_unrestricted(path, fmt)
     if fmt == "torch":
         from . import torch_zip
 
@@ -86,6 +98,48 @@ def read_raw(path: str | Path) -> tuple[str, object]:
     from . import safetensors
 
     return fmt, safetensors.read(path)
+
+
+_TRUSTED_PICKLES: ContextVar[frozenset[str]] = ContextVar("weightport_trusted_pickles", default=frozenset())
+
+
+@contextmanager
+def trusting_pickles(paths: Iterable[str | Path | None]) -> Iterator[None]:
+    """Within this block, unpickle the checkpoints at `paths` without restrictions (`--unsafe-pickle`:
+    torch.load(weights_only=False), pickle.load for .pdparams): whatever code a file names RUNS.
+    Only for files from a trusted source whose pickle needs more than the allow-lists resolve."""
+    token = _TRUSTED_PICKLES.set(_TRUSTED_PICKLES.get() | {os.path.realpath(p) for p in paths if p})
+    try:
+        yield
+    finally:
+        _TRUSTED_PICKLES.reset(token)
+
+
+def _read_unrestricted(path: str, fmt: str) -> object:
+    """torch.load(weights_only=False), or pickle.load for .pdparams: both run any code the pickle asks for."""
+    loader = "pickle.load" if fmt == "paddle" else "torch.load(weights_only=False)"
+    print(
+        f"Warning: --unsafe-pickle: unpickling {path} with {loader}; any code in it runs with your privileges",
+        file=sys.stderr,
+    )
+    try:
+        if fmt == "paddle":
+            from .pdparams import NAME_TABLE, _join_split_arrays
+
+            with open(path, "rb") as f:
+                obj = framework_objects_to_lazy(pickle.load(f))
+            if isinstance(obj, dict):
+                obj.pop(NAME_TABLE, None)
+            return _join_split_arrays(path, obj)
+        import torch
+
+        return framework_objects_to_lazy(torch.load(path, map_location="cpu", weights_only=False), torch)
+    except ImportError as exc:
+        raise CheckpointError(path, f"--unsafe-pickle needs {exc.name or 'the framework'} installed") from None
+    except RecursionError:
+        raise CheckpointError(path, "the pickle is nested too deeply") from None
+    except Exception as exc:  # whatever the unpickled code or the loader raised
+        raise CheckpointError(path, f"unreadable even without restrictions ({first_line(exc)[:200]})") from None
 
 
 def read_checkpoint(path: str | Path, key: str | None = None) -> Checkpoint:

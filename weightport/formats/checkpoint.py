@@ -1,13 +1,16 @@
 """What every reader returns: named lazy tensors plus what was found around them."""
 from __future__ import annotations
 
+import math
+import mmap
+import os
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
 
 from ..dtypes import itemsize, name_of, storage_dtype
-from ..errors import UserError
+from ..errors import CheckpointError, UserError
 from .restricted_pickle import Record
 
 # Wrapper keys, in order of preference: the plain weights come before the EMA ones.
@@ -65,14 +68,116 @@ class Checkpoint:
         return sum(t.numel for t in self.tensors.values())
 
 
+MAX_DIMS = 64  # numpy's limit on the number of dimensions
+MAX_NOMINAL_ELEMENTS = 1 << 59  # 2**63 bytes of 16-byte elements: numpy's limit, even for an empty array
+
+
+def check_shape(path: str, shape: tuple[int, ...]) -> None:
+    """Refuse a declared shape that no array can have: sizes beyond 64 bits, more than 64
+    dimensions, or sizes whose product (zeros counted as ones) overflows, which numpy refuses
+    even when another dimension is 0."""
+    if any(n >= 1 << 63 for n in shape):
+        raise CheckpointError(path, "tensor with a dimension beyond the 64-bit range")
+    if len(shape) > MAX_DIMS:
+        raise CheckpointError(path, f"tensor with {len(shape)} dimensions (at most {MAX_DIMS})")
+    if math.prod(n for n in shape if n) >= MAX_NOMINAL_ELEMENTS:
+        raise CheckpointError(path, f"tensor of shape {list(shape)} is too large to describe")
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (a framework's messages run to paragraphs)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def paddle_array_tensor(array: np.ndarray) -> LazyTensor:
     """A tensor from an array as Paddle stores it: uint16 arrays are bfloat16 bits."""
     return LazyTensor.of(array, "bfloat16" if array.dtype == np.uint16 else name_of(array.dtype))
 
 
+def framework_objects_to_lazy(obj, torch=None):
+    """What a framework's own loader returned, with its tensors and arrays as LazyTensors
+    (containers recursively; with `torch` given, a whole module becomes its state dict)."""
+    return convert_containers(obj, lambda item, convert: _convert_leaf(item, torch, convert))
+
+
+def convert_containers(obj, leaf: Callable[[Any, Callable], Any]):
+    """`obj` with dicts and lists rebuilt and everything else replaced by `leaf(item, convert)`
+    (`convert` serves for what a leaf holds, e.g. a tuple's items).
+
+    Each object is converted once, however often it is referenced: a pickle of a few hundred
+    bytes can share one list 2**40 times (or hold a list that contains itself), and a plain
+    recursive walk would never end. Too deep a nesting raises RecursionError."""
+    converted: dict[int, tuple[Any, Any]] = {}  # id -> (the object, kept alive; what it became)
+
+    def convert(item):
+        known = converted.get(id(item))
+        if known is not None:
+            return known[1]
+        if isinstance(item, dict):
+            result = {}
+            converted[id(item)] = (item, result)
+            result.update((k, convert(v)) for k, v in item.items())
+        elif isinstance(item, list):
+            result = []
+            converted[id(item)] = (item, result)
+            result.extend(convert(v) for v in item)
+        else:
+            result = leaf(item, convert)
+            converted[id(item)] = (item, result)
+        return result
+
+    return convert(obj)
+
+
+def _convert_leaf(item, torch, convert):
+    if torch is not None and isinstance(item, torch.nn.Module):
+        return convert(item.state_dict())
+    if torch is not None and isinstance(item, torch.Tensor):
+        tensor = item.detach().cpu().contiguous()
+        if tensor.dtype == torch.bfloat16:
+            return LazyTensor.of(tensor.view(torch.int16).numpy().view(np.uint16), "bfloat16")
+        array = tensor.numpy()
+        return LazyTensor.of(array, name_of(array.dtype))
+    if isinstance(item, np.ndarray):
+        return paddle_array_tensor(item)
+    if isinstance(item, tuple):
+        return tuple(convert(v) for v in item)
+    return item
+
+
 def raw_bytes(array: np.ndarray) -> memoryview:
     """A flat byte view of a C-contiguous array, without copying it."""
     return memoryview(array.reshape(-1).view(np.uint8))
+
+
+def map_region(fd: int, offset: int, length: int) -> memoryview:
+    """`length` bytes of an open file from `offset`, memory-mapped on their own: their pages leave
+    the process's memory with the last array that uses them, where pages of one map of the
+    whole file would stay resident (and count in RSS) until every tensor is gone."""
+    if length == 0:
+        return memoryview(b"")
+    start = offset - offset % mmap.ALLOCATIONGRANULARITY
+    region = mmap.mmap(fd, offset + length - start, offset=start, access=mmap.ACCESS_READ)
+    return memoryview(region)[offset - start :]
+
+
+class OpenFile:
+    """A checkpoint held open while its lazy tensors may still read it (even once its path is
+    replaced, e.g. by converting a file onto itself with --force)."""
+
+    def __init__(self, path: str):
+        self.fd = os.open(path, os.O_RDONLY)
+
+    def map(self, offset: int, length: int) -> memoryview:
+        return map_region(self.fd, offset, length)
+
+    def read(self, offset: int, length: int) -> bytes:
+        return os.pread(self.fd, length, offset)
+
+    def __del__(self):
+        if hasattr(self, "fd"):  # not when os.open failed
+            os.close(self.fd)
 
 
 def _is_state_dict(obj: Any) -> bool:

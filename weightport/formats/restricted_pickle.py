@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 import pickle
+import pickletools
+import warnings
 from typing import Any, Callable
 
 from ..errors import CheckpointError
@@ -70,7 +72,9 @@ class RestrictedUnpickler(pickle.Unpickler):
             return self._allowed[(module, name)]
         except KeyError:
             raise CheckpointError(
-                self._path, f"refused to load: the pickle asks for {module}.{name}, which a weights file never needs"
+                self._path,
+                f"refused to load: the pickle asks for {module}.{name}, which a weights file never needs "
+                "(for a file from a source you trust, see --unsafe-pickle)",
             ) from None
 
     def persistent_load(self, pid):
@@ -80,9 +84,13 @@ class RestrictedUnpickler(pickle.Unpickler):
 
 
 def restricted_load(data: bytes | io.BufferedIOBase, path: str, allowed, persistent_load=None) -> Any:
-    """Unpickle `data` under the allow-list; every failure becomes a CheckpointError."""
+    """Unpickle `data` under the allow-list; every failure becomes a CheckpointError. A file is
+    left just after the pickle's end, so that pickles stored one after another can be read in turn."""
     file = io.BytesIO(data) if isinstance(data, (bytes, bytearray, memoryview)) else data
     try:
+        start = file.tell()
+        _check_lengths(file)
+        file.seek(start)
         return RestrictedUnpickler(file, path, allowed, persistent_load).load()
     except CheckpointError:
         raise
@@ -90,3 +98,38 @@ def restricted_load(data: bytes | io.BufferedIOBase, path: str, allowed, persist
         raise CheckpointError(path, "the pickle is nested too deeply") from None
     except Exception as exc:  # any malformed byte stream: EOFError, UnpicklingError, ValueError, ...
         raise CheckpointError(path, f"corrupt pickle ({type(exc).__name__}: {exc})") from None
+
+
+def _check_lengths(file) -> None:
+    """Walk the pickle's opcodes, refusing any length or memo index beyond the input's size.
+    Python's unpickler allocates a byte string of the stated length before reading it, and a
+    memo table as long as the largest index it is given (zeroed, so really in memory): a dozen
+    bytes could otherwise take gigabytes. Here each read is clamped to what the input holds
+    (a short read is a ValueError), and memo indices are bounded by the input's size (a pickler
+    numbers them 0, 1, 2, ...)."""
+    start = file.tell()
+    file.seek(0, 2)
+    end = file.tell()
+    file.seek(start)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # pickletools on odd escapes in text opcodes
+        for opcode, arg, _ in pickletools.genops(_ClampedReader(file, end)):
+            if opcode.name in _MEMO_PUTS and arg > end - start:
+                raise ValueError(f"memo index {arg} in a pickle of {end - start} bytes")
+
+
+_MEMO_PUTS = ("PUT", "BINPUT", "LONG_BINPUT")
+
+
+class _ClampedReader:
+    """Reads at most what is left before `end`."""
+
+    def __init__(self, file, end: int):
+        self.file, self.end = file, end
+
+    def read(self, n: int = -1) -> bytes:
+        left = max(self.end - self.file.tell(), 0)
+        return self.file.read(left if n < 0 else min(n, left))
+
+    def readline(self) -> bytes:
+        return self.file.readline()

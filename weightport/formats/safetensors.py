@@ -6,7 +6,6 @@ written one tensor at a time. bfloat16 travels as its uint16 bits.
 from __future__ import annotations
 
 import json
-import mmap
 import struct
 from typing import Iterable
 
@@ -14,7 +13,7 @@ import numpy as np
 
 from ..dtypes import itemsize, storage_dtype
 from ..errors import CheckpointError
-from .checkpoint import LazyTensor, raw_bytes
+from .checkpoint import LazyTensor, OpenFile, check_shape, raw_bytes
 
 CODES = {
     "F64": "float64",
@@ -44,25 +43,57 @@ def read(path: str) -> dict[str, LazyTensor]:
             if header_len > MAX_HEADER or header_len > size - 8:
                 raise CheckpointError(path, f"safetensors header claims {header_len} bytes; the file has {size}")
             header_bytes = f.read(header_len)
-            mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else None
+        mapped = OpenFile(path)  # each tensor maps its own bytes when loaded
     except OSError as exc:
         raise CheckpointError(path, f"cannot read: {exc.strerror}") from None
     try:
-        header = json.loads(header_bytes)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(path, f"safetensors header is not valid JSON ({exc})") from None
+        header = json.loads(header_bytes, object_pairs_hook=_object_without_duplicates)
+    except _DuplicateName as exc:
+        raise CheckpointError(path, f"safetensors header names {str(exc)[:80]!r} twice") from None
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, a 5000-digit number, [[[[...
+        raise CheckpointError(path, f"safetensors header is not valid JSON ({str(exc)[:200]})") from None
     if not isinstance(header, dict):
         raise CheckpointError(path, "safetensors header is not a JSON object")
     data_start, data_len = 8 + header_len, size - 8 - header_len
-    tensors = {}
+    tensors, ranges = {}, []
     for name, entry in header.items():
         if name == "__metadata__":
             continue
-        tensors[name] = _entry(path, name, entry, mapped, data_start, data_len)
+        tensors[name], span = _entry(path, name, entry, mapped, data_start, data_len)
+        ranges.append((*span, name))
+    _check_ranges(path, ranges, data_len)
     return tensors
 
 
-def _entry(path: str, name: str, entry, mapped, data_start: int, data_len: int) -> LazyTensor:
+class _DuplicateName(Exception):
+    pass
+
+
+def _object_without_duplicates(pairs: list[tuple[str, object]]) -> dict:
+    """A JSON object, refusing a name given twice (json.loads would keep the last silently)."""
+    obj = {}
+    for key, value in pairs:
+        if key in obj:
+            raise _DuplicateName(key)
+        obj[key] = value
+    return obj
+
+
+def _check_ranges(path: str, ranges: list[tuple[int, int, str]], data_len: int) -> None:
+    """The tensors' byte ranges must tile the data section exactly, as the reference library
+    requires: no two tensors share a byte, and no byte belongs to none."""
+    position = 0
+    for begin, end, name in sorted(ranges):
+        if begin != position:
+            problem = "overlaps the tensor before it" if begin < position else f"leaves bytes {position}..{begin} unused"
+            raise CheckpointError(path, f"tensor {name!r} (bytes {begin}..{end}) {problem}")
+        position = end
+    if position != data_len:
+        raise CheckpointError(path, f"the data section has {data_len} bytes; the tensors cover {position} (bytes unused)")
+
+
+def _entry(path: str, name: str, entry, mapped, data_start: int, data_len: int) -> tuple[LazyTensor, tuple[int, int]]:
+    """One header entry, checked against the data section: the tensor and the byte range it claims."""
     try:
         dtype = CODES[entry["dtype"]]
         shape = tuple(entry["shape"])
@@ -71,6 +102,7 @@ def _entry(path: str, name: str, entry, mapped, data_start: int, data_len: int) 
             raise ValueError("negative or non-integer shape or offsets")
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(path, f"malformed safetensors entry {name!r} ({exc})") from None
+    check_shape(path, shape)
     numel = int(np.prod(shape, dtype=object))
     if not begin <= end <= data_len:
         raise CheckpointError(path, f"tensor {name!r} claims bytes {begin}..{end} of a {data_len}-byte data section")
@@ -80,9 +112,9 @@ def _entry(path: str, name: str, entry, mapped, data_start: int, data_len: int) 
     def load() -> np.ndarray:
         if numel == 0:
             return np.zeros(shape, dtype=storage_dtype(dtype))
-        return np.frombuffer(mapped, dtype=storage_dtype(dtype), count=numel, offset=data_start + begin).reshape(shape)
+        return np.frombuffer(mapped.map(data_start + begin, end - begin), dtype=storage_dtype(dtype), count=numel).reshape(shape)
 
-    return LazyTensor(dtype, shape, load)
+    return LazyTensor(dtype, shape, load), (begin, end)
 
 
 def write(file, entries: Iterable[tuple[str, LazyTensor]], on_tensor=None) -> None:

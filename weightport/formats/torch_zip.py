@@ -9,13 +9,13 @@ uncompressed) and checks each storage's CRC when it is first used.
 from __future__ import annotations
 
 import io
+import math
 import mmap
 import pickle
 import struct
 import zipfile
 import zlib
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 from typing import Iterable
 
@@ -23,7 +23,7 @@ import numpy as np
 
 from ..dtypes import itemsize, storage_dtype
 from ..errors import CheckpointError
-from .checkpoint import LazyTensor, raw_bytes
+from .checkpoint import LazyTensor, check_shape, map_region, raw_bytes
 from .restricted_pickle import record, restricted_load
 
 STORAGE_TYPES = {
@@ -40,12 +40,20 @@ STORAGE_TYPES = {
 }
 STORAGE_CLASS = {dtype: cls for cls, dtype in STORAGE_TYPES.items()}
 _LOCAL_HEADER = struct.Struct("<4s22xHH")
+MAX_DEFLATE_RATIO = 1032  # deflate cannot expand data by more than this
 ALIGNMENT = 64  # torch aligns storages to 64 bytes so that they can be memory-mapped
 
 
 @dataclass(frozen=True)
 class _StorageType:
     dtype: str
+
+
+def _is_safe_name(name: str) -> bool:
+    """An entry name that stays inside the archive: relative, no `..`, no backslashes or drives.
+    weightport never extracts, but an archive with such names was not written by torch."""
+    parts = name.split("/")
+    return bool(name) and not name.startswith("/") and "\\" not in name and ":" not in parts[0] and ".." not in parts
 
 
 class _Archive:
@@ -57,22 +65,31 @@ class _Archive:
             self.zip = zipfile.ZipFile(path)
             with open(path, "rb") as f:
                 self.map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-        except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        except Exception as exc:  # zipfile raises many types on a malformed archive (BadZipFile, ValueError, ...)
             raise CheckpointError(path, f"not a readable zip archive ({exc})") from None
-        self.names = {info.filename: info for info in self.zip.infolist()}
+        self.names = {}
+        for info in self.zip.infolist():
+            if not _is_safe_name(info.filename):
+                raise CheckpointError(
+                    path, f"unsafe entry name {info.filename!r} in the zip archive (absolute or climbing out)"
+                )
+            if info.filename in self.names:
+                raise CheckpointError(path, f"the zip archive holds {info.filename} twice")
+            self.names[info.filename] = info
         pickles = [n for n in self.names if n.endswith("/data.pkl") and n.count("/") == 1]
         if len(pickles) != 1:
             raise CheckpointError(path, "zip archive without exactly one <root>/data.pkl: not a torch checkpoint")
         self.root = pickles[0][: -len("data.pkl")]
-        self._checked: dict[str, memoryview] = {}
+        self._checked: set[str] = set()
 
     def read_small(self, name: str) -> bytes:
         info = self._info(name)
-        if info.file_size > 1 << 30:
+        expands = 1 if info.compress_type == zipfile.ZIP_STORED else MAX_DEFLATE_RATIO
+        if info.compress_size > len(self.map) or info.file_size > min(1 << 30, expands * info.compress_size):
             raise CheckpointError(self.path, f"{name} is implausibly large ({info.file_size} bytes)")
         try:
             return self.zip.read(info)
-        except (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError) as exc:
+        except Exception as exc:  # BadZipFile, zlib.error, EOFError, RuntimeError (encrypted), ...
             raise CheckpointError(self.path, f"cannot read {name}: {exc}") from None
 
     def _info(self, name: str) -> zipfile.ZipInfo:
@@ -82,25 +99,29 @@ class _Archive:
             raise CheckpointError(self.path, f"archive entry {name} is missing") from None
 
     def storage_bytes(self, key: str) -> memoryview:
-        """The raw bytes of storage `key`: mapped from the file when stored, CRC-checked once."""
+        """The raw bytes of storage `key`: mapped from the file on their own when stored (so that they
+        leave memory with the last array using them), CRC-checked on first use."""
         name = f"{self.root}data/{key}"
-        if name in self._checked:
-            return self._checked[name]
         info = self._info(name)
         if info.compress_type == zipfile.ZIP_STORED:
             header = self.map[info.header_offset : info.header_offset + _LOCAL_HEADER.size]
             if len(header) != _LOCAL_HEADER.size or header[:4] != b"PK\x03\x04":
                 raise CheckpointError(self.path, f"corrupt zip entry {name}")
             name_len, extra_len = _LOCAL_HEADER.unpack(header)[1:]
-            start = info.header_offset + _LOCAL_HEADER.size + name_len + extra_len
+            name_start = info.header_offset + _LOCAL_HEADER.size
+            encoding = "utf-8" if info.flag_bits & 0x800 else "cp437"
+            local_name = self.map[name_start : name_start + name_len].decode(encoding, "replace")
+            if local_name != info.orig_filename:
+                raise CheckpointError(self.path, f"corrupt zip entry {name} (its local header names another file)")
+            start = name_start + name_len + extra_len
             if start + info.file_size > len(self.map):
                 raise CheckpointError(self.path, f"zip entry {name} runs past the end of the file (truncated?)")
-            data = memoryview(self.map)[start : start + info.file_size]
+            data = map_region(self.zip.fp.fileno(), start, info.file_size)
         else:
             data = memoryview(self.read_small(name))
-        if zlib.crc32(data) != info.CRC:
+        if name not in self._checked and zlib.crc32(data) != info.CRC:
             raise CheckpointError(self.path, f"CRC mismatch in {name}: the file is corrupt")
-        self._checked[name] = data
+        self._checked.add(name)
         return data
 
 
@@ -111,7 +132,6 @@ class _Storage:
     dtype: str
     numel: int
 
-    @cached_property
     def array(self) -> np.ndarray:
         data = self.archive.storage_bytes(self.key)
         if len(data) < self.numel * itemsize(self.dtype):
@@ -121,34 +141,85 @@ class _Storage:
         return np.frombuffer(data, dtype=storage_dtype(self.dtype), count=self.numel)
 
 
-def _check_layout(path: str, storage: _Storage, offset, size, stride) -> tuple[int, tuple, tuple]:
-    """Validate a tensor's view of its storage before any byte is touched."""
-    try:
-        offset, size, stride = int(offset), tuple(int(s) for s in size), tuple(int(s) for s in stride)
-    except (TypeError, ValueError):
-        raise CheckpointError(path, "tensor with a malformed shape, stride or offset") from None
+def check_layout(path: str, storage_numel: int, offset, size, stride) -> tuple[int, tuple, tuple]:
+    """Validate a tensor's view of its storage before any byte is touched: whole numbers, a shape
+    an array can have, every element inside the storage, and no more elements than the storage
+    holds (an expanded or overlapping view could otherwise turn a small file into a huge array)."""
+    if not (isinstance(size, (tuple, list)) and isinstance(stride, (tuple, list))) or any(
+        type(v) is not int for v in (offset, *size, *stride)
+    ):
+        raise CheckpointError(path, "tensor with a malformed shape, stride or offset")
+    size, stride = tuple(size), tuple(stride)
+    if any(abs(v) >= 1 << 63 for v in (offset, *stride)):
+        raise CheckpointError(path, "tensor with a stride or offset beyond the 64-bit range")
+    check_shape(path, tuple(abs(n) for n in size))
     if len(size) != len(stride) or offset < 0 or any(s < 0 for s in size) or any(s < 0 for s in stride):
         raise CheckpointError(path, f"tensor with an invalid layout (offset {offset}, size {size}, stride {stride})")
     if 0 not in size:
         last = offset + sum((n - 1) * s for n, s in zip(size, stride))
-        if last >= storage.numel:
+        if last >= storage_numel:
             raise CheckpointError(
-                path, f"tensor of shape {list(size)} reaches element {last} of a storage of {storage.numel}"
+                path, f"tensor of shape {list(size)} reaches element {last} of a storage of {storage_numel}"
+            )
+        numel = math.prod(size)
+        if numel > storage_numel:
+            raise CheckpointError(
+                path, f"tensor of shape {list(size)} has more elements ({numel}) than its storage ({storage_numel}): "
+                "an expanded or overlapping view"
             )
     return offset, size, stride
 
 
 def _tensor(path: str, storage: _Storage, offset, size, stride) -> LazyTensor:
-    offset, size, stride = _check_layout(path, storage, offset, size, stride)
+    offset, size, stride = check_layout(path, storage.numel, offset, size, stride)
+    # The stride of a dimension of size 1 is never followed, and may be any number: drop it.
+    stride = tuple(s if n > 1 else 0 for n, s in zip(size, stride))
 
     def load() -> np.ndarray:
         if 0 in size:
             return np.zeros(size, dtype=storage_dtype(storage.dtype))
-        base = storage.array[offset:]
+        base = storage.array()[offset:]
         step = base.itemsize
         return np.lib.stride_tricks.as_strided(base, size, tuple(s * step for s in stride), writeable=False)
 
     return LazyTensor(storage.dtype, size, load)
+
+
+def storage_reference(path: str, pid, fields: int) -> tuple[str, str, int]:
+    """(key, dtype, numel) of a storage's persistent id, `('storage', torch.FloatStorage, key,
+    location, numel)` (and a sixth field, view metadata, in the legacy format)."""
+    if not (isinstance(pid, tuple) and len(pid) == fields and pid[0] == "storage"):
+        raise CheckpointError(path, f"unexpected persistent id {str(pid)[:80]}")
+    storage_type, key, numel = pid[1], pid[2], pid[4]
+    if not isinstance(storage_type, _StorageType) or not isinstance(key, str) or type(numel) is not int:
+        raise CheckpointError(path, "malformed storage reference")
+    if not _is_safe_name(key) or "/" in key:
+        raise CheckpointError(path, f"storage key {key[:80]!r} is not a plain name")
+    if numel < 0:
+        raise CheckpointError(path, f"storage {key} with negative size")
+    # Typed storages count elements; `numel` of an untyped one would be bytes.
+    return key, storage_type.dtype, numel
+
+
+def torch_globals(rebuild_tensor) -> dict:
+    """The globals a torch checkpoint's pickle may name, with tensors built by `rebuild_tensor`.
+    Storage classes only ever appear inside storage ids; they resolve to inert markers."""
+    allowed = {("torch", cls): _StorageType(dtype) for cls, dtype in STORAGE_TYPES.items()}
+    allowed.update(
+        {
+            ("torch._utils", "_rebuild_tensor_v2"): rebuild_tensor,
+            ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+            ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
+            ("torch", "Size"): tuple,
+            ("torch", "device"): record("torch.device"),
+            ("torch", "dtype"): record("torch.dtype"),
+        }
+    )
+    return allowed
+
+
+def _rebuild_parameter(data, *_rest):
+    return data
 
 
 def read(path: str) -> object:
@@ -157,21 +228,15 @@ def read(path: str) -> object:
     storages: dict[str, _Storage] = {}
 
     def persistent_load(pid):
-        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"):
-            raise CheckpointError(path, f"unexpected persistent id {str(pid)[:80]}")
-        _, storage_type, key, _location, numel = pid
-        if not isinstance(storage_type, _StorageType) or not isinstance(key, str) or not isinstance(numel, int):
-            raise CheckpointError(path, "malformed storage reference")
-        if numel < 0:
-            raise CheckpointError(path, f"storage {key} with negative size")
-        # Typed storages count elements; `numel` of an untyped one would be bytes.
+        key, dtype, numel = storage_reference(path, pid, fields=5)
         known = storages.get(key)
         if known is None:
-            known = storages[key] = _Storage(archive, key, storage_type.dtype, numel)
+            known = storages[key] = _Storage(archive, key, dtype, numel)
             info = archive._info(f"{archive.root}data/{key}")
-            if info.file_size < numel * itemsize(storage_type.dtype):
+            if info.file_size != numel * itemsize(dtype):  # torch.load insists on the exact size too
                 raise CheckpointError(
-                    path, f"storage {key} holds {info.file_size} bytes, fewer than its {numel} elements need"
+                    path, f"storage {key} holds {info.file_size} bytes, but its {numel} {dtype} elements take "
+                    f"{numel * itemsize(dtype)}"
                 )
         return known
 
@@ -180,22 +245,8 @@ def read(path: str) -> object:
             raise CheckpointError(path, "tensor without a storage")
         return _tensor(path, storage, offset, size, stride)
 
-    def rebuild_parameter(data, *_rest):
-        return data
-
-    # Storage classes only ever appear inside storage ids; they resolve to inert markers.
-    allowed = {("torch", cls): _StorageType(dtype) for cls, dtype in STORAGE_TYPES.items()}
-    allowed.update(
-        {
-            ("torch._utils", "_rebuild_tensor_v2"): rebuild_tensor,
-            ("torch._utils", "_rebuild_parameter"): rebuild_parameter,
-            ("torch._utils", "_rebuild_parameter_with_state"): rebuild_parameter,
-            ("torch", "Size"): tuple,
-            ("torch", "device"): record("torch.device"),
-            ("torch", "dtype"): record("torch.dtype"),
-        }
-    )
-    return restricted_load(archive.read_small(f"{archive.root}data.pkl"), path, allowed, persistent_load)
+    pickled = archive.read_small(f"{archive.root}data.pkl")
+    return restricted_load(pickled, path, torch_globals(rebuild_tensor), persistent_load)
 
 
 # --- writing -------------------------------------------------------------------------------
@@ -262,6 +313,7 @@ def write(file, entries: Iterable[tuple[str, LazyTensor]], archive_name: str = "
         for (name, tensor), ref in zip(entries, refs.values()):
             array = tensor.load_contiguous()
             _write_entry(zf, f"{archive_name}/data/{ref.key}", [raw_bytes(array)], array.nbytes)
+            del array  # else it stays alive while the next tensor loads: two in memory at once
             if on_tensor:
                 on_tensor(name, tensor)
         _write_entry(zf, f"{archive_name}/version", [b"3\n"], 2)

@@ -1,0 +1,277 @@
+"""A small restricted pickle interpreter that leaves large byte strings in the file.
+
+`pickle` reads every byte string into memory, so unpickling a checkpoint holds all of its
+tensors at once. This interpreter runs a pickle straight from a memory map and, for each
+large byte string, records only where it lies (`FileBytes`), so a reader can map the bytes
+of one tensor at a time. It understands the binary opcodes (protocols 2 to 5) that pickles
+of containers, numbers, strings and bytes use; globals resolve only through the caller's
+`find_class` (an allow-list of the caller's own functions) and only those are ever called.
+An opcode it does not know raises `Unsupported`, so that the caller can decide what to do;
+a malformed stream raises CheckpointError. Nothing from the file is imported or executed.
+"""
+from __future__ import annotations
+
+import pickle
+import pickletools
+import struct
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from ..errors import CheckpointError
+
+MIN_MAPPED = 1 << 12  # byte strings shorter than this are read; longer ones stay in the file
+MAX_LONG_BYTES = 1 << 10  # LONG4 integers of more bytes than this are refused
+
+
+class Unsupported(Exception):
+    """An opcode or construct this interpreter does not run (e.g. protocol 0 text opcodes)."""
+
+
+@dataclass(frozen=True)
+class FileBytes:
+    """A byte string left in the file: `length` bytes starting at `offset`."""
+
+    offset: int
+    length: int
+
+
+def scan(data, path: str, find_class: Callable[[str, str], Any]) -> Any:
+    """Run the pickle in `data` (bytes or an mmap) and return what it builds."""
+    try:
+        return _Machine(data, find_class).run()
+    except (CheckpointError, Unsupported):
+        raise
+    except Exception as exc:  # only our own code runs, so any other failure is a malformed stream
+        raise CheckpointError(path, f"corrupt pickle ({type(exc).__name__}: {exc})") from None
+
+
+class _Machine:
+    def __init__(self, data, find_class):
+        self.data, self.size, self.pos = data, len(data), 0
+        self.find_class = find_class
+        self.callables: dict[int, Any] = {}  # everything find_class returned: the only things REDUCE calls
+        self.stack: list = []
+        self.marks: list[list] = []  # the stacks set aside by MARK
+        self.memo: dict[int, Any] = {}
+
+    def run(self) -> Any:
+        while True:
+            if self.pos >= self.size:
+                raise ValueError("pickle data was truncated (no STOP)")
+            code = self.data[self.pos]
+            self.pos += 1
+            if code == _STOP:
+                if len(self.stack) != 1 or self.marks:
+                    raise ValueError("unbalanced stack at STOP")
+                return self.stack[0]
+            handler = _HANDLERS.get(code)
+            if handler is None:
+                raise Unsupported(f"pickle opcode {_opcode_name(code)}")
+            handler(self)
+
+    # --- reading the stream -----------------------------------------------------------------
+
+    def take(self, n: int) -> bytes:
+        if n < 0 or self.pos + n > self.size:
+            raise ValueError("pickle data was truncated")
+        chunk = bytes(self.data[self.pos : self.pos + n])
+        self.pos += n
+        return chunk
+
+    def unpack(self, fmt: str) -> int:
+        (value,) = struct.unpack_from(fmt, self.data, self.pos)
+        self.pos += struct.calcsize(fmt)
+        return value
+
+    def line(self) -> str:
+        end = self.data.find(b"\n", self.pos)
+        if end < 0:
+            raise ValueError("pickle data was truncated")
+        text = bytes(self.data[self.pos : end]).decode("utf-8")
+        self.pos = end + 1
+        return text
+
+    def push(self, value) -> None:
+        self.stack.append(value)
+
+    def pop_mark(self) -> list:
+        items = self.stack
+        self.stack = self.marks.pop()
+        return items
+
+    # --- opcodes (named as in pickletools) -----------------------------------------------------
+
+    def proto(self):
+        if not 2 <= self.unpack("<B") <= 5:
+            raise Unsupported("pickle protocol below 2")
+
+    def frame(self):
+        self.unpack("<Q")  # a frame only groups the opcodes that follow: nothing to do
+
+    def mark(self):
+        self.marks.append(self.stack)
+        self.stack = []
+
+    def pop(self):
+        self.stack.pop()
+
+    def dup(self):
+        self.push(self.stack[-1])
+
+    def long(self, width: str):
+        n = self.unpack(width)
+        if not 0 <= n <= MAX_LONG_BYTES:
+            raise ValueError(f"integer of {n} bytes")
+        self.push(int.from_bytes(self.take(n), "little", signed=True))
+
+    def unicode(self, width: str):
+        self.push(self.take(self.unpack(width)).decode("utf-8", "surrogatepass"))
+
+    def byte_string(self, width: str):
+        n = self.unpack(width)
+        if n < MIN_MAPPED:
+            self.push(self.take(n))
+            return
+        if self.pos + n > self.size:
+            raise ValueError("pickle data was truncated")
+        self.push(FileBytes(self.pos, n))
+        self.pos += n
+
+    def tuple_of(self, n: int):
+        if len(self.stack) < n:
+            raise IndexError("stack underflow")
+        self.stack[len(self.stack) - n :] = [tuple(self.stack[len(self.stack) - n :])]
+
+    def tuple_from_mark(self):
+        items = self.pop_mark()
+        self.push(tuple(items))
+
+    def list_from_mark(self):
+        self.push(self.pop_mark())
+
+    def append(self):
+        value = self.stack.pop()
+        _list(self.stack[-1]).append(value)
+
+    def appends(self):
+        items = self.pop_mark()
+        _list(self.stack[-1]).extend(items)
+
+    def dict_from_mark(self):
+        self.push(_pairs_into({}, self.pop_mark()))
+
+    def setitem(self):
+        value, key = self.stack.pop(), self.stack.pop()
+        _pairs_into(self.stack[-1], [key, value])
+
+    def setitems(self):
+        items = self.pop_mark()
+        _pairs_into(self.stack[-1], items)
+
+    def put(self, width: str):
+        self.memo[self.unpack(width)] = self.stack[-1]
+
+    def memoize(self):
+        self.memo[len(self.memo)] = self.stack[-1]
+
+    def get(self, width: str):
+        self.push(self.memo[self.unpack(width)])
+
+    def global_(self):
+        module = self.line()
+        self.resolve(module, self.line())
+
+    def stack_global(self):
+        name, module = self.stack.pop(), self.stack.pop()
+        if not (isinstance(module, str) and isinstance(name, str)):
+            raise TypeError("STACK_GLOBAL of non-strings")
+        self.resolve(module, name)
+
+    def resolve(self, module: str, name: str):
+        found = self.find_class(module, name)
+        self.callables[id(found)] = found
+        self.push(found)
+
+    def reduce(self):
+        args = self.stack.pop()
+        func = self.stack[-1]
+        if self.callables.get(id(func)) is not func or not isinstance(args, tuple):
+            raise TypeError("REDUCE of something other than an allowed global")
+        self.stack[-1] = func(*args)
+
+    def build(self):
+        state = self.stack.pop()
+        inst = self.stack[-1]
+        setstate = getattr(inst, "__setstate__", None)
+        if setstate is None or isinstance(inst, type):
+            raise Unsupported(f"BUILD of a {type(inst).__name__}")
+        setstate(state)  # the caller's own stand-ins, or a numpy dtype
+
+
+def _opcode_name(code: int) -> str:
+    return next((op.name for op in pickletools.opcodes if op.code == chr(code)), f"byte 0x{code:02x}")
+
+
+def _list(target) -> list:
+    if type(target) is not list:
+        raise TypeError(f"APPEND to a {type(target).__name__}")
+    return target
+
+
+def _pairs_into(target, items: list) -> dict:
+    if not isinstance(target, dict) or len(items) % 2:
+        raise TypeError("SETITEM(S) on something that is not a dict, or an odd number of items")
+    for i in range(0, len(items), 2):
+        target[items[i]] = items[i + 1]
+    return target
+
+
+_STOP = pickle.STOP[0]
+M = _Machine
+_HANDLERS: dict[int, Callable[[_Machine], None]] = {
+    pickle.PROTO[0]: M.proto,
+    pickle.FRAME[0]: M.frame,
+    pickle.MARK[0]: M.mark,
+    pickle.POP[0]: M.pop,
+    pickle.POP_MARK[0]: lambda m: m.pop_mark(),
+    pickle.DUP[0]: M.dup,
+    pickle.NONE[0]: lambda m: m.push(None),
+    pickle.NEWTRUE[0]: lambda m: m.push(True),
+    pickle.NEWFALSE[0]: lambda m: m.push(False),
+    pickle.BININT[0]: lambda m: m.push(m.unpack("<i")),
+    pickle.BININT1[0]: lambda m: m.push(m.unpack("<B")),
+    pickle.BININT2[0]: lambda m: m.push(m.unpack("<H")),
+    pickle.LONG1[0]: lambda m: m.long("<B"),
+    pickle.LONG4[0]: lambda m: m.long("<i"),
+    pickle.BINFLOAT[0]: lambda m: m.push(m.unpack(">d")),
+    pickle.SHORT_BINUNICODE[0]: lambda m: m.unicode("<B"),
+    pickle.BINUNICODE[0]: lambda m: m.unicode("<I"),
+    pickle.BINUNICODE8[0]: lambda m: m.unicode("<Q"),
+    pickle.SHORT_BINBYTES[0]: lambda m: m.byte_string("<B"),
+    pickle.BINBYTES[0]: lambda m: m.byte_string("<I"),
+    pickle.BINBYTES8[0]: lambda m: m.byte_string("<Q"),
+    pickle.BYTEARRAY8[0]: lambda m: m.byte_string("<Q"),  # protocol 5's in-band buffers
+    pickle.EMPTY_TUPLE[0]: lambda m: m.push(()),
+    pickle.TUPLE1[0]: lambda m: m.tuple_of(1),
+    pickle.TUPLE2[0]: lambda m: m.tuple_of(2),
+    pickle.TUPLE3[0]: lambda m: m.tuple_of(3),
+    pickle.TUPLE[0]: M.tuple_from_mark,
+    pickle.EMPTY_LIST[0]: lambda m: m.push([]),
+    pickle.LIST[0]: M.list_from_mark,
+    pickle.APPEND[0]: M.append,
+    pickle.APPENDS[0]: M.appends,
+    pickle.EMPTY_DICT[0]: lambda m: m.push({}),
+    pickle.DICT[0]: M.dict_from_mark,
+    pickle.SETITEM[0]: M.setitem,
+    pickle.SETITEMS[0]: M.setitems,
+    pickle.BINPUT[0]: lambda m: m.put("<B"),
+    pickle.LONG_BINPUT[0]: lambda m: m.put("<I"),
+    pickle.MEMOIZE[0]: M.memoize,
+    pickle.BINGET[0]: lambda m: m.get("<B"),
+    pickle.LONG_BINGET[0]: lambda m: m.get("<I"),
+    pickle.GLOBAL[0]: M.global_,
+    pickle.STACK_GLOBAL[0]: M.stack_global,
+    pickle.REDUCE[0]: M.reduce,
+    pickle.BUILD[0]: M.build,
+}
+del M
