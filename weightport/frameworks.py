@@ -12,3 +12,8 @@ def quiet_paddle_import():
         warnings.simplefilter("ignore")
         import paddle
     return paddle
+
+
+def named_modules(model, framework: str):
+    """(path, module) for every module of a torch model or Paddle layer, the root included."""
+    return model.named_modules() if framework == "torch" else model.named_sublayers(include_self=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .frameworks import named_modules, quiet_paddle_import
 from .layout import model_layout
 from .mapping import Table, load_table
 from .registry import create_model, get_spec
@@ -18,13 +19,14 @@ def linear_weights(model, framework: str) -> set[str]:
     if framework == "torch":
         import torch
 
-        modules, linear = model.named_modules(), torch.nn.Linear
+        linear = torch.nn.Linear
     else:
-        from .frameworks import quiet_paddle_import
-
-        paddle = quiet_paddle_import()
-        modules, linear = model.named_sublayers(include_self=True), paddle.nn.Linear
-    return {f"{name}.weight" if name else "weight" for name, module in modules if isinstance(module, linear)}
+        linear = quiet_paddle_import().nn.Linear
+    return {
+        f"{name}.weight" if name else "weight"
+        for name, module in named_modules(model, framework)
+        if isinstance(module, linear)
+    }
 
 
 def table_problems(name: str, table: Table | None = None, **model_kwargs: Any) -> list[str]:

@@ -13,7 +13,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
@@ -24,6 +24,9 @@ from .formats.checkpoint import LazyTensor, paddle_array_tensor
 from .inspect import non_finite_counts
 from .registry import create_model, get_spec
 from .twins import load_paddle, load_torch, randomize_torch
+
+if TYPE_CHECKING:
+    from .layerwise import LayerReport
 
 DEFAULT_TOL = 1e-4
 
@@ -92,6 +95,7 @@ class ModelResult:
     seconds: float
     non_finite_weights: dict[str, dict[str, int]] = field(default_factory=dict)
     conversion: dict[str, Any] | None = None
+    layers: LayerReport | None = None  # per-module parity on the first batch, when asked for
 
     @property
     def passed(self) -> bool:
@@ -129,12 +133,12 @@ def random_batch(batch_size: int, input_size: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((batch_size, 3, input_size, input_size)).astype(np.float32)
 
 
-def _outputs(value, name: str = "output") -> list[tuple[str, Any]]:
+def flatten_outputs(value, name: str = "output") -> list[tuple[str, Any]]:
     """Flatten a model's return value (tensor, tuple, list or dict) into named tensors."""
     if isinstance(value, (tuple, list)):
-        return [item for i, v in enumerate(value) for item in _outputs(v, f"{name}[{i}]")]
+        return [item for i, v in enumerate(value) for item in flatten_outputs(v, f"{name}[{i}]")]
     if isinstance(value, dict):
-        return [item for k, v in value.items() for item in _outputs(v, f"{name}[{k}]")]
+        return [item for k, v in value.items() for item in flatten_outputs(v, f"{name}[{k}]")]
     return [(name, value)]
 
 
@@ -145,7 +149,7 @@ def torch_forward(model, batch: np.ndarray, device: str = "cpu", dtype=None) -> 
     if dtype is not None:
         x = x.to(dtype)
     with torch.no_grad():
-        return [(n, t.detach().cpu().double().numpy()) for n, t in _outputs(model(x))]
+        return [(n, t.detach().cpu().double().numpy()) for n, t in flatten_outputs(model(x))]
 
 
 def paddle_forward(model, batch: np.ndarray) -> list[tuple[str, np.ndarray]]:
@@ -153,7 +157,7 @@ def paddle_forward(model, batch: np.ndarray) -> list[tuple[str, np.ndarray]]:
 
     paddle = quiet_paddle_import()
     with paddle.no_grad():
-        return [(n, t.numpy().astype(np.float64)) for n, t in _outputs(model(paddle.to_tensor(batch)))]
+        return [(n, t.numpy().astype(np.float64)) for n, t in flatten_outputs(model(paddle.to_tensor(batch)))]
 
 
 def input_size_of(name: str, model_kwargs: dict[str, Any]) -> int:
@@ -286,6 +290,7 @@ def verify_model(
     rtol: float | None = None,
     model_kwargs: dict[str, Any] | None = None,
     keep: str | None = None,
+    layers: bool = False,
 ) -> ModelResult:
     """Check one model; see `verify`."""
     started = time.perf_counter()
@@ -302,7 +307,9 @@ def verify_model(
     _paddle_device(devices["paddle"])
     model64 = copy.deepcopy(torch_model).double() if floor else None
     collected: dict[str, list[list[np.ndarray]]] = {}
+    first_batch = None
     for batch in _batches(spec, batch_size, batches, seed, size, images):
+        first_batch = batch if first_batch is None else first_batch
         runs = _run_once(name, size, torch_model, paddle_model, model64, batch, devices)
         for out_name, arrays in runs.items():
             collected.setdefault(out_name, []).append(arrays)
@@ -326,6 +333,15 @@ def verify_model(
         inputs = f"images from {images}"
     else:
         inputs = f"{batches} x random batch of {batch_size}x3x{size}x{size} (seed {seed})"
+    layer_report = None
+    if layers:
+        from .layerwise import compare_layers
+        from .mapping import load_table
+
+        layer_report = compare_layers(
+            load_table(spec.table), torch_model, paddle_model, first_batch, torch_device=devices["torch"],
+            model64=model64, inputs=f"the first batch, {list(first_batch.shape)}",
+        )
     return ModelResult(
         model=name,
         weights=weights,
@@ -335,6 +351,7 @@ def verify_model(
         seconds=time.perf_counter() - started,
         non_finite_weights=non_finite,
         conversion=summary.as_dict() if summary else None,
+        layers=layer_report,
     )
 
 
@@ -367,7 +384,7 @@ def _run_once(name, size, torch_model, paddle_model, model64, batch, devices) ->
 
 def _gate(metrics: Metrics, tol: float, rtol: float | None) -> tuple[bool, str]:
     if np.isnan(metrics.max_abs):
-        return False, "NaN in one output where the other has a number"
+        return False, "NaN in the outputs: they cannot be shown to agree"
     if metrics.max_abs > tol:
         return False, f"max abs error {metrics.max_abs:.3g} > tol {tol:g}"
     if rtol is not None and metrics.max_rel > rtol:
@@ -385,7 +402,8 @@ def verify(
     """Run both twins of each model on identical batches and gate the error at `tol`/`rtol`.
 
     Options: torch_ckpt, paddle_ckpt, key (checkpoint files; only with one model), batch_size,
-    batches, seed, input_size, images, device ("auto", "cpu", "gpu"), floor, model_kwargs, keep.
+    batches, seed, input_size, images, device ("auto", "cpu", "gpu"), floor, model_kwargs, keep, layers
+    (per-module parity on the first batch, naming the first module whose error jumps).
     """
     names = [models] if isinstance(models, str) else list(models)
     if not names:

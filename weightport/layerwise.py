@@ -1,0 +1,566 @@
+"""Per-layer parity: the first module where the two twins part ways.
+
+Hooks on both twins record every module call on the same batch. Torch modules are matched to
+Paddle layers through the model's mapping table: a module with weights corresponds to the layer
+holding its renamed weights; a module without (activation, pooling, Identity) to the layer its
+path renames to, or else to the same path. Torch's activations are written to a temporary file as
+they are produced and read back one at a time while Paddle runs, so memory holds one pair of
+activations and the summaries, never a whole model's activations.
+
+Errors grow with depth, so a module is flagged when its own relative error is far above what its
+inputs already carried, not when it crosses a fixed threshold.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import weakref
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from .frameworks import named_modules
+from .mapping import Table
+from .verification import Metrics, flatten_outputs
+
+# A module's relative error must exceed what its inputs carried by this factor (faithful modules
+# of the registered models, random weights, stay below 8x: a classifier behind global pooling) ...
+JUMP_FACTOR = 30.0
+# ... and this relative error, far above fp32 rounding (at most 3.3e-6 on the same models).
+JUMP_MIN_REL = 1e-5
+
+COMPARED = "compared"
+NOT_COMPARABLE = "not comparable"
+TORCH_ONLY = "torch only"
+PADDLE_ONLY = "paddle only"
+
+_PATH_PROBE = "__weightport_output__"  # stands for "any key of this module" when renaming a path
+
+
+@dataclass
+class LayerResult:
+    """One call of one module: its output on both sides, summarised."""
+
+    torch: str | None  # module path in the torch twin ("" is the whole model)
+    paddle: str | None  # layer path in the Paddle twin
+    call: int  # 1 for the first call; shared or reused modules run several times
+    kind: str  # class name(s)
+    status: str  # compared, not comparable, torch only, paddle only
+    reason: str = ""
+    shape: list[int] | None = None
+    metrics: Metrics | None = None
+    carried: float | None = None  # largest relative error among the module's inputs
+    floor: float | None = None  # torch fp32 vs fp64 max abs error of this output
+    floor_ratio: float | None = None  # cross-framework max abs error / floor
+    jump: bool = False
+
+    @property
+    def name(self) -> str:
+        path = self.torch if self.torch is not None else self.paddle
+        label = path or "(model)"
+        return label if self.call == 1 else f"{label} (call {self.call})"
+
+    @property
+    def rel(self) -> float | None:
+        """Max abs error relative to the output's largest magnitude; NaN counts as infinite."""
+        if self.metrics is None:
+            return None
+        return float("inf") if np.isnan(self.metrics.max_rel) else self.metrics.max_rel
+
+
+@dataclass
+class LayerReport:
+    inputs: str
+    layers: list[LayerResult] = field(default_factory=list)
+    first_divergence: str | None = None  # name of the first flagged module
+    jump_factor: float = JUMP_FACTOR
+    jump_min_rel: float = JUMP_MIN_REL
+
+    @property
+    def flagged(self) -> list[LayerResult]:
+        return [layer for layer in self.layers if layer.jump]
+
+
+# --- matching torch modules to Paddle layers ----------------------------------------------------
+
+
+def _under(key: str, path: str) -> bool:
+    return path == "" or key.startswith(path + ".")
+
+
+def _key_sets(paths: list[str], keys: dict[str, str]) -> dict[str, frozenset[str]]:
+    """For each module path, the Paddle names (values of `keys`) of the state keys under it."""
+    return {path: frozenset(paddle_key for key, paddle_key in keys.items() if _under(key, path)) for path in paths}
+
+
+def _depth(path: str) -> int:
+    return path.count(".") + 1 if path else 0
+
+
+def _renamed_path(table: Table, path: str) -> str | None:
+    """The Paddle path the table's renames give torch module `path`, if they keep it a path."""
+    probe = table.rename(f"{path}.{_PATH_PROBE}" if path else _PATH_PROBE, "paddle")
+    if probe == _PATH_PROBE:
+        return ""
+    return probe[: -len(_PATH_PROBE) - 1] if probe.endswith("." + _PATH_PROBE) else None
+
+
+def match_modules(table: Table, torch_model, paddle_model) -> dict[str, str]:
+    """Torch module path -> Paddle layer path, for every module that has a counterpart."""
+    torch_paths = [p for p, _ in torch_model.named_modules()]
+    paddle_paths = [p for p, _ in paddle_model.named_sublayers(include_self=True)]
+    torch_keys = {k: table.rename(k, "paddle") for k in torch_model.state_dict() if table.drop_rule(k, "torch") is None}
+    paddle_keys = {k: k for k in paddle_model.state_dict() if table.drop_rule(k, "paddle") is None}
+    torch_sets = _key_sets(torch_paths, torch_keys)
+    paddle_sets = _key_sets(paddle_paths, paddle_keys)
+    paddle_by_set: dict[frozenset[str], list[str]] = defaultdict(list)
+    for path, keys in paddle_sets.items():
+        if keys:
+            paddle_by_set[keys].append(path)
+    torch_by_set: dict[frozenset[str], list[str]] = defaultdict(list)
+    for path, keys in torch_sets.items():
+        if keys:
+            torch_by_set[keys].append(path)
+    matches: dict[str, str] = {}
+    # Modules with weights: the layer holding the same (renamed) weights. Wrappers around a single
+    # module hold the same weights as it does; the table's renames, or else nesting depth, decide.
+    for keys, torch_group in torch_by_set.items():
+        paddle_group = paddle_by_set.get(keys, [])
+        if len(torch_group) == len(paddle_group):
+            matches.update(zip(sorted(torch_group, key=_depth), sorted(paddle_group, key=_depth)))
+            continue
+        for path in sorted(torch_group, key=_depth):
+            renamed = _renamed_path(table, path)
+            if renamed in paddle_group and renamed not in matches.values():
+                matches[path] = renamed
+    # Modules without weights: the parameter-free layer at the renamed path, or at the same path.
+    used = set(matches.values())
+    for path in torch_paths:
+        if torch_sets[path] or path in matches:
+            continue
+        for candidate in (_renamed_path(table, path), path):
+            if candidate in paddle_sets and not paddle_sets[candidate] and candidate not in used:
+                matches[path] = candidate
+                used.add(candidate)
+                break
+    return matches
+
+
+# --- recording -----------------------------------------------------------------------------------
+
+
+class _Spill:
+    """Arrays appended to an anonymous temporary file as produced, read back one key at a time."""
+
+    def __init__(self):
+        self._file = tempfile.TemporaryFile(prefix="weightport-layers-")
+        self._offsets: dict[Any, list[int]] = {}
+
+    def put(self, key, arrays: list[np.ndarray | int]) -> list[int]:
+        """Store `arrays` under `key`; an int stands for an array already stored at that offset."""
+        self._file.seek(0, os.SEEK_END)
+        offsets = []
+        for array in arrays:
+            if isinstance(array, int):
+                offsets.append(array)
+                continue
+            offsets.append(self._file.tell())
+            np.save(self._file, array, allow_pickle=False)
+        self._offsets[key] = offsets
+        return offsets
+
+    def get(self, key) -> list[np.ndarray] | None:
+        if key not in self._offsets:
+            return None
+        arrays = []
+        for offset in self._offsets[key]:
+            self._file.seek(offset)
+            arrays.append(np.load(self._file, allow_pickle=False))
+        return arrays
+
+    def __enter__(self) -> "_Spill":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._file.close()
+
+
+class _Calls:
+    """Numbers the calls of each module and pairs each pre-hook with its post-hook."""
+
+    def __init__(self):
+        self._count: Counter[str] = Counter()
+        self._open: dict[str, list[int]] = defaultdict(list)
+
+    def enter(self, path: str) -> int:
+        self._count[path] += 1
+        self._open[path].append(self._count[path])
+        return self._count[path]
+
+    def leave(self, path: str) -> int:
+        return self._open[path].pop()
+
+
+def _describe(value) -> str:
+    if value is None:
+        return "None"
+    if isinstance(value, (tuple, list, dict)):
+        return f"a {type(value).__name__} of {len(value)}"
+    return f"a {type(value).__name__}"
+
+
+def _torch_array(tensor) -> np.ndarray:
+    import torch
+
+    tensor = tensor.detach().cpu()
+    if tensor.dtype in (torch.float16, torch.bfloat16):
+        tensor = tensor.float()
+    return tensor.numpy().copy()  # copied: an in-place module may overwrite the tensor later
+
+
+def _paddle_tensors(values) -> list[np.ndarray]:
+    from .frameworks import quiet_paddle_import
+
+    paddle = quiet_paddle_import()
+    return [v.numpy() for _, v in flatten_outputs(values) if isinstance(v, paddle.Tensor)]
+
+
+def hook_modules(model, framework: str, pre: Callable, post: Callable | None = None) -> list:
+    """Forward hooks on every module of a torch model or Paddle layer: `pre(path, inputs)` on entry,
+    `post(path, module, output)` on exit; both only observe. Returns the handles to remove."""
+    register_post = "register_forward_hook" if framework == "torch" else "register_forward_post_hook"
+
+    def observe_entry(path):
+        def hook(_module, args):
+            pre(path, args)  # returning None leaves the inputs as they are
+
+        return hook
+
+    def observe_exit(path):
+        def hook(module, _args, output):
+            post(path, module, output)
+
+        return hook
+
+    handles = []
+    for path, module in named_modules(model, framework):
+        handles.append(module.register_forward_pre_hook(observe_entry(path)))
+        if post is not None:
+            handles.append(getattr(module, register_post)(observe_exit(path)))
+    return handles
+
+
+@dataclass
+class _TorchCall:
+    kind: str
+    shape: list[int] | None  # None when the output is not a single tensor
+    description: str
+    floor: float | None = None
+
+
+def _record_torch(model, batch: np.ndarray, device: str, spill: _Spill, floor_spill: _Spill | None = None,
+                  dtype=None, inputs: bool = True) -> tuple[list[tuple[str, int]], dict[tuple[str, int], _TorchCall]]:
+    """Run the torch twin once, spilling each call's output (and inputs); returns the calls in order.
+
+    An input that is an earlier call's output, unchanged since (same in-place version), is not
+    written again. With `floor_spill` (the fp64 run's outputs), each call's fp32-vs-fp64 error is
+    measured too."""
+    import torch
+
+    calls, order, info = _Calls(), [], {}
+    produced: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()  # id -> output tensor
+    stored: dict[int, tuple[int, int]] = {}  # id -> (in-place version when stored, offset)
+
+    def offset_or_array(tensor):
+        if produced.get(id(tensor)) is tensor and stored[id(tensor)][0] == tensor._version:
+            return stored[id(tensor)][1]
+        return _torch_array(tensor)
+
+    def pre(path, args):
+        call = calls.enter(path)
+        if inputs:
+            tensors = [v for _, v in flatten_outputs(args) if isinstance(v, torch.Tensor)]
+            spill.put((path, call, "in"), [offset_or_array(t) for t in tensors])
+
+    def post(path, module, output):
+        key = (path, calls.leave(path))
+        order.append(key)
+        single = isinstance(output, torch.Tensor)
+        record = _TorchCall(type(module).__name__, list(output.shape) if single else None, _describe(output))
+        if single:
+            array = _torch_array(output)
+            produced[id(output)] = output
+            stored[id(output)] = (output._version, spill.put(key, [array])[0])
+            reference = floor_spill.get(key) if floor_spill is not None else None
+            if reference is not None and reference[0].shape == array.shape:
+                record.floor = float(np.abs(array.astype(np.float64) - reference[0]).max()) if array.size else 0.0
+        info[key] = record
+
+    handles = hook_modules(model, "torch", pre, post)
+    try:
+        x = torch.from_numpy(batch).to(device)
+        with torch.no_grad():
+            model(x.to(dtype) if dtype is not None else x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return order, info
+
+
+def _inputs_error(reference: list[np.ndarray] | None, output: list[np.ndarray]) -> float | None:
+    """Largest relative error among a call's tensor inputs, when both sides pass the same ones."""
+    if not reference or len(reference) != len(output) or any(r.shape != o.shape for r, o in zip(reference, output)):
+        return None
+    worst = 0.0
+    for r, o in zip(reference, output):
+        if r.size == 0:
+            continue
+        # Metrics.compare's max_rel without its cosine and top-k, which inputs do not need.
+        error = float(np.abs(r.astype(np.float64) - o).max())
+        magnitude = float(np.abs(r).max())
+        rel = error / magnitude if magnitude > 0 else error
+        worst = max(worst, float("inf") if np.isnan(rel) else rel)
+    return worst
+
+
+def _layout_reason(torch_shape: list[int], paddle_shape: list[int]) -> str:
+    shapes = f"shapes {torch_shape} (torch) vs {paddle_shape} (paddle)"
+    if sorted(torch_shape) == sorted(paddle_shape):
+        return f"{shapes}: the same axes in another order (a layout such as NCHW vs NHWC)"
+    if int(np.prod(torch_shape)) == int(np.prod(paddle_shape)):
+        return f"{shapes}: the same elements arranged differently (flattened or reshaped)"
+    return shapes
+
+
+def compare_layers(table: Table, torch_model, paddle_model, batch: np.ndarray, *, torch_device: str = "cpu",
+                   model64=None, inputs: str = "") -> LayerReport:
+    """Per-module parity of the two twins on `batch`, in torch's execution order, with jumps flagged.
+
+    `model64`, the torch twin in float64, adds each output's fp32 noise floor."""
+    matches = match_modules(table, torch_model, paddle_model)
+    with _Spill() as spill:
+        if model64 is None:
+            order, torch_calls = _record_torch(torch_model, batch, torch_device, spill)
+        else:
+            import torch
+
+            with _Spill() as floor_spill:
+                _record_torch(model64, batch, torch_device, floor_spill, dtype=torch.float64, inputs=False)
+                order, torch_calls = _record_torch(torch_model, batch, torch_device, spill, floor_spill)
+        results, paddle_extra = _compare_paddle(paddle_model, batch, spill, matches, torch_calls)
+    report = LayerReport(inputs=inputs)
+    report.layers.extend(paddle_extra.pop(None, []))
+    for key in order:
+        report.layers.append(results.get(key) or _unpaired(key, torch_calls[key], matches))
+        report.layers.extend(paddle_extra.pop(key, []))
+    _flag_jumps(report)
+    return report
+
+
+def _compare_paddle(paddle_model, batch: np.ndarray, spill: _Spill, matches: dict[str, str],
+                    torch_calls: dict[tuple[str, int], _TorchCall]):
+    """Run the Paddle twin, comparing each call with its torch counterpart as it happens.
+
+    Returns the results by torch call, and the Paddle calls without a counterpart, keyed by the
+    torch call they followed (None: before any)."""
+    from .frameworks import quiet_paddle_import
+
+    paddle = quiet_paddle_import()
+    partner = {p: t for t, p in matches.items()}
+    results: dict[tuple[str, int], LayerResult] = {}
+    extra: dict[tuple[str, int] | None, list[LayerResult]] = defaultdict(list)
+    carried: dict[tuple[str, int], float | None] = {}
+    calls, last_seen = _Calls(), [None]
+
+    def pre(path, args):
+        call = calls.enter(path)
+        if path in partner:
+            key = (partner[path], call)
+            carried[key] = _inputs_error(spill.get((*key, "in")), _paddle_tensors(args))
+
+    def post(path, layer, output):
+        call = calls.leave(path)
+        kind = type(layer).__name__
+        key = (partner.get(path), call)
+        record = torch_calls.get(key)
+        if record is None:
+            status, reason = ((NOT_COMPARABLE, f"torch's {key[0] or '(model)'} ran fewer times") if path in partner
+                              else (PADDLE_ONLY, "no torch module corresponds to it"))
+            extra[last_seen[0]].append(LayerResult(None, path, call, kind, status, reason))
+            return
+        last_seen[0] = key
+        result = LayerResult(key[0], path, call, f"{record.kind} / {kind}", NOT_COMPARABLE, shape=record.shape,
+                             carried=carried.pop(key, None), floor=record.floor)
+        results[key] = result
+        if record.shape is None or not isinstance(output, paddle.Tensor):
+            result.reason = f"torch returns {record.description}, paddle {_describe(output)}; only single tensors are compared"
+        elif list(output.shape) != record.shape:
+            result.reason = _layout_reason(record.shape, list(output.shape))
+        else:
+            result.status = COMPARED
+            result.metrics = Metrics.compare(spill.get(key)[0], output.numpy())
+            if record.floor is not None:
+                error = result.metrics.max_abs
+                result.floor_ratio = error / record.floor if record.floor > 0 else (float("inf") if error else 1.0)
+
+    handles = hook_modules(paddle_model, "paddle", pre, post)
+    try:
+        with paddle.no_grad():
+            paddle_model(paddle.to_tensor(batch))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return results, extra
+
+
+def _unpaired(key: tuple[str, int], record: _TorchCall, matches: dict[str, str]) -> LayerResult:
+    path, call = key
+    if path in matches:
+        reason = f"the Paddle layer {matches[path] or '(model)'} did not run (or ran fewer times)"
+        return LayerResult(path, matches[path], call, record.kind, NOT_COMPARABLE, reason, record.shape)
+    reason = "no Paddle layer corresponds to it"
+    return LayerResult(path, None, call, record.kind, TORCH_ONLY, reason, record.shape)
+
+
+def _flag_jumps(report: LayerReport) -> None:
+    """Flag modules whose relative error is far above what their inputs carried.
+
+    A module's inputs are compared directly where both sides pass the same tensors; otherwise the
+    largest relative error of the modules that ran before it stands for what it inherited. A module
+    enclosing a flagged one is not flagged again: the error it shows is its part's."""
+    worst_before, flagged = 0.0, []
+    for layer in report.layers:
+        rel = layer.rel
+        if rel is None:
+            continue
+        inherited = layer.carried if layer.carried is not None else worst_before
+        if rel > report.jump_min_rel and rel > report.jump_factor * inherited:
+            layer.jump = not any(_under(inner, layer.torch) for inner in flagged)
+            flagged.append(layer.torch)
+        worst_before = max(worst_before, rel)
+    first = next((layer for layer in report.layers if layer.jump), None)
+    report.first_divergence = first.name if first else None
+
+
+# --- charts --------------------------------------------------------------------------------------
+
+CHART_DECADES = (-9, 0)  # relative errors from 1e-9 to 1, on a log scale
+_BARS = "▁▂▃▄▅▆▇█"
+
+
+def _decade_position(rel: float) -> float:
+    """Where a relative error sits between the chart's lowest and highest decade, from 0 to 1."""
+    low, high = CHART_DECADES
+    return float(np.clip((np.log10(max(rel, 10.0**low)) - low) / (high - low), 0.0, 1.0))
+
+
+def _colour(layer: LayerResult, report: LayerReport) -> str:
+    if layer.jump:
+        return "red"
+    return "yellow" if layer.rel > report.jump_min_rel else "green"
+
+
+def error_chart(report: LayerReport, width: int = 80):
+    """Each module's relative error as one bar (log scale) in execution order, as rich text lines."""
+    from rich.text import Text
+
+    chart = Text()
+    per_line = max(10, width - 7)
+    for start in range(0, len(report.layers), per_line):
+        chart.append(f"{start + 1:>5}  ", style="dim")
+        for layer in report.layers[start : start + per_line]:
+            if layer.rel is None:
+                chart.append("·", style="dim")
+            else:
+                chart.append(_BARS[round(_decade_position(layer.rel) * (len(_BARS) - 1))], style=_colour(layer, report))
+        chart.append("\n")
+    low, high = CHART_DECADES
+    chart.append(f"       {_BARS[0]} 1e{low} ... {_BARS[-1]} 1e{high}: relative error per module, in execution order "
+                 "(· not compared; red: the error jumps)", style="dim")
+    return chart
+
+
+def _figure(value: float | None, spec: str = ".2e") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _svg(report: LayerReport) -> str:
+    """An inline SVG bar chart of the relative errors, with a tooltip per module."""
+    from html import escape
+
+    low, high = CHART_DECADES
+    left, top, plot_height = 56, 12, 240
+    step = max(3.0, min(14.0, 1100.0 / max(1, len(report.layers))))
+    plot_width = step * len(report.layers)
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + plot_width + 12:.0f}" '
+             f'height="{top + plot_height + 28}" font-family="sans-serif" font-size="11">']
+    for decade in range(low, high + 1):
+        y = top + plot_height * (1 - (decade - low) / (high - low))
+        parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_width:.1f}" y2="{y:.1f}" stroke="#ddd"/>'
+                     f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">1e{decade}</text>')
+    y_jump = top + plot_height * (1 - _decade_position(report.jump_min_rel))
+    parts.append(f'<line x1="{left}" y1="{y_jump:.1f}" x2="{left + plot_width:.1f}" y2="{y_jump:.1f}" '
+                 'stroke="#c62828" stroke-dasharray="4 3"/>')
+    colours = {"red": "#c62828", "yellow": "#f9a825", "green": "#2e7d32"}
+    for i, layer in enumerate(report.layers):
+        x = left + i * step
+        tip = f"#{i + 1} {layer.name} [{layer.kind}]: "
+        if layer.rel is None:
+            tip += f"{layer.status}: {layer.reason}"
+            parts.append(f'<rect x="{x:.1f}" y="{top + plot_height - 3}" width="{max(1.0, step - 1):.1f}" height="3" '
+                         f'fill="#bbb"><title>{escape(tip)}</title></rect>')
+            continue
+        height = max(1.0, plot_height * _decade_position(layer.rel))
+        tip += f"relative error {layer.rel:.2e}, max abs {layer.metrics.max_abs:.2e}, inputs carried {_figure(layer.carried)}"
+        if layer.floor_ratio is not None:
+            tip += f", floor x {layer.floor_ratio:.2f}"
+        parts.append(f'<rect x="{x:.1f}" y="{top + plot_height - height:.1f}" width="{max(1.0, step - 1):.1f}" '
+                     f'height="{height:.1f}" fill="{colours[_colour(layer, report)]}"><title>{escape(tip)}</title></rect>')
+        if layer.name == report.first_divergence:
+            anchor = "end" if 2 * i > len(report.layers) else "start"  # the label stays inside the chart
+            parts.append(f'<text x="{x:.1f}" y="{max(10.0, top + plot_height - height - 4):.1f}" fill="#c62828" '
+                         f'text-anchor="{anchor}">{escape(layer.name)}</text>')
+    parts.append(f'<text x="{left}" y="{top + plot_height + 20}">modules in execution order (hover for details); '
+                 f'dashed: {report.jump_min_rel:g}, the least relative error that can be flagged</text></svg>')
+    return "".join(parts)
+
+
+def write_html(result, path) -> None:
+    """A self-contained HTML page (inline SVG and CSS, no external assets) with each model's layers."""
+    from html import escape
+    from pathlib import Path
+
+    sections = []
+    for model in result.models:
+        report = model.layers
+        if report is None:
+            continue
+        verdict = (f"first diverging module: <b>{escape(report.first_divergence)}</b>" if report.first_divergence
+                   else "no module's error jumps")
+        rows = "".join(
+            f"<tr class='{'jump' if layer.jump else ''}'><td>{i + 1}</td><td>{escape(layer.name)}</td>"
+            f"<td>{escape(layer.paddle if layer.paddle is not None else '-')}</td><td>{escape(layer.kind)}</td>"
+            f"<td>{_figure(layer.metrics.max_abs if layer.metrics else None)}</td><td>{_figure(layer.rel)}</td>"
+            f"<td>{_figure(layer.carried)}</td><td>{_figure(layer.floor_ratio, '.2f')}</td>"
+            f"<td>{'error jumps' if layer.jump else escape(layer.status if layer.rel is None else '')}"
+            f"{(': ' + escape(layer.reason)) if layer.reason else ''}</td></tr>"
+            for i, layer in enumerate(report.layers)
+        )
+        sections.append(
+            f"<h2>{escape(model.model)}: {'pass' if model.passed else 'FAIL'}</h2>"
+            f"<p>{verdict}. Weights: {escape(model.weights)}; inputs: {escape(report.inputs)}; "
+            f"flagged when the relative error exceeds {report.jump_min_rel:g} and {report.jump_factor:g}x "
+            f"what the module's inputs carried.</p>{_svg(report)}"
+            "<table><tr><th>#</th><th>module</th><th>paddle layer</th><th>kind</th><th>max abs</th>"
+            f"<th>rel err</th><th>inputs carried</th><th>floor x</th><th>note</th></tr>{rows}</table>"
+        )
+    page = (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>weightport per-layer parity</title><style>"
+        "body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse;font-size:12px}"
+        "td,th{border:1px solid #ddd;padding:2px 6px;text-align:right}td:nth-child(2),td:nth-child(3),"
+        "td:nth-child(4),td:nth-child(9){text-align:left}tr.jump{background:#fdecea}</style></head><body>"
+        f"<h1>weightport per-layer parity</h1>{''.join(sections)}</body></html>\n"
+    )
+    Path(path).write_text(page, encoding="utf-8")
