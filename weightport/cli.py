@@ -50,6 +50,20 @@ def _human_bytes(n: int) -> str:
     return f"{n} B"
 
 
+_unsafe_pickle_option = click.option(
+    "--unsafe-pickle", is_flag=True,
+    help="Trust the checkpoints named here: unpickle them without restrictions, so that code in them RUNS "
+    "(see SECURITY.md). Never needed for plain weights.",
+)
+
+
+def _trusting(enabled: bool, *paths):
+    """Within the block, the files named on the command line go to the unrestricted loaders (--unsafe-pickle)."""
+    from .formats import trusting_pickles
+
+    return trusting_pickles(paths if enabled else ())
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="weightport")
 def cli():
@@ -95,11 +109,13 @@ def list_cmd(as_json: bool):
 @click.option("--key", help="Which state dict to show when the file holds several (e.g. state_dict_ema).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--all", "show_all", is_flag=True, help="List every tensor, not only the first 30.")
-def inspect(file: str, key: str | None, as_json: bool, show_all: bool):
+@_unsafe_pickle_option
+def inspect(file: str, key: str | None, as_json: bool, show_all: bool, unsafe_pickle: bool):
     """Show what a checkpoint holds: format, wrapper, tensors, shapes, dtypes, totals."""
     from .inspect import inspect_checkpoint
 
-    report = inspect_checkpoint(file, key)
+    with _trusting(unsafe_pickle, file):
+        report = inspect_checkpoint(file, key)
     if as_json:
         _print_json(report)
         return
@@ -133,14 +149,60 @@ def inspect(file: str, key: str | None, as_json: bool, show_all: bool):
         console.print(f"... and {len(report['keys']) - len(entries)} more (--all lists them)")
 
 
-def _model_kwargs(img_size: int | None) -> dict:
-    return {"img_size": img_size} if img_size is not None else {}
+def _model_kwargs(img_size: int | None, model_args: tuple[str, ...] = ()) -> dict:
+    from .factories import parse_model_args
+
+    kwargs = parse_model_args(model_args)
+    if img_size is not None:
+        if "img_size" in kwargs:
+            raise UserError("give the input size once: --img-size or --model-arg img_size=...")
+        kwargs["img_size"] = img_size
+    return kwargs
+
+
+def _model_options(with_mapping: bool = True):
+    """The options that name a twin pair by its factories, in place of a registered MODEL."""
+    options = [
+        click.option("--torch-model", metavar="MODULE:FACTORY", help="Your own torch twin's factory (with --paddle-model, in place of MODEL)."),
+        click.option("--paddle-model", metavar="MODULE:FACTORY", help="Your own Paddle twin's factory."),
+        click.option("--model-arg", "model_args", multiple=True, metavar="NAME=VALUE",
+                     help="Keyword argument for both factories, a Python literal or a word (repeatable), e.g. img_size=256."),
+    ]
+    if with_mapping:
+        options.insert(2, click.option("--mapping", type=click.Path(dir_okay=False),
+                                       help="Mapping table of your twins (`weightport map draft` drafts one)."))
+
+    def decorate(command):
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
+
+
+def _custom_or(models: tuple[str, ...], torch_model, paddle_model, mapping, table_required: bool = True) -> tuple[str, ...]:
+    """`models`, or the name of the twin pair given by --torch-model/--paddle-model (and --mapping)."""
+    if not (torch_model or paddle_model):
+        if mapping:
+            raise UserError("--mapping goes with --torch-model/--paddle-model; a registered model has its own table")
+        return models
+    if models:
+        raise UserError("name a registered model or pass --torch-model/--paddle-model, not both")
+    if not (torch_model and paddle_model):
+        raise UserError("--torch-model and --paddle-model go together")
+    if table_required and not mapping:
+        raise UserError("--mapping TABLE.toml is needed with --torch-model/--paddle-model (`weightport map draft` drafts one)")
+    import os
+
+    if os.getcwd() not in sys.path:  # the factories' modules are found in the current folder, as with `python -m`
+        sys.path.insert(0, os.getcwd())
+    from .factories import custom_model
+
+    return (custom_model(torch_model, paddle_model, mapping),)
 
 
 @cli.command()
-@click.argument("model")
-@click.argument("src", type=click.Path())
-@click.argument("dst", type=click.Path())
+@click.argument("paths", nargs=-1, metavar="[MODEL] SRC DST")
 @click.option("--to", type=click.Choice(["torch", "paddle"]), help="Target framework (default: from DST's extension).")
 @click.option("--key", help="Which state dict to convert when SRC holds several (e.g. state_dict_ema).")
 @click.option("--dtype", type=click.Choice(["float32", "float16", "bfloat16"]), help="Cast floating tensors (default: keep).")
@@ -148,14 +210,29 @@ def _model_kwargs(img_size: int | None) -> dict:
 @click.option("--force", is_flag=True, help="Overwrite DST if it exists.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary table.")
-def convert(model, src, dst, to, key, dtype, img_size, force, as_json, quiet):
-    """Convert checkpoint SRC of MODEL into DST (direction from the extensions, or --to)."""
+@_unsafe_pickle_option
+@_model_options()
+def convert(paths, to, key, dtype, img_size, force, as_json, quiet, unsafe_pickle,
+            torch_model, paddle_model, mapping, model_args):
+    """Convert checkpoint SRC of MODEL into DST (direction from the extensions, or --to).
+
+    For your own twins, leave out MODEL and name their factories and table instead:
+
+    \b
+    weightport convert SRC DST --torch-model mynet:torch_net \\
+        --paddle-model mynet:paddle_net --mapping mynet.toml"""
     from .conversion import convert as run_convert
 
-    with _progress(enabled=not quiet and not as_json and sys.stdout.isatty()) as on_tensor:
+    custom = bool(torch_model or paddle_model)
+    if len(paths) != (2 if custom else 3):
+        raise UserError("expected MODEL SRC DST, or SRC DST with --torch-model/--paddle-model/--mapping")
+    src, dst = paths[-2:]
+    (model,) = _custom_or(paths[:-2], torch_model, paddle_model, mapping)
+
+    with _trusting(unsafe_pickle, src), _progress(enabled=not quiet and not as_json and sys.stdout.isatty()) as on_tensor:
         summary = run_convert(
             model, src, dst, to=to, key=key, dtype=dtype, force=force,
-            model_kwargs=_model_kwargs(img_size), on_tensor=on_tensor,
+            model_kwargs=_model_kwargs(img_size, model_args), on_tensor=on_tensor,
         )
     if as_json:
         _print_json(summary.as_dict())
@@ -235,8 +312,13 @@ def _print_summary(summary) -> None:
 @click.option("--keep", type=click.Path(file_okay=False), help="Keep the generated checkpoints here (random-weight runs).")
 @click.option("--json", "json_path", type=click.Path(), help="Write the full report as JSON to this path ('-' for stdout).")
 @click.option("--junit", "junit_path", type=click.Path(), help="Write a JUnit XML report (one testcase per model).")
+@click.option("--layers", is_flag=True, help="Compare every module's output on the first batch and name the first whose error jumps.")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False), help="Write the per-layer report (computed as for --layers) to this self-contained HTML page.")
+@_unsafe_pickle_option
+@_model_options()
 def verify(models, all_models, torch_ckpt, paddle_ckpt, key, tol, rtol, batch_size, batches, seed,
-           input_size, img_size, images, device, floor, keep, json_path, junit_path):
+           input_size, img_size, images, device, floor, keep, json_path, junit_path, layers, html_path,
+           unsafe_pickle, torch_model, paddle_model, mapping, model_args):
     """Run both twins on identical batches and gate on the error (exit 1 when any model fails).
 
     Without --torch/--paddle, each model gets deterministic non-trivial random weights that go
@@ -245,19 +327,24 @@ def verify(models, all_models, torch_ckpt, paddle_ckpt, key, tol, rtol, batch_si
     from .verification import verify as run_verify
 
     if all_models:
-        if models:
+        if models or torch_model or paddle_model:
             raise click.UsageError("name models or pass --all, not both")
         models = list_models()
+    models = _custom_or(models, torch_model, paddle_model, mapping)
     if not models:
         raise click.UsageError("name at least one model, or pass --all")
-    result = run_verify(
-        list(models), tol=tol, rtol=rtol, torch_ckpt=torch_ckpt, paddle_ckpt=paddle_ckpt, key=key,
-        batch_size=batch_size, batches=batches, seed=seed, input_size=input_size, images=images,
-        device=device, floor=floor, model_kwargs=_model_kwargs(img_size), keep=keep,
-    )
+    with _trusting(unsafe_pickle, torch_ckpt, paddle_ckpt):
+        result = run_verify(
+            list(models), tol=tol, rtol=rtol, torch_ckpt=torch_ckpt, paddle_ckpt=paddle_ckpt, key=key,
+            batch_size=batch_size, batches=batches, seed=seed, input_size=input_size, images=images,
+            device=device, floor=floor, model_kwargs=_model_kwargs(img_size, model_args), keep=keep,
+            layers=layers or bool(html_path),
+        )
     if json_path == "-":
         _print_json(result.as_dict())
     else:
+        if layers:
+            _print_layers(result)
         _print_verify(result)
         if json_path:
             from pathlib import Path
@@ -267,6 +354,10 @@ def verify(models, all_models, torch_ckpt, paddle_ckpt, key, tol, rtol, batch_si
         from .reports import write_junit
 
         write_junit(result, junit_path)
+    if html_path:
+        from .layerwise import write_html
+
+        write_html(result, html_path)
     if not result.passed:
         sys.exit(EXIT_GATE_FAILED)
 
@@ -302,6 +393,107 @@ def _print_verify(result) -> None:
 
 def _fraction(value) -> str:
     return "-" if value is None else f"{100 * value:.0f}%"
+
+
+def _print_layers(result) -> None:
+    """Each model's modules in execution order, their errors, and a log-scale chart of them."""
+    from rich.table import Table
+
+    from .layerwise import NOT_COMPARABLE, error_chart
+
+    console = _console()
+    for model in result.models:
+        report = model.layers
+        table = Table(title=f"{model.model}: per-layer parity ({report.inputs})")
+        for column in ("#", "module", "kind", "max abs", "rel err", "inputs", "floor x", "note"):
+            table.add_column(column, justify="left" if column in ("module", "kind", "note") else "right",
+                             no_wrap=column == "kind", max_width=28 if column == "kind" else None)
+        for i, layer in enumerate(report.layers, 1):
+            if layer.metrics is None:
+                figures = ["-"] * 4
+            else:
+                figures = [f"{layer.metrics.max_abs:.2e}", f"{layer.rel:.2e}",
+                           "-" if layer.carried is None else f"{layer.carried:.2e}",
+                           "-" if layer.floor_ratio is None else f"{layer.floor_ratio:.2f}"]
+            renamed = f" (paddle: {layer.paddle or '(model)'})" if layer.torch is not None and layer.paddle not in (None, layer.torch) else ""
+            if layer.jump:
+                note = "[bold red]error jumps[/]"
+            elif layer.status == NOT_COMPARABLE:
+                note = f"[yellow]{layer.status}: {layer.reason}[/]"
+            else:
+                note = "" if layer.metrics else f"[dim]{layer.status}[/]"
+            table.add_row(str(i), layer.name + renamed, layer.kind, *figures, note)
+        console.print(table)
+        console.print(error_chart(report, console.width))
+        if report.first_divergence:
+            first = next(layer for layer in report.layers if layer.jump)
+            console.print(
+                f"[bold red]{model.model}: first diverging module: {report.first_divergence}[/] "
+                f"(relative error {first.rel:.2e}, its inputs carried {'-' if first.carried is None else f'{first.carried:.2e}'})"
+            )
+        else:
+            console.print(f"{model.model}: no module's error jumps (largest relative error "
+                          f"{max((layer.rel for layer in report.layers if layer.rel is not None), default=0.0):.2e})")
+
+
+@cli.group("map")
+def map_group():
+    """Draft and check mapping tables, for registered models or your own twins."""
+
+
+@map_group.command("draft")
+@click.argument("model", required=False)
+@_model_options(with_mapping=False)
+@click.option("--input-size", type=int, help="Height and width of the batch traced through both twins (default: the model's, 224 for your own).")
+def map_draft(model, torch_model, paddle_model, model_args, input_size):
+    """Draft the mapping table of a twin pair and print it as TOML (redirect it into a file).
+
+    Both twins run once on the same batch; the modules holding weights are paired in execution
+    order by layer class and shapes, and the pairs become a few general rename rules, transposes
+    on the Linear weights and the shared BatchNorm rules. Exits 1 when the draft leaves something
+    unpaired or fails `map check`; the draft lists what in comments."""
+    from .draft import draft_table
+
+    names = _custom_or((model,) if model else (), torch_model, paddle_model, None, table_required=False)
+    if not names:
+        raise UserError("name a registered model, or your twins with --torch-model and --paddle-model")
+    draft = draft_table(names[0], input_size, **_model_kwargs(None, model_args))
+    click.echo(draft.text, nl=False)
+    left = len(draft.unpaired) + len(draft.problems)
+    click.echo(
+        f"{names[0]}: {draft.pairs} tensors in {draft.modules} modules paired"
+        + (f"; {left} things to fix by hand, listed at the top of the draft" if left else "; the draft passes `map check`"),
+        err=True,
+    )
+    if left:
+        sys.exit(EXIT_GATE_FAILED)
+
+
+@map_group.command("check")
+@click.argument("model", required=False)
+@_model_options()
+def map_check(model, torch_model, paddle_model, mapping, model_args):
+    """Check a mapping table against both twins, without any checkpoint (exit 1 with a listing when wrong).
+
+    Every key paired exactly once and back, transposes exactly on the Linear weights, shapes and
+    dtypes agreeing. MODEL is checked against its own table, or against --mapping when given."""
+    from .mapping import load_table
+    from .registry import get_spec
+    from .tablecheck import table_problems
+
+    custom = bool(torch_model or paddle_model)  # a registered MODEL may be checked against another table
+    names = _custom_or((model,) if model else (), torch_model, paddle_model, mapping if custom else None)
+    if not names:
+        raise UserError("name a registered model, or your twins with --torch-model, --paddle-model and --mapping")
+    where = mapping or get_spec(names[0]).table
+    problems = table_problems(names[0], load_table(where), **_model_kwargs(None, model_args))
+    if not problems:
+        click.echo(f"{names[0]}: mapping table {where} fits both twins")
+        return
+    click.echo(f"{names[0]}: {len(problems)} problems with mapping table {where}:")
+    for problem in problems:
+        click.echo(f"  {problem}")
+    sys.exit(EXIT_GATE_FAILED)
 
 
 def main() -> None:
