@@ -229,10 +229,11 @@ def convert(paths, to, key, dtype, img_size, force, as_json, quiet, unsafe_pickl
     src, dst = paths[-2:]
     (model,) = _custom_or(paths[:-2], torch_model, paddle_model, mapping)
 
-    with _trusting(unsafe_pickle, src), _progress(enabled=not quiet and not as_json and sys.stdout.isatty()) as on_tensor:
+    with _trusting(unsafe_pickle, src), _progress(enabled=not quiet and not as_json and sys.stdout.isatty()) as bar:
         summary = run_convert(
             model, src, dst, to=to, key=key, dtype=dtype, force=force,
-            model_kwargs=_model_kwargs(img_size, model_args), on_tensor=on_tensor,
+            model_kwargs=_model_kwargs(img_size, model_args),
+            on_start=bar and bar.start, on_tensor=bar and bar.advance,
         )
     if as_json:
         _print_json(summary.as_dict())
@@ -241,7 +242,7 @@ def convert(paths, to, key, dtype, img_size, force, as_json, quiet, unsafe_pickl
 
 
 class _progress:
-    """A rich progress bar by bytes, advanced by the writer after each tensor."""
+    """A rich progress bar by bytes: sized when the plan is known, advanced after each tensor."""
 
     def __init__(self, enabled: bool):
         self.enabled = enabled
@@ -253,11 +254,14 @@ class _progress:
         from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.bar = Progress(TextColumn("converting"), BarColumn(), DownloadColumn(), TimeRemainingColumn(), transient=True)
-        self.bar.start()
         self.task = self.bar.add_task("convert", total=None)
-        return self._advance
+        return self
 
-    def _advance(self, name, tensor):
+    def start(self, total_bytes: int) -> None:
+        self.bar.update(self.task, total=total_bytes)
+        self.bar.start()
+
+    def advance(self, name, tensor) -> None:
         self.bar.update(self.task, advance=tensor.nbytes)
 
     def __exit__(self, *exc):

@@ -203,9 +203,12 @@ def convert(
     dtype: str | None = None,
     force: bool = False,
     model_kwargs: dict[str, Any] | None = None,
+    on_start: Callable[[int], None] | None = None,
     on_tensor: Callable[[str, LazyTensor], None] | None = None,
 ) -> Summary:
-    """Convert checkpoint `src` of registered model `model` into `dst`, checked and atomic."""
+    """Convert checkpoint `src` of registered model `model` into `dst`, checked and atomic.
+
+    `on_start(total_bytes)` is called once the plan is checked, `on_tensor` after each tensor is written."""
     get_spec(model)
     if to is not None and to not in SIDES:
         raise UserError(f"--to must be torch or paddle, not {to!r}")
@@ -224,6 +227,8 @@ def convert(
         model, checkpoint.tensors, to, dtype=dtype, resize=bool(model_kwargs), model_kwargs=model_kwargs
     )
     _describe_source(summary, checkpoint)
+    if on_start:
+        on_start(summary.bytes)
     summary.destination = str(write_checkpoint(dst, tensors.items(), force=force, on_tensor=on_tensor))
     return summary
 
