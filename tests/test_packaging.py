@@ -1,0 +1,39 @@
+"""The package as users install it: every subpackage listed, the tables shipped inside it."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_every_package_is_listed_in_pyproject():
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {
+        ".".join(path.parent.relative_to(ROOT).parts)
+        for path in (ROOT / "weightport").rglob("__init__.py")
+        if "__pycache__" not in path.parts
+    }
+    assert found | {"weightport.mappings"} == listed
+
+
+def test_non_editable_install_ships_the_tables_and_manifests(tmp_path):
+    target = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target), str(ROOT)],
+        check=True, capture_output=True,
+    )
+    code = (
+        "from weightport.mapping import load_table, mappings_dir\n"
+        "from weightport.layout import expected_layout\n"
+        "from weightport.registry import list_models, get_spec\n"
+        f"assert str(mappings_dir()).startswith({str(target)!r}), mappings_dir()\n"
+        "for name in list_models():\n"
+        "    load_table(get_spec(name).table)\n"
+        "    assert expected_layout(name, 'paddle')\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path, env=env)
