@@ -387,6 +387,12 @@ def _print_verify(result) -> None:
     console = _console()
     console.print(table)
     for model in result.models:
+        if model.conversion and len(result.models) == 1:
+            c = model.conversion
+            console.print(
+                f"{model.model}: weights {model.weights}; converted {c['tensors']} tensors to {c['to']} "
+                f"({c['renamed']} renamed, {c['transposed']} transposed, {c['dropped']} dropped, {c['filled']} created)"
+            )
         if model.non_finite_weights:
             console.print(f"[yellow]{model.model}: non-finite values in {len(model.non_finite_weights)} weight tensors[/]")
     failed = [m.model for m in result.models if not m.passed]
