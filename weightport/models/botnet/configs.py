@@ -8,7 +8,7 @@ The configs are frozen; keyword arguments are stored as tuples of (name, value) 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Optional, Union
 
 KwargPairs = tuple[tuple[str, Any], ...]
@@ -155,17 +155,4 @@ BOTNET50 = ModelCfg(
 )
 
 # Paper BoT50-S1: BoT50 with c5 at stride 1 (MHSA on 14x14 at 224 input), the paper's BoT50-S1.
-BOTNET50_S1 = ModelCfg(
-    blocks=(
-        BlockCfg(type="bottle", d=3, c=256, s=1, gs=0, br=0.25),
-        BlockCfg(type="bottle", d=4, c=512, s=2, gs=0, br=0.25),
-        BlockCfg(type="bottle", d=6, c=1024, s=2, gs=0, br=0.25),
-        BlockCfg(type="self_attn", d=3, c=2048, s=1, gs=0, br=0.25),
-    ),
-    stem_chs=64,
-    stem_type="7x7",
-    stem_pool="maxpool",
-    fixed_input_size=True,
-    self_attn_layer="bottleneck",
-    self_attn_kwargs=(("num_heads", 4), ("scale_pos_embed", True)),
-)
+BOTNET50_S1 = replace(BOTNET50, blocks=BOTNET50.blocks[:3] + (replace(BOTNET50.blocks[3], s=1),))
