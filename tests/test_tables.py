@@ -7,24 +7,25 @@ import pytest
 
 from weightport.layout import manifest_path, model_layout
 from weightport.registry import create_model, list_models
-from weightport.tablecheck import table_problems
+from weightport.mapping import load_table
+from weightport.registry import get_spec
+from weightport.tablecheck import table_problems, twin_problems
 
 
 @pytest.mark.parametrize("name", list_models())
 def test_table_and_manifest_fit_both_twins(name):
-    problems = table_problems(name)
+    twins = {framework: create_model(name, framework) for framework in ("torch", "paddle")}
+    problems = twin_problems(load_table(get_spec(name).table), twins["torch"], twins["paddle"])
     assert not problems, "\n".join(problems)
     manifest = json.loads(manifest_path(name).read_text())
-    for framework in ("torch", "paddle"):
-        layout = model_layout(create_model(name, framework), framework)
+    for framework, model in twins.items():
+        layout = model_layout(model, framework)
         stored = {k: (tuple(shape), dtype) for k, (shape, dtype) in manifest[framework].items()}
         assert stored == layout, f"{manifest_path(name)} is stale: run scripts/update_layouts.py {name}"
 
 
 def test_table_check_catches_a_missing_transpose_and_an_unpaired_key(tiny_model, tmp_path):
     from pathlib import Path
-
-    from weightport.mapping import load_table
 
     text = (Path(__file__).parent / "tiny_twins.toml").read_text()
     broken = text.replace('transpose = ["square.weight", "head.weight"]', 'transpose = ["head.weight"]')

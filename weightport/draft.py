@@ -22,7 +22,7 @@ from .frameworks import named_modules
 from .layout import model_layout
 from .mapping import Pattern, Rename, Table, load_table
 from .registry import create_model, get_spec
-from .tablecheck import linear_weights, table_problems
+from .tablecheck import linear_weights, twin_problems
 
 # Layer classes both frameworks have, by their names in torch.nn and paddle.nn. Pairing never
 # crosses kinds; a module of any other class is "custom" and pairs with another custom one.
@@ -87,9 +87,9 @@ def draft_table(name: str, input_size: int | None = None, **model_kwargs: Any) -
     size = input_size or input_size_of(name, model_kwargs)
     batch = random_batch(1, size, seed=0)
     base = load_table(BATCHNORM_RULES)
-    owners, notes = {}, []
+    owners, notes, models = {}, [], {}
     for framework in ("torch", "paddle"):
-        model = create_model(name, framework, **model_kwargs)
+        model = models[framework] = create_model(name, framework, **model_kwargs)
         order, failure = _execution_order(model, framework, batch)
         if failure:
             notes.append(f"the {framework} twin failed on a 1x3x{size}x{size} batch ({failure}): paired by structure only")
@@ -110,7 +110,7 @@ def draft_table(name: str, input_size: int | None = None, **model_kwargs: Any) -
     with tempfile.TemporaryDirectory(prefix="weightport-draft-") as folder:
         path = Path(folder) / "draft.toml"
         path.write_text(body)
-        problems = table_problems(name, load_table(path), **model_kwargs)
+        problems = twin_problems(load_table(path), models["torch"], models["paddle"])
     header = [
         f"Drafted by `weightport map draft` from {spec.torch_factory} and {spec.paddle_factory}:",
         f"{len(module_pairs)} modules paired by layer class and shape (by name, else in execution order), {len(key_pairs)} tensors.",

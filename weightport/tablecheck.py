@@ -32,8 +32,11 @@ def linear_weights(model, framework: str) -> set[str]:
 def table_problems(name: str, table: Table | None = None, **model_kwargs: Any) -> list[str]:
     """Everything wrong with `name`'s table against its twins (an empty list when it is right)."""
     table = table or load_table(get_spec(name).table)
-    torch_model = create_model(name, "torch", **model_kwargs)
-    paddle_model = create_model(name, "paddle", **model_kwargs)
+    return twin_problems(table, create_model(name, "torch", **model_kwargs), create_model(name, "paddle", **model_kwargs))
+
+
+def twin_problems(table: Table, torch_model, paddle_model) -> list[str]:
+    """Everything wrong with `table` against two built twins (an empty list when it is right)."""
     torch_layout, paddle_layout = model_layout(torch_model, "torch"), model_layout(paddle_model, "paddle")
     problems = []
 
