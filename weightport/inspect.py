@@ -17,13 +17,18 @@ def non_finite_counts(array: np.ndarray, dtype: str) -> tuple[int, int]:
     return int(np.isnan(values).sum()), int(np.isinf(values).sum())
 
 
-def inspect_checkpoint(path: str, key: str | None = None) -> dict:
-    ckpt = read_checkpoint(path, key)
-    non_finite = {}
-    for name, tensor in ckpt.tensors.items():
+def non_finite_tensors(tensors) -> dict[str, dict[str, int]]:
+    """{name: {"nan": n, "inf": n}} for every tensor holding a NaN or an infinity, one tensor in memory at a time."""
+    found = {}
+    for name, tensor in tensors.items():
         nan, inf = non_finite_counts(tensor.load(), tensor.dtype)
         if nan or inf:
-            non_finite[name] = {"nan": nan, "inf": inf}
+            found[name] = {"nan": nan, "inf": inf}
+    return found
+
+
+def inspect_checkpoint(path: str, key: str | None = None) -> dict:
+    ckpt = read_checkpoint(path, key)
     return {
         "path": ckpt.path,
         "format": ckpt.format,
@@ -36,6 +41,6 @@ def inspect_checkpoint(path: str, key: str | None = None) -> dict:
         "parameters": ckpt.numel,
         "bytes": ckpt.nbytes,
         "dtypes": dict(Counter(t.dtype for t in ckpt.tensors.values())),
-        "non_finite": non_finite,
+        "non_finite": non_finite_tensors(ckpt.tensors),
         "keys": [{"name": k, "shape": list(t.shape), "dtype": t.dtype} for k, t in ckpt.tensors.items()],
     }

@@ -49,11 +49,13 @@ def model_layout(model, framework: str) -> Layout:
 
 def write_manifest(name: str) -> Path:
     """Regenerate the manifest of a registered model from its twins."""
+    from .twins import count_trainable  # twins builds on this module
+
     sections = []
     for framework in ("torch", "paddle"):
         model = create_model(name, framework)
         if framework == "torch":
-            parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
+            parameters = count_trainable(model)
         layout = model_layout(model, framework)
         rows = ",\n".join(f"    {json.dumps(k)}: [{json.dumps(list(shape))}, {json.dumps(dtype)}]" for k, (shape, dtype) in layout.items())
         sections.append(f'  "{framework}": {{\n{rows}\n  }}')

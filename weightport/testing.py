@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from .tablecheck import table_problems
+from .twins import count_trainable  # noqa: F401  (the families' tests count parameters through here)
 from .verification import Metrics, verify_model
 
 
@@ -18,10 +19,3 @@ def parity(name: str, batch_size: int = 1, seed: int = 0, **model_kwargs: Any) -
     seeded batch, on the CPU: the metrics of their worst-agreeing output."""
     result = verify_model(name, batch_size=batch_size, seed=seed, device="cpu", model_kwargs=model_kwargs)
     return result.worst.metrics
-
-
-def count_trainable(model) -> int:
-    """Trainable parameters of a torch module or a Paddle layer."""
-    if hasattr(model, "named_sublayers"):  # Paddle
-        return sum(int(p.numel()) for p in model.parameters() if not p.stop_gradient)
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)

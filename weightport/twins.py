@@ -9,7 +9,7 @@ import numpy as np
 
 from . import dtypes
 from .errors import LayoutError
-from .formats.checkpoint import LazyTensor, paddle_array_tensor
+from .formats.checkpoint import LazyTensor
 from .layout import model_layout
 
 
@@ -28,12 +28,8 @@ def torch_state(model) -> dict[str, LazyTensor]:
     return out
 
 
-def paddle_state(model) -> dict[str, LazyTensor]:
-    """A Paddle layer's state dict as lazy numpy tensors (bfloat16 arrives as uint16 bits)."""
-    return {key: paddle_array_tensor(value.numpy()) for key, value in model.state_dict().items()}
-
-
-def _check_fits(model, framework: str, tensors: dict[str, LazyTensor]) -> None:
+def _fitted_arrays(model, framework: str, tensors: dict[str, LazyTensor]) -> dict[str, np.ndarray]:
+    """Check every name and shape against the model, then cast floats to the model's own dtypes."""
     layout = model_layout(model, framework)
     problems = [f"{k}: missing" for k in layout if k not in tensors]
     problems += [f"{k}: not in the model" for k in tensors if k not in layout]
@@ -44,32 +40,30 @@ def _check_fits(model, framework: str, tensors: dict[str, LazyTensor]) -> None:
     ]
     if problems:
         raise LayoutError(f"weights do not fit the {framework} model: " + "; ".join(problems[:20]))
+    return {
+        key: np.array(dtypes.cast(t.load(), t.dtype, layout[key][1]) if t.dtype in dtypes.FLOATING else t.load())
+        for key, t in tensors.items()
+    }
 
 
 def load_torch(model, tensors: dict[str, LazyTensor]) -> None:
-    """Load into a torch model strictly, casting each tensor to the dtype of the model's own."""
+    """Load into a torch model strictly, casting each float tensor to the dtype of the model's own."""
     import torch
 
-    _check_fits(model, "torch", tensors)
-    layout = model_layout(model, "torch")
-    state = {}
-    for key, tensor in tensors.items():
-        array = dtypes.cast(tensor.load(), tensor.dtype, layout[key][1]) if tensor.dtype in dtypes.FLOATING else tensor.load()
-        state[key] = torch.from_numpy(np.array(array))
-    model.load_state_dict(state, strict=True)
+    arrays = _fitted_arrays(model, "torch", tensors)
+    model.load_state_dict({key: torch.from_numpy(array) for key, array in arrays.items()}, strict=True)
 
 
 def load_paddle(model, tensors: dict[str, LazyTensor]) -> None:
     """Load into a Paddle layer after checking every name and shape, casting floats to the layer's dtype."""
-    _check_fits(model, "paddle", tensors)
-    layout = model_layout(model, "paddle")
-    state = {}
-    for key, tensor in tensors.items():
-        array = tensor.load()
-        if tensor.dtype in dtypes.FLOATING:
-            array = dtypes.cast(array, tensor.dtype, layout[key][1])
-        state[key] = np.array(array)
-    model.set_state_dict(state)
+    model.set_state_dict(_fitted_arrays(model, "paddle", tensors))
+
+
+def count_trainable(model) -> int:
+    """Trainable parameters of a torch module or a Paddle layer."""
+    if hasattr(model, "named_sublayers"):  # Paddle
+        return sum(int(p.numel()) for p in model.parameters() if not p.stop_gradient)
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def randomize_torch(model, seed: int = 0) -> None:

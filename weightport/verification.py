@@ -21,7 +21,7 @@ from .conversion import convert, convert_tensors
 from .errors import UserError
 from .formats import read_checkpoint
 from .formats.checkpoint import LazyTensor, paddle_array_tensor
-from .inspect import non_finite_counts
+from .inspect import non_finite_tensors
 from .registry import create_model, get_spec
 from .twins import load_paddle, load_torch, randomize_torch
 
@@ -191,15 +191,6 @@ def choose_devices(device: str) -> dict[str, str]:
 # --- weights ----------------------------------------------------------------------------------
 
 
-def _non_finite(tensors: dict[str, LazyTensor]) -> dict[str, dict[str, int]]:
-    found = {}
-    for key, tensor in tensors.items():
-        nan, inf = non_finite_counts(tensor.load(), tensor.dtype)
-        if nan or inf:
-            found[key] = {"nan": nan, "inf": inf}
-    return found
-
-
 def _prepare_twins(name, torch_ckpt, paddle_ckpt, key, seed, model_kwargs, keep: str | None):
     """Build both twins with the weights to check; returns (torch_model, paddle_model, weights, summary, non_finite)."""
     summary = None
@@ -239,7 +230,7 @@ def _prepare_twins(name, torch_ckpt, paddle_ckpt, key, seed, model_kwargs, keep:
     load_torch(torch_model, torch_tensors)
     load_paddle(paddle_model, paddle_tensors)
     weights = " + ".join(str(p) for p in (torch_ckpt, paddle_ckpt) if p)
-    return torch_model, paddle_model, weights, summary, _non_finite(torch_tensors)
+    return torch_model, paddle_model, weights, summary, non_finite_tensors(torch_tensors)
 
 
 def _reconfigured(name: str, tensors: dict[str, LazyTensor], side: str, model_kwargs) -> dict[str, LazyTensor]:

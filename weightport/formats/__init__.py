@@ -21,7 +21,6 @@ from typing import Callable, Iterable, Iterator
 from ..errors import CheckpointError, UserError
 from .checkpoint import Checkpoint, LazyTensor, first_line, framework_objects_to_lazy, select_state_dict
 
-FORMATS = ("torch", "paddle", "safetensors")
 EXTENSIONS = {
     ".pth": "torch",
     ".pt": "torch",
