@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from weightport import convert
 from weightport.conversion import TILE, convert_tensors, transposed
 from weightport.errors import CheckpointError
-from weightport.formats import pdparams, pickle_scan, read_checkpoint, write_checkpoint
+from weightport.formats import pdparams, pickle_scan, read_checkpoint, restricted_pickle, write_checkpoint
 from weightport.formats.checkpoint import LazyTensor
 from weightport.mapping import load_table
 from weightport.registry import create_model, get_spec
@@ -169,7 +169,7 @@ def _eager_read(monkeypatch, path):
         raise pickle_scan.Unsupported("forced")
 
     with monkeypatch.context() as patch:
-        patch.setattr(pdparams, "scan", unsupported)
+        patch.setattr(restricted_pickle, "scan", unsupported)
         return pdparams.read(path)
 
 

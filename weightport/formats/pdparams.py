@@ -12,11 +12,8 @@ allow-list and build the same array records.
 """
 from __future__ import annotations
 
-import io
 import math
 import mmap
-import pickle
-import struct
 from typing import Iterable
 
 import numpy as np
@@ -24,8 +21,9 @@ import numpy as np
 from ..dtypes import name_of
 from ..errors import CheckpointError, UserError
 from .checkpoint import LazyTensor, OpenFile, check_shape, convert_containers, raw_bytes
-from .pickle_scan import FileBytes, Unsupported, scan
-from .restricted_pickle import RestrictedUnpickler, restricted_load
+from .pickle_scan import FileBytes
+from .pickle_write import Global, PickleWriter, Reduce
+from .restricted_pickle import restricted_load
 
 NAME_TABLE = "StructuredToParameterName@@"
 SPLIT_INFO = "UnpackBigParamInfor@@"
@@ -140,9 +138,7 @@ def read(path: str) -> object:
     except (OSError, ValueError) as exc:
         raise CheckpointError(path, f"cannot read: {getattr(exc, 'strerror', None) or exc}") from None
     try:
-        obj = scan(mapped, path, RestrictedUnpickler(io.BytesIO(), path, ALLOWED).find_class)
-    except Unsupported:
-        obj = restricted_load(mapped, path, ALLOWED)  # the map serves as the file: nothing is copied first
+        obj = restricted_load(mapped, path, ALLOWED, leave_in_file=True)
     finally:
         mapped.close()
     try:
@@ -199,60 +195,24 @@ def _joined(parts: list[LazyTensor], shape: tuple[int, ...]):
     return lambda: np.concatenate([p.load().reshape(-1) for p in parts]).reshape(shape)
 
 
-_RECONSTRUCT = np.empty(0).__reduce__()[0]  # numpy's own array reconstruction, written by name
+_RECONSTRUCT = np.empty(0).__reduce__()[0]  # named as the installed numpy names it when pickling
+_ARRAY_ARGS = (Global(_RECONSTRUCT.__module__, _RECONSTRUCT.__name__), (Global("numpy", "ndarray"), (0,), b"b"))
 
 
-class _RawBytes:
-    """An array's bytes, pickled as a bytes object straight from the array's memory (no copy)."""
-
-    def __init__(self, view: memoryview):
-        self.view = view
-
-
-class _Pickler(pickle._Pickler):
-    """The pure-Python pickler (protocol 4), taught to write `_RawBytes` without copying them."""
-
-    dispatch = dict(pickle._Pickler.dispatch)
-
-    def save_raw_bytes(self, raw: _RawBytes) -> None:
-        n = raw.view.nbytes
-        if n <= 0xFF:
-            header = pickle.SHORT_BINBYTES + struct.pack("<B", n)
-        elif n <= 0xFFFFFFFF:
-            header = pickle.BINBYTES + struct.pack("<I", n)
-        else:
-            header = pickle.BINBYTES8 + struct.pack("<Q", n)
-        if n >= self.framer._FRAME_SIZE_TARGET:
-            self._write_large_bytes(header, raw.view)  # straight to the file, outside any frame
-        else:
-            self.write(header + raw.view.tobytes())
-
-    dispatch[_RawBytes] = save_raw_bytes
-
-    def memoize(self, obj) -> None:
-        """Remember only the globals and dtypes every array repeats (written once, then referred
-        to); never arrays, whose memory must go as soon as they are written."""
-        if isinstance(obj, (type, np.dtype)) or obj is _RECONSTRUCT:
-            super().memoize(obj)
-
-
-class _Deferred:
-    """Pickles as the array its tensor loads (as numpy pickles it), loading it only at that moment."""
-
-    def __init__(self, tensor: LazyTensor, done):
-        self.tensor, self.done = tensor, done
-
-    def __reduce_ex__(self, protocol):
-        array = self.tensor.load_contiguous()
-        if self.done:
-            self.done(self.tensor)
-        state = (1, array.shape, array.dtype, False, _RawBytes(raw_bytes(array)))
-        return _RECONSTRUCT, (np.ndarray, (0,), b"b"), state
+def _array(array: np.ndarray) -> Reduce:
+    """A C-contiguous array as numpy pickles it, its bytes written straight from its memory."""
+    dtype_args, dtype_state = array.dtype.__reduce__()[1:]
+    dtype = Reduce(Global("numpy", "dtype"), dtype_args, dtype_state, memo_key=array.dtype.str)
+    return Reduce(*_ARRAY_ARGS, state=(1, array.shape, dtype, False, raw_bytes(array)))
 
 
 def write(file, entries: Iterable[tuple[str, LazyTensor]], on_tensor=None) -> None:
     """Write name -> array as paddle.load expects, holding one tensor in memory at a time."""
-    deferred = {
-        name: _Deferred(tensor, (lambda t, n=name: on_tensor(n, t)) if on_tensor else None) for name, tensor in entries
-    }
-    _Pickler(file, protocol=4).dump(deferred)
+
+    def items():
+        for name, tensor in entries:
+            yield name, _array(tensor.load_contiguous())
+            if on_tensor:
+                on_tensor(name, tensor)
+
+    PickleWriter(file, protocol=4).dump_dict(items())

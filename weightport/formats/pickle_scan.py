@@ -11,6 +11,7 @@ a malformed stream raises CheckpointError. Nothing from the file is imported or 
 """
 from __future__ import annotations
 
+import math
 import pickle
 import pickletools
 import struct
@@ -35,10 +36,17 @@ class FileBytes:
     length: int
 
 
-def scan(data, path: str, find_class: Callable[[str, str], Any]) -> Any:
-    """Run the pickle in `data` (bytes or an mmap) and return what it builds."""
+def scan(
+    data,
+    path: str,
+    find_class: Callable[[str, str], Any],
+    persistent_load: Callable[[Any], Any],
+    leave_in_file: bool = True,
+) -> Any:
+    """Run the pickle in `data` (bytes or an mmap) and return what it builds. Persistent ids go
+    to `persistent_load`; with `leave_in_file` false, every byte string is read."""
     try:
-        return _Machine(data, find_class).run()
+        return _Machine(data, find_class, persistent_load, MIN_MAPPED if leave_in_file else math.inf).run()
     except (CheckpointError, Unsupported):
         raise
     except Exception as exc:  # only our own code runs, so any other failure is a malformed stream
@@ -46,41 +54,56 @@ def scan(data, path: str, find_class: Callable[[str, str], Any]) -> Any:
 
 
 class _Machine:
-    def __init__(self, data, find_class):
+    def __init__(self, data, find_class, persistent_load, min_mapped):
         self.data, self.size, self.pos = data, len(data), 0
-        self.find_class = find_class
+        self.find_class, self.persistent_load, self.min_mapped = find_class, persistent_load, min_mapped
         self.callables: dict[int, Any] = {}  # everything find_class returned: the only things REDUCE calls
         self.stack: list = []
         self.marks: list[list] = []  # the stacks set aside by MARK
         self.memo: dict[int, Any] = {}
 
     def run(self) -> Any:
+        data, memo = self.data, self.memo
         while True:
             if self.pos >= self.size:
                 raise ValueError("pickle data was truncated (no STOP)")
-            code = self.data[self.pos]
+            code = data[self.pos]
             self.pos += 1
-            if code == _STOP:
+            # The commonest opcodes of a checkpoint (half of them), run here without a call.
+            if code == _BINPUT:
+                memo[data[self.pos]] = self.stack[-1]
+                self.pos += 1
+            elif code == _BINGET:
+                self.stack.append(memo[data[self.pos]])
+                self.pos += 1
+            elif code == _BININT1:
+                self.stack.append(data[self.pos])
+                self.pos += 1
+            elif code == _STOP:
                 if len(self.stack) != 1 or self.marks:
                     raise ValueError("unbalanced stack at STOP")
                 return self.stack[0]
-            handler = _HANDLERS.get(code)
-            if handler is None:
-                raise Unsupported(f"pickle opcode {_opcode_name(code)}")
-            handler(self)
+            else:
+                handler = _HANDLERS.get(code)
+                if handler is None:
+                    raise Unsupported(f"pickle opcode {_opcode_name(code)}")
+                handler(self)
 
     # --- reading the stream -----------------------------------------------------------------
 
     def take(self, n: int) -> bytes:
-        if n < 0 or self.pos + n > self.size:
-            raise ValueError("pickle data was truncated")
+        self.check_left(n)
         chunk = bytes(self.data[self.pos : self.pos + n])
         self.pos += n
         return chunk
 
-    def unpack(self, fmt: str) -> int:
-        (value,) = struct.unpack_from(fmt, self.data, self.pos)
-        self.pos += struct.calcsize(fmt)
+    def check_left(self, n: int) -> None:
+        if n < 0 or self.pos + n > self.size:
+            raise ValueError(f"pickle data was truncated: expected {n} bytes, {self.size - self.pos} remain")
+
+    def unpack(self, fmt: struct.Struct) -> int:
+        (value,) = fmt.unpack_from(self.data, self.pos)
+        self.pos += fmt.size
         return value
 
     def line(self) -> str:
@@ -102,11 +125,11 @@ class _Machine:
     # --- opcodes (named as in pickletools) -----------------------------------------------------
 
     def proto(self):
-        if not 2 <= self.unpack("<B") <= 5:
+        if not 2 <= self.unpack(_U1) <= 5:
             raise Unsupported("pickle protocol below 2")
 
     def frame(self):
-        self.unpack("<Q")  # a frame only groups the opcodes that follow: nothing to do
+        self.unpack(_U8)  # a frame only groups the opcodes that follow: nothing to do
 
     def mark(self):
         self.marks.append(self.stack)
@@ -118,22 +141,21 @@ class _Machine:
     def dup(self):
         self.push(self.stack[-1])
 
-    def long(self, width: str):
+    def long(self, width: struct.Struct):
         n = self.unpack(width)
         if not 0 <= n <= MAX_LONG_BYTES:
             raise ValueError(f"integer of {n} bytes")
         self.push(int.from_bytes(self.take(n), "little", signed=True))
 
-    def unicode(self, width: str):
+    def unicode(self, width: struct.Struct):
         self.push(self.take(self.unpack(width)).decode("utf-8", "surrogatepass"))
 
-    def byte_string(self, width: str):
+    def byte_string(self, width: struct.Struct):
         n = self.unpack(width)
-        if n < MIN_MAPPED:
+        if n < self.min_mapped:
             self.push(self.take(n))
             return
-        if self.pos + n > self.size:
-            raise ValueError("pickle data was truncated")
+        self.check_left(n)
         self.push(FileBytes(self.pos, n))
         self.pos += n
 
@@ -168,13 +190,13 @@ class _Machine:
         items = self.pop_mark()
         _pairs_into(self.stack[-1], items)
 
-    def put(self, width: str):
+    def put(self, width: struct.Struct):
         self.memo[self.unpack(width)] = self.stack[-1]
 
     def memoize(self):
         self.memo[len(self.memo)] = self.stack[-1]
 
-    def get(self, width: str):
+    def get(self, width: struct.Struct):
         self.push(self.memo[self.unpack(width)])
 
     def global_(self):
@@ -191,6 +213,9 @@ class _Machine:
         found = self.find_class(module, name)
         self.callables[id(found)] = found
         self.push(found)
+
+    def persistent(self):
+        self.stack[-1] = self.persistent_load(self.stack[-1])
 
     def reduce(self):
         args = self.stack.pop()
@@ -226,7 +251,8 @@ def _pairs_into(target, items: list) -> dict:
     return target
 
 
-_STOP = pickle.STOP[0]
+_U1, _U2, _U4, _U8, _I4, _F8 = (struct.Struct(f) for f in ("<B", "<H", "<I", "<Q", "<i", ">d"))
+_STOP, _BINPUT, _BINGET, _BININT1 = pickle.STOP[0], pickle.BINPUT[0], pickle.BINGET[0], pickle.BININT1[0]
 M = _Machine
 _HANDLERS: dict[int, Callable[[_Machine], None]] = {
     pickle.PROTO[0]: M.proto,
@@ -238,19 +264,18 @@ _HANDLERS: dict[int, Callable[[_Machine], None]] = {
     pickle.NONE[0]: lambda m: m.push(None),
     pickle.NEWTRUE[0]: lambda m: m.push(True),
     pickle.NEWFALSE[0]: lambda m: m.push(False),
-    pickle.BININT[0]: lambda m: m.push(m.unpack("<i")),
-    pickle.BININT1[0]: lambda m: m.push(m.unpack("<B")),
-    pickle.BININT2[0]: lambda m: m.push(m.unpack("<H")),
-    pickle.LONG1[0]: lambda m: m.long("<B"),
-    pickle.LONG4[0]: lambda m: m.long("<i"),
-    pickle.BINFLOAT[0]: lambda m: m.push(m.unpack(">d")),
-    pickle.SHORT_BINUNICODE[0]: lambda m: m.unicode("<B"),
-    pickle.BINUNICODE[0]: lambda m: m.unicode("<I"),
-    pickle.BINUNICODE8[0]: lambda m: m.unicode("<Q"),
-    pickle.SHORT_BINBYTES[0]: lambda m: m.byte_string("<B"),
-    pickle.BINBYTES[0]: lambda m: m.byte_string("<I"),
-    pickle.BINBYTES8[0]: lambda m: m.byte_string("<Q"),
-    pickle.BYTEARRAY8[0]: lambda m: m.byte_string("<Q"),  # protocol 5's in-band buffers
+    pickle.BININT[0]: lambda m: m.push(m.unpack(_I4)),
+    pickle.BININT2[0]: lambda m: m.push(m.unpack(_U2)),
+    pickle.LONG1[0]: lambda m: m.long(_U1),
+    pickle.LONG4[0]: lambda m: m.long(_I4),
+    pickle.BINFLOAT[0]: lambda m: m.push(m.unpack(_F8)),
+    pickle.SHORT_BINUNICODE[0]: lambda m: m.unicode(_U1),
+    pickle.BINUNICODE[0]: lambda m: m.unicode(_U4),
+    pickle.BINUNICODE8[0]: lambda m: m.unicode(_U8),
+    pickle.SHORT_BINBYTES[0]: lambda m: m.byte_string(_U1),
+    pickle.BINBYTES[0]: lambda m: m.byte_string(_U4),
+    pickle.BINBYTES8[0]: lambda m: m.byte_string(_U8),
+    pickle.BYTEARRAY8[0]: lambda m: m.byte_string(_U8),  # protocol 5's in-band buffers
     pickle.EMPTY_TUPLE[0]: lambda m: m.push(()),
     pickle.TUPLE1[0]: lambda m: m.tuple_of(1),
     pickle.TUPLE2[0]: lambda m: m.tuple_of(2),
@@ -264,13 +289,12 @@ _HANDLERS: dict[int, Callable[[_Machine], None]] = {
     pickle.DICT[0]: M.dict_from_mark,
     pickle.SETITEM[0]: M.setitem,
     pickle.SETITEMS[0]: M.setitems,
-    pickle.BINPUT[0]: lambda m: m.put("<B"),
-    pickle.LONG_BINPUT[0]: lambda m: m.put("<I"),
+    pickle.LONG_BINPUT[0]: lambda m: m.put(_U4),
     pickle.MEMOIZE[0]: M.memoize,
-    pickle.BINGET[0]: lambda m: m.get("<B"),
-    pickle.LONG_BINGET[0]: lambda m: m.get("<I"),
+    pickle.LONG_BINGET[0]: lambda m: m.get(_U4),
     pickle.GLOBAL[0]: M.global_,
     pickle.STACK_GLOBAL[0]: M.stack_global,
+    pickle.BINPERSID[0]: M.persistent,
     pickle.REDUCE[0]: M.reduce,
     pickle.BUILD[0]: M.build,
 }

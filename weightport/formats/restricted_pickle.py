@@ -8,12 +8,14 @@ it can be called. Nothing from the file is ever imported or executed.
 from __future__ import annotations
 
 import io
+import mmap
 import pickle
 import pickletools
 import warnings
 from typing import Any, Callable
 
 from ..errors import CheckpointError
+from .pickle_scan import Unsupported, scan
 
 
 class Record:
@@ -42,6 +44,11 @@ def record(type_name: str) -> type[Record]:
 class AttributedDict(dict):
     """Stands in for OrderedDict: a dict that also takes the attributes torch pickles on
     state dicts (`_metadata`)."""
+
+    def __setstate__(self, state: Any) -> None:
+        if not isinstance(state, dict):
+            raise pickle.UnpicklingError("malformed OrderedDict state")
+        self.__dict__.update(state)
 
 
 def _latin1_bytes(text: str, encoding: str = "latin1") -> bytes:
@@ -83,9 +90,21 @@ class RestrictedUnpickler(pickle.Unpickler):
         return self._persistent(pid)
 
 
-def restricted_load(data: bytes | io.BufferedIOBase, path: str, allowed, persistent_load=None) -> Any:
-    """Unpickle `data` under the allow-list; every failure becomes a CheckpointError. A file is
-    left just after the pickle's end, so that pickles stored one after another can be read in turn."""
+def restricted_load(
+    data: bytes | mmap.mmap | io.BufferedIOBase, path: str, allowed, persistent_load=None, leave_in_file: bool = False
+) -> Any:
+    """Unpickle `data` under the allow-list; every failure becomes a CheckpointError.
+
+    Bytes and maps go through `pickle_scan` (with `leave_in_file`, its large byte strings stay in
+    `data` as `FileBytes`), and what it does not run through Python's unpickler, after a walk over
+    its opcodes that bounds what they ask for. A file is left just after the pickle's end, so that
+    pickles stored one after another can be read in turn."""
+    if isinstance(data, (bytes, bytearray, memoryview, mmap.mmap)):
+        checker = RestrictedUnpickler(io.BytesIO(), path, allowed, persistent_load)
+        try:
+            return scan(data, path, checker.find_class, checker.persistent_load, leave_in_file)
+        except Unsupported:
+            pass
     file = io.BytesIO(data) if isinstance(data, (bytes, bytearray, memoryview)) else data
     try:
         start = file.tell()

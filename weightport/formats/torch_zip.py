@@ -11,12 +11,10 @@ from __future__ import annotations
 import io
 import math
 import mmap
-import pickle
 import struct
 import zipfile
 import zlib
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterable
 
 import numpy as np
@@ -24,6 +22,7 @@ import numpy as np
 from ..dtypes import itemsize, storage_dtype
 from ..errors import CheckpointError
 from .checkpoint import LazyTensor, check_shape, map_region, raw_bytes
+from .pickle_write import Global, Persistent, PickleWriter, Reduce
 from .restricted_pickle import record, restricted_load
 
 STORAGE_TYPES = {
@@ -252,77 +251,35 @@ def read(path: str) -> object:
 # --- writing -------------------------------------------------------------------------------
 
 
-class _Global:
-    """A global written into the pickle by name; nothing is imported to write it."""
-
-    def __init__(self, module: str, name: str):
-        self.module, self.name = module, name
-
-    def __call__(self, *args):  # pickle insists that a reduce function be callable
-        raise TypeError(f"{self.module}.{self.name} is only a name to write")
+_REBUILD_TENSOR = Global("torch._utils", "_rebuild_tensor_v2")
+_ORDERED_DICT = Global("collections", "OrderedDict")
 
 
-class _TensorRef:
-    def __init__(self, key: str, dtype: str, shape: tuple[int, ...]):
-        self.key, self.dtype, self.shape = key, dtype, shape
-
-    def __reduce__(self):
-        stride = tuple(int(np.prod(self.shape[i + 1 :], dtype=np.int64)) for i in range(len(self.shape)))
-        return (
-            _Global("torch._utils", "_rebuild_tensor_v2"),
-            (_StorageRef(self.key, self.dtype, int(np.prod(self.shape, dtype=np.int64))), 0, self.shape, stride, False, _EmptyOrderedDict()),
-        )
-
-
-@dataclass(frozen=True)
-class _StorageRef:
-    key: str
-    dtype: str
-    numel: int
-
-
-class _EmptyOrderedDict:
-    def __reduce__(self):
-        return (_Global("collections", "OrderedDict"), ())
-
-
-class _Pickler(pickle._Pickler):
-    """Pure-Python pickler that can emit torch globals and storage ids without torch."""
-
-    dispatch = dict(pickle._Pickler.dispatch)
-
-    def save_torch_global(self, obj: _Global) -> None:
-        self.write(pickle.GLOBAL + f"{obj.module}\n{obj.name}\n".encode("ascii"))
-
-    dispatch[_Global] = save_torch_global
-
-    def persistent_id(self, obj):
-        if isinstance(obj, _StorageRef):
-            return ("storage", _Global("torch", STORAGE_CLASS[obj.dtype]), obj.key, "cpu", obj.numel)
-        return None
+def _tensor_record(key: str, dtype: str, shape: tuple[int, ...]) -> Reduce:
+    """A contiguous tensor over all of storage `key`, as torch pickles it."""
+    stride = tuple(math.prod(shape[i + 1 :]) for i in range(len(shape)))
+    storage = Persistent(("storage", Global("torch", STORAGE_CLASS[dtype]), key, "cpu", math.prod(shape)))
+    return Reduce(_REBUILD_TENSOR, (storage, 0, shape, stride, False, Reduce(_ORDERED_DICT, ())))
 
 
 def write(file, entries: Iterable[tuple[str, LazyTensor]], archive_name: str = "archive", on_tensor=None) -> None:
     """Write a torch.load-compatible zip checkpoint, one tensor at a time, storages 64-byte aligned."""
     entries = list(entries)
-    refs = {name: _TensorRef(str(i), t.dtype, tuple(t.shape)) for i, (name, t) in enumerate(entries)}
+    records = io.BytesIO()
+    PickleWriter(records, protocol=2).dump_dict(
+        (name, _tensor_record(str(i), t.dtype, tuple(t.shape))) for i, (name, t) in enumerate(entries)
+    )
+    pkl = records.getvalue()
     with zipfile.ZipFile(file, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
-        pkl = _pickle_bytes(refs)
         _write_entry(zf, f"{archive_name}/data.pkl", [pkl], len(pkl))
         _write_entry(zf, f"{archive_name}/byteorder", [b"little"], 6)
-        for (name, tensor), ref in zip(entries, refs.values()):
+        for i, (name, tensor) in enumerate(entries):
             array = tensor.load_contiguous()
-            _write_entry(zf, f"{archive_name}/data/{ref.key}", [raw_bytes(array)], array.nbytes)
+            _write_entry(zf, f"{archive_name}/data/{i}", [raw_bytes(array)], array.nbytes)
             del array  # else it stays alive while the next tensor loads: two in memory at once
             if on_tensor:
                 on_tensor(name, tensor)
         _write_entry(zf, f"{archive_name}/version", [b"3\n"], 2)
-
-
-def _pickle_bytes(obj) -> bytes:
-    buf = io.BytesIO()
-    _Pickler(buf, protocol=2).dump(obj)
-    return buf.getvalue()
 
 
 def _write_entry(zf: zipfile.ZipFile, name: str, chunks, size: int) -> None:
