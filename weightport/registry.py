@@ -12,7 +12,6 @@ made known for the process with `use_custom`, without being registered.
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -69,7 +68,7 @@ class ModelSpec:
 
 
 @lru_cache(maxsize=None)
-def _registry() -> dict[str, ModelSpec]:
+def _builtin() -> dict[str, ModelSpec]:
     specs: dict[str, ModelSpec] = {}
     for family in BUILTIN_FAMILIES:
         module = importlib.import_module(f"{__package__}.models.{family}")
@@ -77,6 +76,16 @@ def _registry() -> dict[str, ModelSpec]:
             if spec.name in specs:
                 raise RuntimeError(f"model {spec.name!r} registered twice")
             specs[spec.name] = spec
+    return specs
+
+
+@lru_cache(maxsize=None)
+def _registry() -> dict[str, ModelSpec]:
+    """The built-in models and those of installed packages. Packages are looked up only when
+    a name is not built in: the look-up reads every installed distribution's metadata."""
+    import importlib.metadata
+
+    specs = dict(_builtin())
     for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         origin = f"entry point {entry.name!r} ({entry.value})"
         try:
@@ -111,7 +120,7 @@ def list_models() -> list[str]:
 
 
 def get_spec(name: str) -> ModelSpec:
-    spec = _registry().get(name) or _custom.get(name)
+    spec = _builtin().get(name) or _custom.get(name) or _registry().get(name)
     if spec is None:
         raise UserError(f"unknown model {name!r}; `weightport list` shows the registered models")
     return spec
