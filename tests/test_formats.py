@@ -253,3 +253,29 @@ def test_failed_write_leaves_no_file(tmp_path):
         with pytest.raises(UserError, match="No space left"):
             write_checkpoint(tmp_path / f"out.{ext}", entries.items())
     assert list(tmp_path.iterdir()) == []
+
+
+def test_write_back_error_met_while_writing_fails_the_write(tmp_path, monkeypatch):
+    """The kernel reports a write-back error to one flush only: when the flushing thread meets it,
+    the write fails as surely as when the final fsync does."""
+    import errno
+    import time
+
+    from weightport import formats
+
+    flushed = []
+
+    def failing_datasync(fd):
+        flushed.append(fd)
+        raise OSError(errno.EIO, "Input/output error")
+
+    def slow():
+        time.sleep(0.1)  # long enough for the flushing thread to run
+        return np.ones(2, dtype=np.float32)
+
+    monkeypatch.setattr(formats, "_datasync", failing_datasync)
+    monkeypatch.setattr(formats, "WRITE_BEHIND_EVERY", 0.01)
+    for ext in ("pth", "pdparams", "safetensors"):
+        with pytest.raises(UserError, match="Input/output error"):
+            write_checkpoint(tmp_path / f"out.{ext}", [("a", LazyTensor("float32", (2,), slow))])
+    assert flushed and list(tmp_path.iterdir()) == []
