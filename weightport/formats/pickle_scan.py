@@ -69,16 +69,21 @@ class _Machine:
                 raise ValueError("pickle data was truncated (no STOP)")
             code = data[self.pos]
             self.pos += 1
-            # The commonest opcodes of a checkpoint (half of them), run here without a call.
-            if code == _BINPUT:
-                memo[data[self.pos]] = self.stack[-1]
-                self.pos += 1
+            # The commonest opcodes of a checkpoint (three in four), run here without a call.
+            if code == _LONG_BINPUT:
+                memo[_U4.unpack_from(data, self.pos)[0]] = self.stack[-1]
+                self.pos += 4
             elif code == _BINGET:
                 self.stack.append(memo[data[self.pos]])
                 self.pos += 1
             elif code == _BININT1:
                 self.stack.append(data[self.pos])
                 self.pos += 1
+            elif code == _MARK:
+                self.marks.append(self.stack)
+                self.stack = []
+            elif code == _TUPLE:
+                self.tuple_from_mark()
             elif code == _STOP:
                 if len(self.stack) != 1 or self.marks:
                     raise ValueError("unbalanced stack at STOP")
@@ -130,10 +135,6 @@ class _Machine:
 
     def frame(self):
         self.unpack(_U8)  # a frame only groups the opcodes that follow: nothing to do
-
-    def mark(self):
-        self.marks.append(self.stack)
-        self.stack = []
 
     def pop(self):
         self.stack.pop()
@@ -252,12 +253,13 @@ def _pairs_into(target, items: list) -> dict:
 
 
 _U1, _U2, _U4, _U8, _I4, _F8 = (struct.Struct(f) for f in ("<B", "<H", "<I", "<Q", "<i", ">d"))
-_STOP, _BINPUT, _BINGET, _BININT1 = pickle.STOP[0], pickle.BINPUT[0], pickle.BINGET[0], pickle.BININT1[0]
+_STOP, _LONG_BINPUT, _BINGET, _BININT1, _MARK, _TUPLE = (
+    op[0] for op in (pickle.STOP, pickle.LONG_BINPUT, pickle.BINGET, pickle.BININT1, pickle.MARK, pickle.TUPLE)
+)
 M = _Machine
 _HANDLERS: dict[int, Callable[[_Machine], None]] = {
     pickle.PROTO[0]: M.proto,
     pickle.FRAME[0]: M.frame,
-    pickle.MARK[0]: M.mark,
     pickle.POP[0]: M.pop,
     pickle.POP_MARK[0]: lambda m: m.pop_mark(),
     pickle.DUP[0]: M.dup,
@@ -280,7 +282,6 @@ _HANDLERS: dict[int, Callable[[_Machine], None]] = {
     pickle.TUPLE1[0]: lambda m: m.tuple_of(1),
     pickle.TUPLE2[0]: lambda m: m.tuple_of(2),
     pickle.TUPLE3[0]: lambda m: m.tuple_of(3),
-    pickle.TUPLE[0]: M.tuple_from_mark,
     pickle.EMPTY_LIST[0]: lambda m: m.push([]),
     pickle.LIST[0]: M.list_from_mark,
     pickle.APPEND[0]: M.append,
@@ -289,8 +290,8 @@ _HANDLERS: dict[int, Callable[[_Machine], None]] = {
     pickle.DICT[0]: M.dict_from_mark,
     pickle.SETITEM[0]: M.setitem,
     pickle.SETITEMS[0]: M.setitems,
-    pickle.LONG_BINPUT[0]: lambda m: m.put(_U4),
     pickle.MEMOIZE[0]: M.memoize,
+    pickle.BINPUT[0]: lambda m: m.put(_U1),
     pickle.LONG_BINGET[0]: lambda m: m.get(_U4),
     pickle.GLOBAL[0]: M.global_,
     pickle.STACK_GLOBAL[0]: M.stack_global,
