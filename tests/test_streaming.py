@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from weightport import convert
-from weightport.conversion import TILE, convert_tensors, transposed
+from weightport.conversion import TILE_COLS, TILE_ROWS, convert_tensors, transposed
 from weightport.errors import CheckpointError
 from weightport.formats import pdparams, pickle_scan, read_checkpoint, restricted_pickle, write_checkpoint
 from weightport.formats.checkpoint import LazyTensor
@@ -119,8 +119,8 @@ def test_writers_hold_one_tensor_at_a_time(tmp_path, ext):
 
 @settings(max_examples=40, deadline=None)
 @given(
-    rows=st.integers(0, 2 * TILE + 3),
-    cols=st.integers(0, 2 * TILE + 3),
+    rows=st.integers(0, 2 * TILE_ROWS + 3),
+    cols=st.integers(0, 2 * TILE_COLS + 3),
     dtype=st.sampled_from(["<f4", "<f2", "<u2", "<f8", "<i8"]),
     strided=st.booleans(),
 )

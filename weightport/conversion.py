@@ -152,17 +152,23 @@ def _loader(source: LazyTensor, step: Step, out_dtype: str, resize_to) -> Callab
     return load
 
 
-TILE = 128  # rows and columns of the tiles a transpose copies at a time
+# The tiles a transpose copies at a time: 16 source rows of 2048 elements. Each output row then
+# receives 16 consecutive elements (a cache line of float32) gathered from only 16 source rows,
+# few enough pages for the TLB; square 128 x 128 tiles ran half as fast on 64 MB matrices.
+TILE_ROWS, TILE_COLS = 16, 2048
+NARROW = 64  # numpy transposes matrices of fewer columns well itself; tiles would only add calls
 
 
 def transposed(matrix: np.ndarray) -> np.ndarray:
     """A C-contiguous copy of `matrix.T`, copied tile by tile so that both sides stay in cache
-    (two to four times as fast as numpy's own copy of a large transposed matrix)."""
+    (two to five times as fast as numpy's own copy of a large transposed matrix)."""
     rows, cols = matrix.shape
+    if cols < NARROW:
+        return np.ascontiguousarray(matrix.T)
     out = np.empty((cols, rows), dtype=matrix.dtype)
-    for i in range(0, rows, TILE):
-        for j in range(0, cols, TILE):
-            out[j : j + TILE, i : i + TILE] = matrix[i : i + TILE, j : j + TILE].T
+    for i in range(0, rows, TILE_ROWS):
+        for j in range(0, cols, TILE_COLS):
+            out[j : j + TILE_COLS, i : i + TILE_ROWS] = matrix[i : i + TILE_ROWS, j : j + TILE_COLS].T
     return out
 
 
