@@ -20,6 +20,7 @@ and written to docs/benchmarks.md; the checkpoints are deleted at the end.
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import platform
@@ -293,6 +294,9 @@ def main() -> None:
     parser.add_argument("--work", type=Path, help="Folder for the checkpoints (default: a temporary one, deleted).")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md", help="Markdown file the table goes into.")
     args = parser.parse_args()
+    # An installed package carries its compiled bytecode; give this tree its own, or every timed
+    # process would compile weightport's sources first (PYTHONDONTWRITEBYTECODE keeps it uncached).
+    compileall.compile_dir(ROOT / "weightport", quiet=1)
     work = Path(tempfile.mkdtemp(prefix="weightport-bench-", dir=args.work))
     try:
         cases = _cases(work, args.synthetic_gb)

@@ -173,11 +173,16 @@ def _tensor(path: str, storage: _Storage, offset, size, stride) -> LazyTensor:
     offset, size, stride = check_layout(path, storage.numel, offset, size, stride)
     # The stride of a dimension of size 1 is never followed, and may be any number: drop it.
     stride = tuple(s if n > 1 else 0 for n, s in zip(size, stride))
+    numel = math.prod(size)
+    # Almost every saved tensor is C-contiguous: a plain slice and reshape, cheaper than as_strided.
+    contiguous = stride == tuple(math.prod(size[i + 1 :]) if n > 1 else 0 for i, n in enumerate(size))
 
     def load() -> np.ndarray:
-        if 0 in size:
+        if numel == 0:
             return np.zeros(size, dtype=storage_dtype(storage.dtype))
         base = storage.array()[offset:]
+        if contiguous:
+            return base[:numel].reshape(size)
         step = base.itemsize
         return np.lib.stride_tricks.as_strided(base, size, tuple(s * step for s in stride), writeable=False)
 
