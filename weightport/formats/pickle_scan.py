@@ -5,9 +5,13 @@ tensors at once. This interpreter runs a pickle straight from a memory map and, 
 large byte string, records only where it lies (`FileBytes`), so a reader can map the bytes
 of one tensor at a time. It understands the binary opcodes (protocols 2 to 5) that pickles
 of containers, numbers, strings and bytes use; globals resolve only through the caller's
-`find_class` (an allow-list of the caller's own functions) and only those are ever called.
-An opcode it does not know raises `Unsupported`, so that the caller can decide what to do;
-a malformed stream raises CheckpointError. Nothing from the file is imported or executed.
+`find_class` (an allow-list of the caller's own functions) and only those are ever called,
+and persistent ids (torch's storages) go to the caller's `persistent_load`. Its memo is a
+dict, so no index can make it allocate. Being Python, it is also the fast way to read a
+torch pickle safely: Python's unpickler first needs a walk over every opcode to bound the
+memo it would allocate. An opcode it does not know raises `Unsupported`, so that the caller
+can decide what to do; a malformed stream raises CheckpointError. Nothing from the file is
+imported or executed.
 """
 from __future__ import annotations
 
