@@ -175,7 +175,7 @@ def _tensor(path: str, storage: _Storage, offset, size, stride) -> LazyTensor:
     stride = tuple(s if n > 1 else 0 for n, s in zip(size, stride))
     numel = math.prod(size)
     # Almost every saved tensor is C-contiguous: a plain slice and reshape, cheaper than as_strided.
-    contiguous = stride == tuple(math.prod(size[i + 1 :]) if n > 1 else 0 for i, n in enumerate(size))
+    contiguous = stride == tuple(s if n > 1 else 0 for n, s in zip(size, _c_strides(size)))
 
     def load() -> np.ndarray:
         if numel == 0:
@@ -187,6 +187,11 @@ def _tensor(path: str, storage: _Storage, offset, size, stride) -> LazyTensor:
         return np.lib.stride_tricks.as_strided(base, size, tuple(s * step for s in stride), writeable=False)
 
     return LazyTensor(storage.dtype, size, load)
+
+
+def _c_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The strides, in elements, of a C-contiguous tensor of `shape`."""
+    return tuple(math.prod(shape[i + 1 :]) for i in range(len(shape)))
 
 
 def storage_reference(path: str, pid, fields: int) -> tuple[str, str, int]:
@@ -262,7 +267,7 @@ _ORDERED_DICT = Global("collections", "OrderedDict")
 
 def _tensor_record(key: str, dtype: str, shape: tuple[int, ...]) -> Reduce:
     """A contiguous tensor over all of storage `key`, as torch pickles it."""
-    stride = tuple(math.prod(shape[i + 1 :]) for i in range(len(shape)))
+    stride = _c_strides(shape)
     storage = Persistent(("storage", Global("torch", STORAGE_CLASS[dtype]), key, "cpu", math.prod(shape)))
     return Reduce(_REBUILD_TENSOR, (storage, 0, shape, stride, False, Reduce(_ORDERED_DICT, ())))
 
