@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from weightport import convert
 from weightport.conversion import TILE_COLS, TILE_ROWS, convert_tensors, transposed
 from weightport.errors import CheckpointError
-from weightport.formats import pdparams, pickle_scan, read_checkpoint, restricted_pickle, write_checkpoint
+from weightport.formats import checkpoint, pdparams, pickle_scan, read_checkpoint, restricted_pickle, write_checkpoint
 from weightport.formats.checkpoint import LazyTensor
 from weightport.mapping import load_table
 from weightport.registry import create_model, get_spec
@@ -33,9 +33,11 @@ def paddle():
 
 @pytest.fixture(params=["mapped", "default"])
 def map_everything(request, monkeypatch):
-    """Map every byte string of a .pdparams (tiny tensors included), or only the large ones."""
+    """Map every tensor's bytes from the file (tiny ones and a .pdparams' tiny byte strings
+    included), or, as by default, read the small ones and map only the large."""
     if request.param == "mapped":
         monkeypatch.setattr(pickle_scan, "MIN_MAPPED", 1)
+        monkeypatch.setattr(checkpoint, "READ_BELOW", 0)
 
 
 def _sources(tiny_model, tmp_path, paddle) -> dict[str, str]:
@@ -201,7 +203,7 @@ def test_lazy_reader_matches_the_restricted_unpickler_and_pickle(tmp_path, monke
 
 
 def test_lazy_reader_maps_arrays_only_when_loaded(tmp_path):
-    array = np.arange(1 << 16, dtype=np.float32)
+    array = np.arange(checkpoint.READ_BELOW // 2, dtype=np.float32)  # large enough to be mapped
     path = tmp_path / "big.pdparams"
     path.write_bytes(pickle.dumps({"a": array}, protocol=4))
     tensor = pdparams.read(str(path))["a"]
@@ -215,6 +217,21 @@ def test_lazy_reader_maps_arrays_only_when_loaded(tmp_path):
     while isinstance(base, memoryview) or (isinstance(base, np.ndarray) and base.base is not None):
         base = base.obj if isinstance(base, memoryview) else base.base
     assert isinstance(base, mmap.mmap), "the array is not a view of the mapped file"
+
+
+@pytest.mark.parametrize("ext", ["pth", "pdparams", "safetensors"])
+@pytest.mark.parametrize("which", ["small", "large"])
+def test_a_file_cut_short_after_reading_fails_cleanly(tmp_path, ext, which):
+    """Small tensors are read, large ones mapped: either way a file truncated between reading its
+    index and loading a tensor gives a one-line error, not a crash or short data."""
+    arrays = {"small": np.full((32, 64), 1, np.float32), "large": np.full((1024, 128), 2, np.float32)}
+    assert arrays["small"].nbytes < checkpoint.READ_BELOW <= arrays["large"].nbytes
+    path = write_checkpoint(tmp_path / f"cut.{ext}", [(k, LazyTensor.of(a, "float32")) for k, a in arrays.items()])
+    tensors = read_checkpoint(path).tensors
+    data = path.read_bytes()
+    path.write_bytes(data[: data.find(arrays[which].tobytes()) + 10])  # the same inode, cut inside `which`
+    with pytest.raises(CheckpointError, match="cut short"):
+        tensors[which].load()
 
 
 @pytest.mark.parametrize("protocol", [2, 3])

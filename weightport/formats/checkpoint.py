@@ -151,15 +151,28 @@ def raw_bytes(array: np.ndarray) -> memoryview:
     return memoryview(array.reshape(-1).view(np.uint8))
 
 
-def map_region(fd: int, offset: int, length: int) -> memoryview:
-    """`length` bytes of an open file from `offset`, memory-mapped on their own: their pages leave
-    the process's memory with the last array that uses them, where pages of one map of the
-    whole file would stay resident (and count in RSS) until every tensor is gone."""
-    if length == 0:
-        return memoryview(b"")
-    start = offset - offset % mmap.ALLOCATIONGRANULARITY
-    region = mmap.mmap(fd, offset + length - start, offset=start, access=mmap.ACCESS_READ)
-    return memoryview(region)[offset - start :]
+# Smaller regions are read rather than mapped: one pread costs less than mapping and unmapping
+# (five system calls, and a TLB flush on every CPU), and most tensors are biases and norms.
+READ_BELOW = 256 * 1024
+
+
+def file_region(path: str, fd: int, offset: int, length: int) -> memoryview:
+    """`length` bytes of an open file from `offset`, read, or memory-mapped on their own when
+    large: either way they leave the process's memory with the last array that uses them, where
+    pages of one map of the whole file would stay resident (and count in RSS) until every tensor
+    is gone."""
+    if length < READ_BELOW:
+        data = os.pread(fd, length, offset)
+        if len(data) == length:
+            return memoryview(data)
+    else:
+        start = offset - offset % mmap.ALLOCATIONGRANULARITY
+        try:
+            region = mmap.mmap(fd, offset + length - start, offset=start, access=mmap.ACCESS_READ)
+            return memoryview(region)[offset - start :]
+        except ValueError:  # the map would reach past the end of the file
+            pass
+    raise CheckpointError(path, "ends before its tensors do: was it cut short after it was opened?")
 
 
 class OpenFile:
@@ -167,10 +180,11 @@ class OpenFile:
     replaced, e.g. by converting a file onto itself with --force)."""
 
     def __init__(self, path: str):
+        self.path = path
         self.fd = os.open(path, os.O_RDONLY)
 
-    def map(self, offset: int, length: int) -> memoryview:
-        return map_region(self.fd, offset, length)
+    def region(self, offset: int, length: int) -> memoryview:
+        return file_region(self.path, self.fd, offset, length)
 
     def read(self, offset: int, length: int) -> bytes:
         return os.pread(self.fd, length, offset)

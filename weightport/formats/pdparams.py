@@ -4,7 +4,7 @@
 pickle protocols 2/3, splits arrays over 2^30-1 bytes into `key@@.0`, `key@@.1`, ... described by an
 `UnpackBigParamInfor@@` entry. bfloat16 tensors are uint16 arrays of their raw bits.
 
-Reading runs the pickle through `pickle_scan`, which notes where each array's bytes lie, and maps
+Reading runs the pickle through `pickle_scan`, which notes where each array's bytes lie, and reads
 them only when the tensor is loaded: a file of any size is read one tensor at a time (protocol-2
 files, which store bytes as latin-1 text, are decoded into memory). A pickle using opcodes the
 scanner does not run goes whole through the restricted unpickler; both resolve the same
@@ -78,7 +78,7 @@ class _ArrayRecord:
 
         def load() -> np.ndarray:
             if isinstance(data, FileBytes):
-                return np.frombuffer(file.map(data.offset, data.length), dtype=dtype, count=numel).reshape(shape, order=order)
+                return np.frombuffer(file.region(data.offset, data.length), dtype=dtype, count=numel).reshape(shape, order=order)
             return np.frombuffer(data, dtype=dtype, count=numel).reshape(shape, order=order)
 
         return LazyTensor(name, shape, load)

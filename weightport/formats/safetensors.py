@@ -43,7 +43,7 @@ def read(path: str) -> dict[str, LazyTensor]:
             if header_len > MAX_HEADER or header_len > size - 8:
                 raise CheckpointError(path, f"safetensors header claims {header_len} bytes; the file has {size}")
             header_bytes = f.read(header_len)
-        mapped = OpenFile(path)  # each tensor maps its own bytes when loaded
+        file = OpenFile(path)  # each tensor reads or maps its own bytes when loaded
     except OSError as exc:
         raise CheckpointError(path, f"cannot read: {exc.strerror}") from None
     try:
@@ -59,7 +59,7 @@ def read(path: str) -> dict[str, LazyTensor]:
     for name, entry in header.items():
         if name == "__metadata__":
             continue
-        tensors[name], span = _entry(path, name, entry, mapped, data_start, data_len)
+        tensors[name], span = _entry(path, name, entry, file, data_start, data_len)
         ranges.append((*span, name))
     _check_ranges(path, ranges, data_len)
     return tensors
@@ -92,7 +92,7 @@ def _check_ranges(path: str, ranges: list[tuple[int, int, str]], data_len: int) 
         raise CheckpointError(path, f"the data section has {data_len} bytes; the tensors cover {position} (bytes unused)")
 
 
-def _entry(path: str, name: str, entry, mapped, data_start: int, data_len: int) -> tuple[LazyTensor, tuple[int, int]]:
+def _entry(path: str, name: str, entry, file: OpenFile, data_start: int, data_len: int) -> tuple[LazyTensor, tuple[int, int]]:
     """One header entry, checked against the data section: the tensor and the byte range it claims."""
     try:
         dtype = CODES[entry["dtype"]]
@@ -112,7 +112,7 @@ def _entry(path: str, name: str, entry, mapped, data_start: int, data_len: int) 
     def load() -> np.ndarray:
         if numel == 0:
             return np.zeros(shape, dtype=storage_dtype(dtype))
-        return np.frombuffer(mapped.map(data_start + begin, end - begin), dtype=storage_dtype(dtype), count=numel).reshape(shape)
+        return np.frombuffer(file.region(data_start + begin, end - begin), dtype=storage_dtype(dtype), count=numel).reshape(shape)
 
     return LazyTensor(dtype, shape, load), (begin, end)
 

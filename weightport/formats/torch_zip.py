@@ -3,14 +3,14 @@
 Layout: `<root>/data.pkl` is a pickle whose tensors are `torch._utils._rebuild_tensor_v2(storage,
 offset, size, stride, ...)` calls and whose storages are persistent ids
 `('storage', torch.FloatStorage, key, location, numel)`; `<root>/data/<key>` holds each storage's
-raw little-endian bytes. Reading maps those bytes straight from the file (the zip stores them
+raw little-endian bytes. Reading takes those bytes straight from the file (the zip stores them
 uncompressed) and checks each storage's CRC when it is first used.
 """
 from __future__ import annotations
 
 import io
 import math
-import mmap
+import os
 import struct
 import zipfile
 from dataclasses import dataclass
@@ -21,7 +21,7 @@ from isal.isal_zlib import crc32  # ISA-L's CRC-32: zlib's values, several times
 
 from ..dtypes import itemsize, storage_dtype
 from ..errors import CheckpointError
-from .checkpoint import LazyTensor, check_shape, map_region, raw_bytes
+from .checkpoint import LazyTensor, check_shape, file_region, raw_bytes
 from .pickle_write import Global, Persistent, PickleWriter, Reduce
 from .restricted_pickle import record, restricted_load
 
@@ -56,14 +56,14 @@ def _is_safe_name(name: str) -> bool:
 
 
 class _Archive:
-    """The zip file, memory-mapped once, with each storage validated on first use."""
+    """The zip file, its storages located through their local headers and validated on first use."""
 
     def __init__(self, path: str):
         self.path = path
         try:
             self.zip = zipfile.ZipFile(path)
-            with open(path, "rb") as f:
-                self.map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            self.fd = self.zip.fp.fileno()
+            self.size = os.fstat(self.fd).st_size
         except Exception as exc:  # zipfile raises many types on a malformed archive (BadZipFile, ValueError, ...)
             raise CheckpointError(path, f"not a readable zip archive ({exc})") from None
         self.names = {}
@@ -84,7 +84,7 @@ class _Archive:
     def read_small(self, name: str) -> bytes:
         info = self._info(name)
         expands = 1 if info.compress_type == zipfile.ZIP_STORED else MAX_DEFLATE_RATIO
-        if info.compress_size > len(self.map) or info.file_size > min(1 << 30, expands * info.compress_size):
+        if info.compress_size > self.size or info.file_size > min(1 << 30, expands * info.compress_size):
             raise CheckpointError(self.path, f"{name} is implausibly large ({info.file_size} bytes)")
         try:
             return self.zip.read(info)
@@ -98,24 +98,25 @@ class _Archive:
             raise CheckpointError(self.path, f"archive entry {name} is missing") from None
 
     def storage_bytes(self, key: str) -> memoryview:
-        """The raw bytes of storage `key`: mapped from the file on their own when stored (so that they
-        leave memory with the last array using them), CRC-checked on first use."""
+        """The raw bytes of storage `key`: read or mapped from the file on their own when stored (so that
+        they leave memory with the last array using them), CRC-checked on first use."""
         name = f"{self.root}data/{key}"
         info = self._info(name)
         if info.compress_type == zipfile.ZIP_STORED:
-            header = self.map[info.header_offset : info.header_offset + _LOCAL_HEADER.size]
+            # Read, not mapped: a map of a file cut short kills the process (SIGBUS) when touched.
+            header = os.pread(self.fd, _LOCAL_HEADER.size, info.header_offset)
             if len(header) != _LOCAL_HEADER.size or header[:4] != b"PK\x03\x04":
                 raise CheckpointError(self.path, f"corrupt zip entry {name}")
             name_len, extra_len = _LOCAL_HEADER.unpack(header)[1:]
             name_start = info.header_offset + _LOCAL_HEADER.size
             encoding = "utf-8" if info.flag_bits & 0x800 else "cp437"
-            local_name = self.map[name_start : name_start + name_len].decode(encoding, "replace")
+            local_name = os.pread(self.fd, name_len, name_start).decode(encoding, "replace")
             if local_name != info.orig_filename:
                 raise CheckpointError(self.path, f"corrupt zip entry {name} (its local header names another file)")
             start = name_start + name_len + extra_len
-            if start + info.file_size > len(self.map):
+            if start + info.file_size > self.size:
                 raise CheckpointError(self.path, f"zip entry {name} runs past the end of the file (truncated?)")
-            data = map_region(self.zip.fp.fileno(), start, info.file_size)
+            data = file_region(self.path, self.fd, start, info.file_size)
         else:
             data = memoryview(self.read_small(name))
         if name not in self._checked and crc32(data) != info.CRC:
