@@ -1,6 +1,7 @@
 """Readers and writers of every format, against the frameworks' own loaders."""
 from __future__ import annotations
 
+import gc
 import pickle
 import zipfile
 
@@ -216,6 +217,23 @@ def test_missing_file_and_directory(tmp_path):
         read_checkpoint(tmp_path / "absent.pth")
     with pytest.raises(CheckpointError, match="is a directory"):
         read_checkpoint(tmp_path)
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_reading_leaves_the_cycle_collector_as_it_was(tmp_path, enabled):
+    """Unpickling pauses the collector; it must come back as it was, also after a refused pickle."""
+    good, bad = tmp_path / "good.pdparams", tmp_path / "bad.pdparams"
+    good.write_bytes(pickle.dumps({"a": np.ones(3, np.float32)}, protocol=4))
+    bad.write_bytes(pickle.dumps({"a": ValueError("not an array")}, protocol=4))
+    was = gc.isenabled()
+    (gc.enable if enabled else gc.disable)()
+    try:
+        read_checkpoint(good)
+        with pytest.raises(CheckpointError, match="refused"):
+            read_checkpoint(bad)
+        assert gc.isenabled() == enabled
+    finally:
+        (gc.enable if was else gc.disable)()
 
 
 def test_flipped_bit_in_tensor_bytes_is_caught_by_crc(tmp_path):
