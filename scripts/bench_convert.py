@@ -96,6 +96,9 @@ def naive(src: str, dst: str, mapping_json: str) -> None:
 
 def drive(src: str, dst: str, table_path: str, to: str) -> None:
     """What `weightport convert` runs, with the table and target layout given directly."""
+    from weightport.cli import without_blas_threads
+
+    without_blas_threads()
     from weightport.conversion import convert_tensors
     from weightport.formats import read_checkpoint, write_checkpoint
     from weightport.mapping import load_table

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -77,6 +78,26 @@ def test_convert_both_ways_with_json_summary(resnet50_wrapped_ckpt, tmp_path):
     text = run("convert", "resnet50", pdparams, back, check_rc=0).stdout
     assert "created" in text and "53" in text
     assert len(read_checkpoint(back).tensors) == 320
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or (os.cpu_count() or 1) < 2, reason="counts threads in /proc")
+def test_convert_starts_no_blas_threads(resnet50_wrapped_ckpt, tmp_path):
+    """Conversion multiplies no matrices: OpenBLAS must not start (and spin) a thread per CPU."""
+    if "openblas" not in np.__config__.CONFIG["Build Dependencies"]["blas"]["name"]:
+        pytest.skip("numpy is not built with OpenBLAS")
+    code = (
+        "import os, sys\n"
+        "from weightport.cli import main\n"
+        f"sys.argv = ['weightport', 'convert', 'resnet50', {str(resnet50_wrapped_ckpt)!r}, {str(tmp_path / 'out.pdparams')!r}, '-q']\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as exc:\n"
+        "    assert not exc.code, exc.code\n"
+        "print(len(os.listdir('/proc/self/task')))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert result.stdout.strip() == "1", f"{result.stdout.strip()} threads after converting"
 
 
 def test_convert_refuses_to_overwrite(resnet50_wrapped_ckpt, tmp_path):
