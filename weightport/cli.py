@@ -6,9 +6,11 @@ commands that need them, so `weightport --help` starts fast.
 """
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import sys
+import threading
 
 import click
 
@@ -516,4 +518,24 @@ def map_check(model, torch_model, paddle_model, mapping, model_args):
 
 
 def main() -> None:
-    cli(prog_name="weightport")
+    """Run the command line, then leave without tearing the interpreter down (as mypy does).
+
+    The teardown frees every object numpy and the readers left, after a full cycle collection:
+    about 0.03 s, a twentieth of converting fcvit_b48. What an exit must do is still done: the
+    atexit handlers run and the standard streams are flushed; with other threads still running,
+    or an exit status that is not a number, Python leaves the ordinary way."""
+    try:
+        cli(prog_name="weightport")
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    if not (code is None or isinstance(code, int)) or threading.active_count() > 1:
+        sys.exit(code)
+    atexit._run_exitfuncs()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except OSError:  # e.g. a closed pipe: the ordinary exit reports it
+        sys.exit(code)
+    os._exit(code or 0)
+
