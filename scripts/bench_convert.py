@@ -242,8 +242,8 @@ def bench_case(case: Case, work: Path, repeat: int) -> dict[str, Run]:
     for _ in range(repeat):
         for name, (command, written) in commands.items():  # interleaved: drifting load hits all alike
             written.unlink(missing_ok=True)
+            os.sync()  # untimed: nobody pays for deleting the last run's output or writing back others' pages
             runs[name].append(measure(command, env=_env()))
-            os.sync()  # untimed: the next contender must not pay for writing back this one's pages
             run = runs[name][-1]
             print(f"  {case.name:>18} {name:>10}: {run.seconds:7.2f} s  {run.peak_rss / 1e6:8.0f} MB", flush=True)
     _same_arrays(out, naive_out)
