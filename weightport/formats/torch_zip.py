@@ -103,17 +103,16 @@ class _Archive:
         name = f"{self.root}data/{key}"
         info = self._info(name)
         if info.compress_type == zipfile.ZIP_STORED:
-            # Read, not mapped: a map of a file cut short kills the process (SIGBUS) when touched.
-            header = os.pread(self.fd, _LOCAL_HEADER.size, info.header_offset)
-            if len(header) != _LOCAL_HEADER.size or header[:4] != b"PK\x03\x04":
+            # The local header and the name it should hold, in one read (not mapped: a map of a
+            # file cut short kills the process with SIGBUS when touched).
+            expected = info.orig_filename.encode("utf-8" if info.flag_bits & 0x800 else "cp437")
+            header = os.pread(self.fd, _LOCAL_HEADER.size + len(expected), info.header_offset)
+            if len(header) < _LOCAL_HEADER.size or header[:4] != b"PK\x03\x04":
                 raise CheckpointError(self.path, f"corrupt zip entry {name}")
-            name_len, extra_len = _LOCAL_HEADER.unpack(header)[1:]
-            name_start = info.header_offset + _LOCAL_HEADER.size
-            encoding = "utf-8" if info.flag_bits & 0x800 else "cp437"
-            local_name = os.pread(self.fd, name_len, name_start).decode(encoding, "replace")
-            if local_name != info.orig_filename:
+            name_len, extra_len = _LOCAL_HEADER.unpack_from(header)[1:]
+            if header[_LOCAL_HEADER.size :] != expected or name_len != len(expected):
                 raise CheckpointError(self.path, f"corrupt zip entry {name} (its local header names another file)")
-            start = name_start + name_len + extra_len
+            start = info.header_offset + _LOCAL_HEADER.size + name_len + extra_len
             if start + info.file_size > self.size:
                 raise CheckpointError(self.path, f"zip entry {name} runs past the end of the file (truncated?)")
             data = file_region(self.path, self.fd, start, info.file_size)
