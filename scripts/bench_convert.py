@@ -192,6 +192,7 @@ class Case:
 
 
 def _cases(work: Path, gigabytes: float) -> list[Case]:
+    from weightport.mapping import mappings_dir
     from weightport.registry import get_spec
 
     cases = []
@@ -204,7 +205,7 @@ def _cases(work: Path, gigabytes: float) -> list[Case]:
                 model, src, src.stat().st_size,
                 [WEIGHTPORT, "convert", model, str(src), str(out), "--quiet"],
                 [WEIGHTPORT, "convert", model, str(out), str(back), "--quiet"],
-                str(ROOT / "mappings" / f"{get_spec(model).table}.toml"),
+                str(mappings_dir() / f"{get_spec(model).table}.toml"),
             )
         )
     if gigabytes > 0:
@@ -266,7 +267,7 @@ def bench_startup(repeat: int) -> dict[str, Run]:
 
 
 def _env() -> dict:
-    return {**os.environ, "GLOG_minloglevel": "2", "PYTHONPATH": str(ROOT)}
+    return {**os.environ, "GLOG_minloglevel": "2", "PYTHONPATH": str(ROOT / "src")}
 
 
 def report(results: dict[str, dict[str, Run]], startup: dict[str, Run], sizes: dict[str, int], repeat: int) -> str:
@@ -300,7 +301,7 @@ def main() -> None:
     args = parser.parse_args()
     # An installed package carries its compiled bytecode; give this tree its own, or every timed
     # process would compile weightport's sources first (PYTHONDONTWRITEBYTECODE keeps it uncached).
-    compileall.compile_dir(ROOT / "weightport", quiet=1)
+    compileall.compile_dir(ROOT / "src" / "weightport", quiet=1)
     work = Path(tempfile.mkdtemp(prefix="weightport-bench-", dir=args.work))
     try:
         cases = _cases(work, args.synthetic_gb)

@@ -66,7 +66,7 @@ def main() -> None:
     from weightport.registry import list_models
 
     models = args.models or list_models()
-    env = {**os.environ, "GLOG_minloglevel": "2", "PYTHONPATH": str(ROOT), "CUDA_VISIBLE_DEVICES": ""}
+    env = {**os.environ, "GLOG_minloglevel": "2", "PYTHONPATH": str(ROOT / "src"), "CUDA_VISIBLE_DEVICES": ""}
     lines = [
         f"| model | `weightport verify` s | peak MB | {' s | '.join(PHASES)} s |",
         "|---|" + "---:|" * (2 + len(PHASES)),

@@ -12,12 +12,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_every_package_is_listed_in_pyproject():
     listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    source = ROOT / "src"
     found = {
-        ".".join(path.parent.relative_to(ROOT).parts)
-        for path in (ROOT / "weightport").rglob("__init__.py")
-        if "__pycache__" not in path.parts
+        ".".join(path.relative_to(source).parts)
+        for path in [source / "weightport", *(source / "weightport").rglob("*")]
+        if path.is_dir() and "__pycache__" not in path.parts
     }
-    assert found | {"weightport.mappings"} == listed
+    assert found == listed
 
 
 def test_non_editable_install_ships_the_tables_and_manifests(tmp_path):

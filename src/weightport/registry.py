@@ -42,7 +42,7 @@ class Preprocessing:
 class ModelSpec:
     name: str
     family: str
-    table: str  # mapping table name: mappings/<table>.toml
+    table: str  # mapping table name: weightport/mappings/<table>.toml
     torch_factory: str  # "module:function"
     paddle_factory: str  # "module:function"
     input_size: int = 224

@@ -7,7 +7,6 @@ per-tensor steps of a conversion, in either direction.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import re
 import tomllib
 from dataclasses import dataclass
@@ -161,11 +160,8 @@ class Table:
 
 
 def mappings_dir() -> Path:
-    """The folder of built-in tables: packaged as weightport.mappings, or the checkout's mappings/."""
-    spec = importlib.util.find_spec("weightport.mappings")
-    if spec is not None and spec.submodule_search_locations:
-        return Path(next(iter(spec.submodule_search_locations)))
-    return Path(__file__).resolve().parent.parent / "mappings"
+    """The folder of built-in tables, shipped inside the package (weightport.mappings)."""
+    return Path(__file__).resolve().parent / "mappings"
 
 
 def load_table(name_or_path: str | Path) -> Table:
