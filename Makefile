@@ -19,8 +19,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/weightport verify resnet50 --floor --keep demo-output
 
-# Unit tests, then the parity gate over every registered model (as a CI job would run it).
+# The linter (rules in pyproject.toml), the unit tests, then the parity gate over every registered
+# model (as a CI job would run it).
 test: $(STAMP)
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 	$(MAKE) --no-print-directory gate
 

@@ -106,7 +106,10 @@ def drive(src: str, dst: str, table_path: str, to: str) -> None:
     table = load_table(table_path)
     source = read_checkpoint(src)
     layout = {
-        step.target: (tuple(reversed(source.tensors[step.source].shape)) if step.transpose else source.tensors[step.source].shape, source.tensors[step.source].dtype)
+        step.target: (
+            tuple(reversed(source.tensors[step.source].shape)) if step.transpose else source.tensors[step.source].shape,
+            source.tensors[step.source].dtype,
+        )
         for step in table.plan(source.tensors, to).steps
     }
     tensors, _ = convert_tensors("synthetic", source.tensors, to, table=table, layout=layout)
@@ -286,7 +289,7 @@ def report(results: dict[str, dict[str, Run]], startup: dict[str, Run], sizes: d
             f"| {n.seconds / w.seconds:.1f}x | {w.seconds / (c.seconds + python):.1f}x "
             f"| {mb(c.peak_rss)} | {mb(w.peak_rss)} | {mb(b.peak_rss)} | {mb(n.peak_rss)} | {w.peak_rss / size:.2f} |"
         )
-    lines += ["", "| start-up | s (best of %d) | minus `python -c pass` | peak MB |" % repeat, "|---|---:|---:|---:|"]
+    lines += ["", f"| start-up | s (best of {repeat}) | minus `python -c pass` | peak MB |", "|---|---:|---:|---:|"]
     for name, run in startup.items():
         lines.append(f"| `{name}` | {run.seconds:.3f} | {run.seconds - python:+.3f} | {mb(run.peak_rss)} |")
     return "\n".join(lines)

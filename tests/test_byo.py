@@ -13,7 +13,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from weightport.errors import UserError
@@ -149,11 +148,11 @@ def test_drafted_table_converts_and_verifies_without_edits(twins, tmp_path):
         assert_rc(run("map", "check", *twins, "--mapping", table, "--model-arg", "depth=3"), 0)
 
     # A torch checkpoint with non-trivial weights, converted by the CLI and verified against it.
+    import torch
+
     from weightport.factories import custom_model
     from weightport.registry import create_model
     from weightport.twins import randomize_torch
-
-    import torch
 
     model = create_model(custom_model(twins[1], twins[3], table), "torch")
     randomize_torch(model, seed=3)

@@ -20,9 +20,9 @@ import struct
 import subprocess
 import sys
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -699,7 +699,8 @@ def _(d, canary, valid):
 
 @entry("safetensors: a number of 100000 digits", r"not valid JSON")
 def _(d, canary, valid):
-    return written(d / "long-number.safetensors", safetensors_bytes(b'{"a": {"dtype": "F32", "shape": [' + b"9" * 100000 + b'], "data_offsets": [0, 0]}}'))
+    header = b'{"a": {"dtype": "F32", "shape": [' + b"9" * 100000 + b'], "data_offsets": [0, 0]}}'
+    return written(d / "long-number.safetensors", safetensors_bytes(header))
 
 
 @entry("safetensors: offsets past the end", r"claims bytes")
@@ -736,17 +737,20 @@ def _(d, canary, valid):
 
 @entry("safetensors: an unknown dtype", r"malformed safetensors entry")
 def _(d, canary, valid):
-    return written(d / "unknown-dtype.safetensors", safetensors_bytes({"a": {"dtype": "C64", "shape": [1], "data_offsets": [0, 8]}}, b"\x00" * 8))
+    header = {"a": {"dtype": "C64", "shape": [1], "data_offsets": [0, 8]}}
+    return written(d / "unknown-dtype.safetensors", safetensors_bytes(header, b"\x00" * 8))
 
 
 @entry("safetensors: a negative shape", r"malformed safetensors entry")
 def _(d, canary, valid):
-    return written(d / "negative-shape.safetensors", safetensors_bytes({"a": {"dtype": "F32", "shape": [-1, -4], "data_offsets": [0, 16]}}, b"\x00" * 16))
+    header = {"a": {"dtype": "F32", "shape": [-1, -4], "data_offsets": [0, 16]}}
+    return written(d / "negative-shape.safetensors", safetensors_bytes(header, b"\x00" * 16))
 
 
 @entry("safetensors: offsets the wrong way round", r"claims bytes")
 def _(d, canary, valid):
-    return written(d / "reversed.safetensors", safetensors_bytes({"a": {"dtype": "F32", "shape": [4], "data_offsets": [16, 0]}}, b"\x00" * 16))
+    header = {"a": {"dtype": "F32", "shape": [4], "data_offsets": [16, 0]}}
+    return written(d / "reversed.safetensors", safetensors_bytes(header, b"\x00" * 16))
 
 
 @entry("safetensors: a tensor named twice", r"twice")
@@ -759,7 +763,8 @@ def _(d, canary, valid):
 
 @entry("safetensors: a shape of 100 dimensions", r"dimensions")
 def _(d, canary, valid):
-    return written(d / "many-dims.safetensors", safetensors_bytes({"a": {"dtype": "F32", "shape": [1] * 100, "data_offsets": [0, 4]}}, b"\x00" * 4))
+    header = {"a": {"dtype": "F32", "shape": [1] * 100, "data_offsets": [0, 4]}}
+    return written(d / "many-dims.safetensors", safetensors_bytes(header, b"\x00" * 4))
 
 
 # Not checkpoints at all, or not what their name says.

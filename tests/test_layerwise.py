@@ -91,6 +91,7 @@ def test_correct_conversions_flag_nothing(tiny_model):
 
 def test_renamed_parameter_free_modules_follow_the_table(tmp_path):
     import torch
+
     from weightport.frameworks import quiet_paddle_import
 
     paddle = quiet_paddle_import()
@@ -114,7 +115,6 @@ def test_renamed_parameter_free_modules_follow_the_table(tmp_path):
 
 def _layout_twins():
     """Twins computing the same function, whose modules differ in layout, output type and presence."""
-    import torch
     from torch import nn
 
     from weightport.frameworks import quiet_paddle_import

@@ -260,7 +260,11 @@ def test_split_big_arrays_are_joined_as_paddle_load_joins_them(tmp_path, paddle,
     [(["big@@.0", "missing"], (4,)), (["big@@.0"], (5,)), (["big@@.0", "other"], (4,))],
 )
 def test_malformed_split_tables_are_refused(tmp_path, slices, shape):
-    content = {"big@@.0": np.ones(2, np.float32), "other": np.ones(2, np.float16), pdparams.SPLIT_INFO: {"big": {"OriginShape": shape, "slices": slices}}}
+    content = {
+        "big@@.0": np.ones(2, np.float32),
+        "other": np.ones(2, np.float16),
+        pdparams.SPLIT_INFO: {"big": {"OriginShape": shape, "slices": slices}},
+    }
     path = tmp_path / "split.pdparams"
     path.write_bytes(pickle.dumps(content, protocol=3))
     with pytest.raises(CheckpointError, match="malformed split-array table"):

@@ -6,9 +6,8 @@ import json
 import pytest
 
 from weightport.layout import manifest_path, model_layout
-from weightport.registry import create_model, list_models
 from weightport.mapping import load_table
-from weightport.registry import get_spec
+from weightport.registry import create_model, get_spec, list_models
 from weightport.tablecheck import table_problems, twin_problems
 
 

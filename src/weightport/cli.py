@@ -175,7 +175,8 @@ def _model_kwargs(img_size: int | None, model_args: tuple[str, ...] = ()) -> dic
 def _model_options(with_mapping: bool = True):
     """The options that name a twin pair by its factories, in place of a registered MODEL."""
     options = [
-        click.option("--torch-model", metavar="MODULE:FACTORY", help="Your own torch twin's factory (with --paddle-model, in place of MODEL)."),
+        click.option("--torch-model", metavar="MODULE:FACTORY",
+                     help="Your own torch twin's factory (with --paddle-model, in place of MODEL)."),
         click.option("--paddle-model", metavar="MODULE:FACTORY", help="Your own Paddle twin's factory."),
         click.option("--model-arg", "model_args", multiple=True, metavar="NAME=VALUE",
                      help="Keyword argument for both factories, a Python literal or a word (repeatable), e.g. img_size=256."),
@@ -328,7 +329,8 @@ def _print_summary(summary) -> None:
 @click.option("--json", "json_path", type=click.Path(), help="Write the full report as JSON to this path ('-' for stdout).")
 @click.option("--junit", "junit_path", type=click.Path(), help="Write a JUnit XML report (one testcase per model).")
 @click.option("--layers", is_flag=True, help="Compare every module's output on the first batch and name the first whose error jumps.")
-@click.option("--html", "html_path", type=click.Path(dir_okay=False), help="Write the per-layer report (computed as for --layers) to this self-contained HTML page.")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False),
+              help="Write the per-layer report (computed as for --layers) to this self-contained HTML page.")
 @_unsafe_pickle_option
 @_model_options()
 def verify(models, all_models, torch_ckpt, paddle_ckpt, key, tol, rtol, batch_size, batches, seed,
@@ -436,7 +438,8 @@ def _print_layers(result) -> None:
                 figures = [f"{layer.metrics.max_abs:.2e}", f"{layer.rel:.2e}",
                            "-" if layer.carried is None else f"{layer.carried:.2e}",
                            "-" if layer.floor_ratio is None else f"{layer.floor_ratio:.2f}"]
-            renamed = f" (paddle: {layer.paddle or '(model)'})" if layer.torch is not None and layer.paddle not in (None, layer.torch) else ""
+            renamed = layer.torch is not None and layer.paddle not in (None, layer.torch)
+            renamed = f" (paddle: {layer.paddle or '(model)'})" if renamed else ""
             if layer.jump:
                 note = "[bold red]error jumps[/]"
             elif layer.status == NOT_COMPARABLE:
@@ -465,7 +468,8 @@ def map_group():
 @map_group.command("draft")
 @click.argument("model", required=False)
 @_model_options(with_mapping=False)
-@click.option("--input-size", type=int, help="Height and width of the batch traced through both twins (default: the model's, 224 for your own).")
+@click.option("--input-size", type=int,
+              help="Height and width of the batch traced through both twins (default: the model's, 224 for your own).")
 def map_draft(model, torch_model, paddle_model, model_args, input_size):
     """Draft the mapping table of a twin pair and print it as TOML (redirect it into a file).
 

@@ -16,8 +16,9 @@ import os
 import tempfile
 import weakref
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -180,7 +181,7 @@ class _Spill:
             arrays.append(np.load(self._file, allow_pickle=False))
         return arrays
 
-    def __enter__(self) -> "_Spill":
+    def __enter__(self) -> _Spill:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import importlib
 import re
-import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+
+import tomllib
 
 from .errors import UserError
 
@@ -37,7 +38,7 @@ class Pattern:
     fields: tuple[str, ...]
 
     @classmethod
-    def parse(cls, text: str, where: str, shared: dict[str, str] | None = None) -> "Pattern":
+    def parse(cls, text: str, where: str, shared: dict[str, str] | None = None) -> Pattern:
         """Compile `text`; `shared` gives placeholder expressions declared on the rule's other side."""
         if not isinstance(text, str) or not text:
             raise TableError(f"{where}: a pattern must be a non-empty string, got {text!r}")
@@ -111,7 +112,7 @@ class Plan:
     dropped: tuple[str, ...]  # source keys with no counterpart on the target side
     to: str
 
-    def fills(self, target_keys: Iterable[str], table: "Table") -> dict[str, Drop]:
+    def fills(self, target_keys: Iterable[str], table: Table) -> dict[str, Drop]:
         """Target keys that no step produces but a drop rule allows to create."""
         produced = {s.target for s in self.steps}
         return {k: rule for k in target_keys if k not in produced and (rule := table.drop_rule(k, self.to))}

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 from .errors import UserError
@@ -67,7 +67,7 @@ class ModelSpec:
             raise UserError(f"{module_name!r} has no {framework} twin factory {attr!r}") from None
 
 
-@lru_cache(maxsize=None)
+@cache
 def _builtin() -> dict[str, ModelSpec]:
     specs: dict[str, ModelSpec] = {}
     for family in BUILTIN_FAMILIES:
@@ -79,7 +79,7 @@ def _builtin() -> dict[str, ModelSpec]:
     return specs
 
 
-@lru_cache(maxsize=None)
+@cache
 def _registry() -> dict[str, ModelSpec]:
     """The built-in models and those of installed packages. Packages are looked up only when
     a name is not built in: the look-up reads every installed distribution's metadata."""

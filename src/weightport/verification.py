@@ -11,9 +11,10 @@ import copy
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -44,7 +45,7 @@ class Metrics:
     top5: float | None = None  # fraction of rows whose top-5 sets agree
 
     @classmethod
-    def compare(cls, reference: np.ndarray, output: np.ndarray) -> "Metrics":
+    def compare(cls, reference: np.ndarray, output: np.ndarray) -> Metrics:
         ref = np.asarray(reference, dtype=np.float64)
         out = np.asarray(output, dtype=np.float64)
         if ref.shape != out.shape:

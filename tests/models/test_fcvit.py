@@ -6,7 +6,7 @@ against an instance of the reference itself.
 """
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import pytest
 import torch
@@ -86,7 +86,7 @@ def official_checkpoint(name: str) -> dict:
             "state_dict_ema": {k: v.clone() for k, v in state_dict.items()}, "metric": 0.0}
 
 
-@lru_cache(maxsize=None)
+@cache
 def torch_twin(name: str):
     """One default-initialised torch twin per variant, shared by the read-only tests."""
     return getattr(modeling_torch, name)()

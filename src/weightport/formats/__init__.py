@@ -14,10 +14,10 @@ import stat
 import sys
 import tempfile
 import threading
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 from ..errors import CheckpointError, UserError
 from .checkpoint import Checkpoint, LazyTensor, first_line, framework_objects_to_lazy, select_state_dict

@@ -4,8 +4,9 @@ from __future__ import annotations
 import math
 import mmap
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -45,7 +46,7 @@ class LazyTensor:
         return np.require(self.loader(), dtype=storage_dtype(self.dtype), requirements="C")
 
     @classmethod
-    def of(cls, array: np.ndarray, dtype: str) -> "LazyTensor":
+    def of(cls, array: np.ndarray, dtype: str) -> LazyTensor:
         return cls(dtype, tuple(array.shape), lambda: array)
 
 

@@ -19,8 +19,9 @@ import math
 import pickle
 import pickletools
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import CheckpointError
 

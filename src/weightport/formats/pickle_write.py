@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import pickle
 import struct
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
-from typing import Any, Hashable, Iterable
+from typing import Any
 
 FRAME_TARGET = 64 * 1024  # as Python's pickler: frames of about this size, larger bytes outside them
 BATCH = 1000  # dict items per SETITEMS, as Python's pickler batches them
@@ -157,7 +158,7 @@ class PickleWriter:
             self._str(name.name)
             self.frame += pickle.STACK_GLOBAL
         else:
-            self.frame += pickle.GLOBAL + f"{name.module}\n{name.name}\n".encode("utf-8")
+            self.frame += pickle.GLOBAL + f"{name.module}\n{name.name}\n".encode()
 
     def _reduce(self, obj: Reduce) -> None:
         """func, args, REDUCE; then remembered (if asked) before its state is built, as Python's

@@ -13,8 +13,9 @@ import mmap
 import pickle
 import pickletools
 import warnings
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from ..errors import CheckpointError
 from .pickle_scan import Unsupported, scan

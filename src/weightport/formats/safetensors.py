@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import struct
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 

@@ -13,8 +13,8 @@ import math
 import os
 import struct
 import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import numpy as np
 from isal.isal_zlib import crc32  # ISA-L's CRC-32: zlib's values, several times as fast

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Any, Optional, Union
+from typing import Any
 
 KwargPairs = tuple[tuple[str, Any], ...]
 
@@ -22,11 +22,11 @@ class BlockCfg:
     d: int  # number of blocks
     c: int  # output channels
     s: int = 2  # stride of the stage's first block
-    gs: Optional[int] = None  # group size of the 3x3 conv; 0 or None for a plain conv
+    gs: int | None = None  # group size of the 3x3 conv; 0 or None for a plain conv
     br: float = 1.0  # bottleneck ratio: mid channels = c * br
 
 
-StageCfg = Union[BlockCfg, tuple[BlockCfg, ...]]
+StageCfg = BlockCfg | tuple[BlockCfg, ...]
 
 
 @dataclass(frozen=True)
@@ -36,18 +36,18 @@ class ModelCfg:
     blocks: tuple[StageCfg, ...]
     downsample: str = "conv1x1"
     stem_type: str = "3x3"
-    stem_pool: Optional[str] = "maxpool"
+    stem_pool: str | None = "maxpool"
     stem_chs: int = 32
     width_factor: float = 1.0
     num_features: int = 0  # channels of a final 1x1 conv; none when 0
     fixed_input_size: bool = False
     act_layer: str = "relu"
-    attn_layer: Optional[str] = None  # channel attention in bottleneck blocks: 'se', 'eca' or None
-    self_attn_layer: Optional[str] = None  # 'bottleneck' = timm's BottleneckAttn
+    attn_layer: str | None = None  # channel attention in bottleneck blocks: 'se', 'eca' or None
+    self_attn_layer: str | None = None  # 'bottleneck' = timm's BottleneckAttn
     self_attn_kwargs: KwargPairs = ()
 
 
-def make_divisible(value: float, divisor: int = 8, min_value: Optional[int] = None, round_limit: float = 0.9) -> int:
+def make_divisible(value: float, divisor: int = 8, min_value: int | None = None, round_limit: float = 0.9) -> int:
     """Round a channel count to a multiple of `divisor`, never more than 10% down (timm's make_divisible)."""
     min_value = min_value or divisor
     rounded = max(min_value, int(value + divisor / 2) // divisor * divisor)
@@ -62,7 +62,7 @@ def eca_kernel_size(channels: int, gamma: float = 2, beta: float = 1) -> int:
     return max(t if t % 2 else t + 1, 3)
 
 
-def interleave(types: tuple[str, str], d: int, every: Union[int, list[int]] = 1, **block: Any) -> tuple[BlockCfg, ...]:
+def interleave(types: tuple[str, str], d: int, every: int | list[int] = 1, **block: Any) -> tuple[BlockCfg, ...]:
     """`d` single blocks of types[0], with types[1] at positions `every` (timm's interleave_blocks).
 
     An int `every` places types[1] at every, 2 * every + 1, ...; the last block when that is empty.

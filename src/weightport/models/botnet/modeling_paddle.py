@@ -10,7 +10,6 @@ SE and ECA channel attention, ReLU / SiLU, an optional final 1x1 conv, and the a
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 from weightport.frameworks import quiet_paddle_import
 from weightport.layers.paddle_layers import to_2tuple, trunc_normal_
@@ -186,7 +185,7 @@ def make_shortcut(in_chs, out_chs, stride, layers: LayerChoices):
     return nn.Identity()
 
 
-def num_groups(group_size: Optional[int], channels: int) -> int:
+def num_groups(group_size: int | None, channels: int) -> int:
     return channels // group_size if group_size else 1
 
 

@@ -7,7 +7,7 @@ checkpoints hold. The paper's BoT50 / BoT50-S1 are timm `ByobNet`s built from th
 from __future__ import annotations
 
 import timm
-from timm.models.byobnet import ByoBlockCfg, ByoModelCfg, ByobNet
+from timm.models.byobnet import ByoBlockCfg, ByobNet, ByoModelCfg
 
 from . import configs
 

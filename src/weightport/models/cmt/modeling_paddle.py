@@ -204,7 +204,7 @@ class CMT(nn.Layer):
         x = self.stem_norm3(self.stem_relu3(self.stem_conv3(x)))
         for s, stage in enumerate(STAGES):
             if s > 0:  # tokens back to an image for the next patch embedding
-                x = x.reshape([B, H, W, -1]).transpose([0, 3, 1, 2])
+                x = x.reshape([B, H, W, -1]).transpose([0, 3, 1, 2])  # noqa: F821 (H, W: the previous stage's)
             x, (H, W) = getattr(self, f"patch_embed_{stage}")(x)
             relative_pos = getattr(self, f"relative_pos_{stage}")
             for block in getattr(self, f"blocks_{stage}"):

@@ -197,7 +197,7 @@ class CMT(nn.Module):
         x = self.stem_norm3(self.stem_relu3(self.stem_conv3(x)))
         for s, stage in enumerate(STAGES):
             if s > 0:  # tokens back to an image; contiguous as the reference, so the same conv kernels run
-                x = x.reshape(B, H, W, -1).permute(0, 3, 1, 2).contiguous()
+                x = x.reshape(B, H, W, -1).permute(0, 3, 1, 2).contiguous()  # noqa: F821 (H, W: the previous stage's)
             x, (H, W) = getattr(self, f"patch_embed_{stage}")(x)
             relative_pos = getattr(self, f"relative_pos_{stage}")
             for block in getattr(self, f"blocks_{stage}"):
