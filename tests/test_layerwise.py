@@ -10,6 +10,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
+from weightport.comparison import Metrics
 from weightport.formats import read_checkpoint, write_checkpoint
 from weightport.layerwise import (
     COMPARED,
@@ -24,7 +25,7 @@ from weightport.layerwise import (
     match_modules,
 )
 from weightport.mapping import load_table
-from weightport.verification import Metrics, verify
+from weightport.verification import verify
 
 
 def test_perturbed_conv_in_resnet50_is_named_by_the_cli(resnet50_wrapped_ckpt, tmp_path):

@@ -4,8 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from weightport.comparison import Metrics
 from weightport.errors import UserError
-from weightport.verification import Metrics, verify
+from weightport.verification import verify
 
 
 def test_metrics_catch_what_a_mean_comparison_misses():

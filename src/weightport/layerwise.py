@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from .comparison import Metrics, flatten_outputs
 from .frameworks import named_modules
 from .mapping import Table
-from .verification import Metrics, flatten_outputs
 
 # A module's relative error must exceed what its inputs carried by this factor (faithful modules
 # of the registered models, random weights, stay below 8x: a classifier behind global pooling) ...

@@ -47,10 +47,15 @@ def model_layout(model, framework: str) -> Layout:
     return layout
 
 
+def count_trainable(model) -> int:
+    """Trainable parameters of a torch module or a Paddle layer."""
+    if hasattr(model, "named_sublayers"):  # Paddle
+        return sum(int(p.numel()) for p in model.parameters() if not p.stop_gradient)
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
 def write_manifest(name: str) -> Path:
     """Regenerate the manifest of a registered model from its twins."""
-    from .twins import count_trainable  # twins builds on this module
-
     sections = []
     for framework in ("torch", "paddle"):
         model = create_model(name, framework)

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from .comparison import Metrics
+from .layout import count_trainable  # noqa: F401  (the families' tests count parameters through here)
 from .tablecheck import table_problems
-from .twins import count_trainable  # noqa: F401  (the families' tests count parameters through here)
-from .verification import Metrics, verify_model
+from .verification import verify_model
 
 
 def check_table(name: str, **model_kwargs: Any) -> None:

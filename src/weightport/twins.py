@@ -59,13 +59,6 @@ def load_paddle(model, tensors: dict[str, LazyTensor]) -> None:
     model.set_state_dict(_fitted_arrays(model, "paddle", tensors))
 
 
-def count_trainable(model) -> int:
-    """Trainable parameters of a torch module or a Paddle layer."""
-    if hasattr(model, "named_sublayers"):  # Paddle
-        return sum(int(p.numel()) for p in model.parameters() if not p.stop_gradient)
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
 def randomize_torch(model, seed: int = 0) -> None:
     """Give every floating parameter and buffer deterministic, non-trivial values.
 
