@@ -165,6 +165,8 @@ def test_verify_gate_json_and_junit(resnet50_wrapped_ckpt, tmp_path):
     data = json.loads(report.read_text())
     out = data["models"][0]["outputs"][0]
     assert data["passed"] and out["metrics"]["max_abs"] < 1e-4
+    assert data["rule"] == "max abs error <= 0.0001 x the reference's largest magnitude"
+    assert out["gate"]["rule"] == "relative" and 0 < out["gate"]["ratio"] < 0.1
     assert set(out["metrics"]) == {"max_abs", "mean_abs", "ref_max", "max_rel", "cosine", "top1", "top5"}
     assert 0.2 < out["floor"]["ratio"] < 10
     suite = ET.parse(junit).getroot()
@@ -183,3 +185,35 @@ def test_verify_gate_json_and_junit(resnet50_wrapped_ckpt, tmp_path):
     assert "FAIL" in bad.stdout and "resnet50" in bad.stdout and "max abs error" in bad.stdout
     failure = ET.parse(bad_junit).getroot().find("testcase/failure")
     assert failure is not None and "resnet50" in failure.get("message")
+    assert "gate=relative" in failure.text
+
+
+def test_gate_passes_torchvision_logits_in_the_hundreds(tmp_path):
+    """torchvision's own initialisation (BatchNorm statistics randomised) gives ResNet-50 logits of
+    several hundred: an absolute 1e-4 would fail this faithful conversion, the default gate passes it,
+    and still fails one conv weight off by 1 %."""
+    import torch
+    import torchvision
+
+    torch.manual_seed(0)
+    model = torchvision.models.resnet50()
+    with torch.no_grad():
+        for name, buffer in model.named_buffers():
+            if name.endswith("running_mean"):
+                buffer.normal_(0.0, 0.2)
+            elif name.endswith("running_var"):
+                buffer.uniform_(0.5, 1.5)
+    torch.save(model.state_dict(), tmp_path / "tv.pth")
+    run("convert", "resnet50", tmp_path / "tv.pth", tmp_path / "tv.pdparams", "--quiet", check_rc=0)
+    common = ["--torch", tmp_path / "tv.pth", "--batch-size", "1", "--device", "cpu", "--json", "-"]
+    good = run("verify", "resnet50", "--paddle", tmp_path / "tv.pdparams", *common, check_rc=0)
+    out = json.loads(good.stdout)["models"][0]["outputs"][0]
+    assert out["metrics"]["ref_max"] > 100 and out["metrics"]["max_abs"] > 1e-5 and out["gate"]["ratio"] < 0.1
+    strict = run("verify", "resnet50", "--paddle", tmp_path / "tv.pdparams", "--atol", "1e-6", *common, check_rc=1)
+    assert json.loads(strict.stdout)["models"][0]["outputs"][0]["gate"]["rule"] == "absolute"
+
+    tensors = dict(read_checkpoint(tmp_path / "tv.pdparams").tensors)
+    weight = tensors["layer3.2.conv2.weight"]
+    tensors["layer3.2.conv2.weight"] = type(weight).of(weight.load() * np.float32(1.01), weight.dtype)
+    write_checkpoint(tmp_path / "off.pdparams", tensors.items())
+    run("verify", "resnet50", "--paddle", tmp_path / "off.pdparams", *common, check_rc=1)

@@ -6,7 +6,7 @@ import pytest
 
 from weightport.comparison import Metrics
 from weightport.errors import UserError
-from weightport.verification import verify
+from weightport.verification import decide, verify
 
 
 def test_metrics_catch_what_a_mean_comparison_misses():
@@ -50,10 +50,66 @@ def test_gate_and_floor_on_the_tiny_twins(tiny_model):
     assert out.shape == [4, 5]
     assert out.floor["torch_fp32_vs_fp64"] > 0
     assert out.floor["ratio"] < 50
+    assert out.gate.rule == "relative" and out.gate.limit == pytest.approx(1e-4 * out.metrics.ref_max)
+    assert 0 < out.gate.ratio < 1
     strict = verify(tiny_model, tol=1e-12, device="cpu")
-    assert not strict.passed and "max abs error" in strict.models[0].outputs[0].reason
-    relative = verify(tiny_model, rtol=1e-15, device="cpu")
-    assert not relative.passed and "relative" in relative.models[0].outputs[0].reason
+    failed = strict.models[0].outputs[0]
+    assert not strict.passed and failed.gate.rule == "relative" and failed.gate.ratio > 1
+    assert "tol x largest |reference|" in failed.reason
+    absolute = verify(tiny_model, atol=1e-15, device="cpu")
+    failed = absolute.models[0].outputs[0]
+    assert not absolute.passed and failed.gate.rule == "absolute" and "atol" in failed.reason
+    assert absolute.as_dict()["rule"].endswith("and <= 1e-15")
+
+
+def test_the_gate_decides_by_the_failing_rule_else_the_closest_to_its_limit():
+    metrics = Metrics.compare(np.array([[200.0, -1.0]]), np.array([[200.001, -1.0]]))
+    assert decide(metrics, 1e-4).passed  # 5e-6 of the scale
+    closest = decide(metrics, 1e-4, atol=2e-3)
+    assert closest.passed and closest.rule == "absolute" and closest.ratio == pytest.approx(0.5)
+    failing = decide(metrics, 1e-4, atol=1e-4)
+    assert not failing.passed and failing.rule == "absolute"
+    assert not decide(Metrics.compare(np.zeros((1, 2)), np.array([[0.0, 1e-30]])), 1e-4).passed
+    assert decide(Metrics.compare(np.zeros((1, 2)), np.zeros((1, 2))), 1e-4).passed
+    assert not decide(Metrics.compare(np.ones((1, 2)), np.array([[1.0, np.nan]])), 1e-4, atol=1.0).passed
+
+
+@pytest.fixture(scope="module")
+def resnet18_state():
+    """timm's resnet18 with non-trivial random weights, as a state dict."""
+    from weightport.registry import create_model
+    from weightport.twins import randomize_torch
+
+    model = create_model("resnet18", "torch")
+    randomize_torch(model, seed=3)
+    return model.state_dict()
+
+
+@pytest.mark.parametrize("scale", [1e-3, 1.0, 1e3])
+def test_the_gate_means_the_same_at_every_output_scale(resnet18_state, tmp_path, scale):
+    """The classifier scaled by 1e-3, 1 and 1e3: the faithful conversion passes the default gate at
+    every scale, and one conv weight off by 1 % fails it at every scale."""
+    import torch
+
+    from weightport import convert
+    from weightport.formats import read_checkpoint, write_checkpoint
+
+    state = {k: v * scale if k.startswith("fc.") else v for k, v in resnet18_state.items()}
+    torch.save(state, tmp_path / "scaled.pth")
+    convert("resnet18", tmp_path / "scaled.pth", tmp_path / "scaled.pdparams")
+    faithful = verify("resnet18", torch_ckpt=str(tmp_path / "scaled.pth"), paddle_ckpt=str(tmp_path / "scaled.pdparams"),
+                      batch_size=1, device="cpu")
+    out = faithful.models[0].outputs[0]
+    assert faithful.passed, out.reason
+    assert 0.1 * scale < out.metrics.ref_max < 10 * scale and out.gate.ratio < 0.1
+
+    tensors = dict(read_checkpoint(tmp_path / "scaled.pdparams").tensors)
+    weight = tensors["layer3.1.conv2.weight"]
+    tensors["layer3.1.conv2.weight"] = type(weight).of(weight.load() * np.float32(1.01), weight.dtype)
+    write_checkpoint(tmp_path / "off.pdparams", tensors.items())
+    off = verify("resnet18", torch_ckpt=str(tmp_path / "scaled.pth"), paddle_ckpt=str(tmp_path / "off.pdparams"),
+                 batch_size=1, device="cpu")
+    assert not off.passed and off.models[0].outputs[0].gate.ratio > 3
 
 
 def test_real_images_with_the_models_preprocessing(tmp_path, tiny_model):

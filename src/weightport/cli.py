@@ -315,8 +315,9 @@ def _print_summary(summary) -> None:
 @click.option("--torch", "torch_ckpt", type=click.Path(), help="Torch checkpoint to check (converted in memory if --paddle is absent).")
 @click.option("--paddle", "paddle_ckpt", type=click.Path(), help=".pdparams to check (converted back in memory if --torch is absent).")
 @click.option("--key", help="Which state dict of the torch checkpoint (e.g. state_dict_ema).")
-@click.option("--tol", type=float, default=1e-4, show_default=True, help="Gate: largest absolute error allowed.")
-@click.option("--rtol", type=float, help="Gate: largest error allowed relative to the reference's largest magnitude.")
+@click.option("--tol", type=float, default=1e-4, show_default=True,
+              help="Gate: largest error allowed, as a fraction of each output's largest magnitude (the same at every scale).")
+@click.option("--atol", type=float, help="Also gate on the absolute error: largest allowed, whatever the outputs' scale.")
 @click.option("--batch-size", type=int, default=2, show_default=True)
 @click.option("--batches", type=int, default=1, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random weights and batches.")
@@ -333,7 +334,7 @@ def _print_summary(summary) -> None:
               help="Write the per-layer report (computed as for --layers) to this self-contained HTML page.")
 @_unsafe_pickle_option
 @_model_options()
-def verify(models, all_models, torch_ckpt, paddle_ckpt, key, tol, rtol, batch_size, batches, seed,
+def verify(models, all_models, torch_ckpt, paddle_ckpt, key, tol, atol, batch_size, batches, seed,
            input_size, img_size, images, device, floor, keep, json_path, junit_path, layers, html_path,
            unsafe_pickle, torch_model, paddle_model, mapping, model_args):
     """Run both twins on identical batches and gate on the error (exit 1 when any model fails).
@@ -352,7 +353,7 @@ def verify(models, all_models, torch_ckpt, paddle_ckpt, key, tol, rtol, batch_si
         raise click.UsageError("name at least one model, or pass --all")
     with _trusting(unsafe_pickle, torch_ckpt, paddle_ckpt):
         result = run_verify(
-            list(models), tol=tol, rtol=rtol, torch_ckpt=torch_ckpt, paddle_ckpt=paddle_ckpt, key=key,
+            list(models), tol=tol, atol=atol, torch_ckpt=torch_ckpt, paddle_ckpt=paddle_ckpt, key=key,
             batch_size=batch_size, batches=batches, seed=seed, input_size=input_size, images=images,
             device=device, floor=floor, model_kwargs=_model_kwargs(img_size, model_args), keep=keep,
             layers=layers or bool(html_path),
@@ -382,9 +383,8 @@ def verify(models, all_models, torch_ckpt, paddle_ckpt, key, tol, rtol, batch_si
 def _print_verify(result) -> None:
     from rich.table import Table
 
-    gate = f"tol {result.tol:g}" + (f", rtol {result.rtol:g}" if result.rtol else "")
-    table = Table(title=f"weightport verify ({gate})")
-    for column in ("model", "max abs", "mean abs", "max rel", "1-cos", "top-1", "floor x", "result"):
+    table = Table(title=f"weightport verify (gate: {result.rule})")
+    for column in ("model", "max abs", "mean abs", "max rel", "1-cos", "top-1", "floor x", "of limit", "result"):
         table.add_column(column, justify="left" if column in ("model", "result") else "right")
     for model in result.models:
         for out in model.outputs:
@@ -393,6 +393,7 @@ def _print_verify(result) -> None:
             table.add_row(
                 label, f"{m.max_abs:.2e}", f"{m.mean_abs:.2e}", f"{m.max_rel:.2e}", f"{1 - m.cosine:.1e}",
                 _fraction(m.top1), f"{out.floor['ratio']:.2f}" if out.floor else "-",
+                f"{out.gate.rule[:3]} {_percent(out.gate.ratio)}",
                 "[green]pass[/]" if out.passed else f"[bold red]FAIL[/] {out.reason}",
             )
     devices = sorted({f"torch on {m.devices['torch']}, paddle on {m.devices['paddle']}" for m in result.models})
@@ -416,6 +417,11 @@ def _print_verify(result) -> None:
 
 def _fraction(value) -> str:
     return "-" if value is None else f"{100 * value:.0f}%"
+
+
+def _percent(ratio: float) -> str:
+    """How much of the gate's limit an error used: '1.2%', '1100%'."""
+    return "NaN" if ratio != ratio else f"{100 * ratio:.2g}%" if ratio < 0.1 else f"{100 * ratio:.0f}%"
 
 
 def _print_layers(result) -> None:

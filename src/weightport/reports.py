@@ -22,8 +22,10 @@ def write_junit(result, path: str | Path) -> None:
             f"{o.name}: max_abs={o.metrics.max_abs:.3e} mean_abs={o.metrics.mean_abs:.3e} "
             f"max_rel={o.metrics.max_rel:.3e} cosine={o.metrics.cosine:.9f}"
             + (f" floor_ratio={o.floor['ratio']:.2f}" if o.floor else "")
+            + f" gate={o.gate.rule} limit={o.gate.limit:.3e} of_limit={o.gate.ratio:.3g}"
             for o in model.outputs
         ]
+        lines.insert(0, f"gate: {result.rule}")
         if model.passed:
             ET.SubElement(case, "system-out").text = "\n".join(lines)
         else:

@@ -4,6 +4,12 @@ Both twins run in eval mode on the same arrays (seeded random batches or preproc
 every output element is compared. With `floor=True` the torch twin also runs in float64, which
 measures each framework's own fp32 rounding error: a faithful conversion's cross-framework error
 sits near that floor, a wrong one far above it.
+
+The gate is relative to each output's scale: an output passes when its largest absolute error is
+at most `tol` times the reference's largest magnitude. fp32 rounding is a fixed fraction of the
+values computed, so the same tolerance means the same thing for logits of 1e-3 and of 1e3 (a
+faithful ResNet-50 sits near 1.2e-6 at both, one conv weight off by 1 % near 1.1e-3). `atol`
+adds a strictly absolute gate for whoever wants one.
 """
 from __future__ import annotations
 
@@ -31,6 +37,21 @@ if TYPE_CHECKING:
     from .layerwise import LayerReport
 
 DEFAULT_TOL = 1e-4
+RELATIVE, ABSOLUTE = "relative", "absolute"
+
+
+@dataclass
+class Gate:
+    """The rule that decided an output's verdict, and how close the error came to its limit."""
+
+    rule: str  # RELATIVE: max abs error <= tol x the reference's largest magnitude; ABSOLUTE: <= atol
+    error: float  # max abs error
+    limit: float  # the largest error the rule allows for this output
+    ratio: float  # error / limit: under 1 passes
+
+    @property
+    def passed(self) -> bool:
+        return self.ratio <= 1.0  # False for NaN
 
 
 @dataclass
@@ -39,6 +60,7 @@ class OutputResult:
     shape: list[int]
     metrics: Metrics
     floor: dict[str, float] | None = None  # torch/paddle fp32 max error against torch fp64, and the ratio
+    gate: Gate | None = None
     passed: bool = True
     reason: str = ""
 
@@ -67,18 +89,25 @@ class ModelResult:
 @dataclass
 class VerifyResult:
     tol: float
-    rtol: float | None
+    atol: float | None
     models: list[ModelResult]
 
     @property
     def passed(self) -> bool:
         return all(m.passed for m in self.models)
 
+    @property
+    def rule(self) -> str:
+        """The gate in words, as the reports state it."""
+        rule = f"max abs error <= {self.tol:g} x the reference's largest magnitude"
+        return rule + (f" and <= {self.atol:g}" if self.atol is not None else "")
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "passed": self.passed,
             "tol": self.tol,
-            "rtol": self.rtol,
+            "atol": self.atol,
+            "rule": self.rule,
             "models": [{**asdict(m), "passed": m.passed} for m in self.models],
         }
 
@@ -227,7 +256,7 @@ def verify_model(
     device: str = "auto",
     floor: bool = False,
     tol: float = DEFAULT_TOL,
-    rtol: float | None = None,
+    atol: float | None = None,
     model_kwargs: dict[str, Any] | None = None,
     keep: str | None = None,
     layers: bool = False,
@@ -267,7 +296,9 @@ def verify_model(
                 "paddle_fp32_vs_fp64": paddle_floor,
                 "ratio": metrics.max_abs / torch_floor if torch_floor > 0 else float("inf") if metrics.max_abs else 1.0,
             }
-        result.passed, result.reason = _gate(metrics, tol, rtol)
+        result.gate = decide(metrics, tol, atol)
+        result.passed = result.gate.passed
+        result.reason = "" if result.passed else _failure(metrics, result.gate)
         outputs.append(result)
     if images:
         inputs = f"images from {images}"
@@ -322,24 +353,37 @@ def _run_once(name, size, torch_model, paddle_model, model64, batch, devices) ->
     }
 
 
-def _gate(metrics: Metrics, tol: float, rtol: float | None) -> tuple[bool, str]:
+def decide(metrics: Metrics, tol: float, atol: float | None = None) -> Gate:
+    """Apply the gate to one output: the rule that failed, else the one closest to its limit."""
+    gates = [Gate(RELATIVE, metrics.max_abs, tol * metrics.ref_max, _ratio(metrics.max_abs, tol * metrics.ref_max))]
+    if atol is not None:
+        gates.append(Gate(ABSOLUTE, metrics.max_abs, atol, _ratio(metrics.max_abs, atol)))
+    return max(gates, key=lambda g: np.inf if np.isnan(g.ratio) else g.ratio)
+
+
+def _ratio(error: float, limit: float) -> float:
+    if np.isnan(error):
+        return float("nan")
+    return error / limit if limit > 0 else (float("inf") if error > 0 else 0.0)
+
+
+def _failure(metrics: Metrics, gate: Gate) -> str:
     if np.isnan(metrics.max_abs):
-        return False, "NaN in the outputs: they cannot be shown to agree"
-    if metrics.max_abs > tol:
-        return False, f"max abs error {metrics.max_abs:.3g} > tol {tol:g}"
-    if rtol is not None and metrics.max_rel > rtol:
-        return False, f"max relative error {metrics.max_rel:.3g} > rtol {rtol:g}"
-    return True, ""
+        return "NaN in the outputs: they cannot be shown to agree"
+    if gate.rule == RELATIVE:
+        return f"max abs error {metrics.max_abs:.3g} > tol x largest |reference| = {gate.limit:.3g} ({gate.ratio:.3g}x)"
+    return f"max abs error {metrics.max_abs:.3g} > atol {gate.limit:g} ({gate.ratio:.3g}x)"
 
 
 def verify(
     models: list[str] | str,
     *,
     tol: float = DEFAULT_TOL,
-    rtol: float | None = None,
+    atol: float | None = None,
     **options: Any,
 ) -> VerifyResult:
-    """Run both twins of each model on identical batches and gate the error at `tol`/`rtol`.
+    """Run both twins of each model on identical batches and gate each output's error: at most
+    `tol` times the reference's largest magnitude (and, when given, at most `atol`).
 
     Options: torch_ckpt, paddle_ckpt, key (checkpoint files; only with one model), batch_size,
     batches, seed, input_size, images, device ("auto", "cpu", "gpu"), floor, model_kwargs, keep, layers
@@ -352,4 +396,6 @@ def verify(
         raise UserError("--torch/--paddle checkpoints go with exactly one model")
     for name in names:
         get_spec(name)
-    return VerifyResult(tol, rtol, [verify_model(name, tol=tol, rtol=rtol, **options) for name in names])
+    if not tol > 0 or (atol is not None and not atol > 0):
+        raise UserError("--tol and --atol must be positive")
+    return VerifyResult(tol, atol, [verify_model(name, tol=tol, atol=atol, **options) for name in names])
