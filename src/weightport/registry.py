@@ -11,7 +11,9 @@ made known for the process with `use_custom`, without being registered.
 """
 from __future__ import annotations
 
+import difflib
 import importlib
+import importlib.util
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -122,8 +124,35 @@ def list_models() -> list[str]:
 def get_spec(name: str) -> ModelSpec:
     spec = _builtin().get(name) or _custom.get(name) or _registry().get(name)
     if spec is None:
-        raise UserError(f"unknown model {name!r}; `weightport list` shows the registered models")
+        raise UserError(_unknown(name))
     return spec
+
+
+def _unknown(name: str) -> str:
+    """The error for an unregistered name: the closest registered names, and what timm offers."""
+    close = difflib.get_close_matches(name, [*_registry(), *_custom], n=3, cutoff=0.75)
+    message = f"unknown model {name!r}"
+    if close:
+        message += f"; the closest registered: {', '.join(close)}"
+    if _timm_defines(name):
+        message += (
+            "; timm defines it, but weightport has no twins for it yet: pair timm's model with a Paddle twin "
+            "of your own (--torch-model, --paddle-model, --mapping; see the README's 'Converting your own model')"
+        )
+    elif not close:
+        message += "; `weightport list` shows the registered models"
+    return message
+
+
+def _timm_defines(name: str) -> bool:
+    """Whether timm knows `name` (timm imports torch: this runs only on the error path)."""
+    if importlib.util.find_spec("timm") is None:
+        return False
+    try:
+        import timm
+    except Exception:  # a broken timm install must not hide the real error
+        return False
+    return bool(timm.is_model(name))
 
 
 def create_model(name: str, framework: str = "torch", **kwargs: Any):
