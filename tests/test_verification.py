@@ -154,3 +154,20 @@ def test_input_size_the_model_cannot_take():
         verify("botnet26t_256", input_size=224, batch_size=1, device="cpu")
     with pytest.raises(UserError, match="at least 1"):
         verify("resnet18", input_size=0, device="cpu")
+
+
+def test_one_element_batch_counters_load_as_the_scalars_they_are(resnet18_state, tmp_path):
+    """Early torch versions saved `num_batches_tracked` with shape [1]; torch's load_state_dict takes
+    its one element, and so do conversion and verify."""
+    import torch
+
+    from weightport import convert
+    from weightport.registry import create_model
+
+    state = {k: v.reshape(1) if k.endswith("num_batches_tracked") else v for k, v in resnet18_state.items()}
+    assert sum(k.endswith("num_batches_tracked") for k in state) == 20
+    create_model("resnet18", "torch").load_state_dict(state)  # what torch accepts
+    torch.save(state, tmp_path / "old.pth")
+    convert("resnet18", tmp_path / "old.pth", tmp_path / "old.pdparams")
+    result = verify("resnet18", torch_ckpt=str(tmp_path / "old.pth"), batch_size=1, device="cpu")
+    assert result.passed and result.models[0].conversion["dropped"] == 20

@@ -79,13 +79,16 @@ def convert_tensors(
         if step.target in out:
             problems.append(f"two source tensors map to {step.target}")
             continue
-        target = _convert_one(step, tensors[step.source], expected.get(step.target), dtype, resize, problems)
+        source, want = tensors[step.source], expected.get(step.target)
+        if want is not None and not step.transpose:
+            source = source.fitted_to(want[0])
+        target = _convert_one(step, source, want, dtype, resize, problems)
         if target is None:
             continue
         out[step.target] = target
         summary.renamed += step.source != step.target
         summary.transposed += step.transpose
-        if target.shape != _transposed_shape(tensors[step.source].shape, step.transpose):
+        if target.shape != _transposed_shape(source.shape, step.transpose):
             summary.resized.append(step.target)
     fills = plan.fills(expected, table)
     for key, rule in fills.items():

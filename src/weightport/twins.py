@@ -31,6 +31,7 @@ def torch_state(model) -> dict[str, LazyTensor]:
 def _fitted_arrays(model, framework: str, tensors: dict[str, LazyTensor]) -> dict[str, np.ndarray]:
     """Check every name and shape against the model, then cast floats to the model's own dtypes."""
     layout = model_layout(model, framework)
+    tensors = {k: t.fitted_to(layout[k][0]) if k in layout else t for k, t in tensors.items()}
     problems = [f"{k}: missing" for k in layout if k not in tensors]
     problems += [f"{k}: not in the model" for k in tensors if k not in layout]
     problems += [

@@ -49,6 +49,14 @@ class LazyTensor:
     def of(cls, array: np.ndarray, dtype: str) -> LazyTensor:
         return cls(dtype, tuple(array.shape), lambda: array)
 
+    def fitted_to(self, shape: tuple[int, ...]) -> LazyTensor:
+        """This tensor in `shape` where torch's `load_state_dict` would load it there: a tensor of
+        shape [1] into a 0-dim parameter or buffer (torch takes its one element; early torch versions
+        saved `num_batches_tracked` so). Itself otherwise, for the caller's shape check to judge."""
+        if tuple(shape) == () and self.shape == (1,):
+            return LazyTensor(self.dtype, (), lambda: self.loader().reshape(()))
+        return self
+
 
 @dataclass
 class Checkpoint:
