@@ -219,3 +219,22 @@ def test_gate_passes_torchvision_logits_in_the_hundreds(tmp_path):
     tensors["layer3.2.conv2.weight"] = type(weight).of(weight.load() * np.float32(1.01), weight.dtype)
     write_checkpoint(tmp_path / "off.pdparams", tensors.items())
     run("verify", "resnet50", "--paddle", tmp_path / "off.pdparams", *common, check_rc=1)
+
+
+def test_fine_tuned_resnet50_converts_and_verifies_without_options(tmp_path):
+    """timm's resnet50 fine-tuned to 10 classes: the class count is read from the checkpoint."""
+    import timm
+    import torch
+
+    from weightport.twins import randomize_torch
+
+    model = timm.create_model("resnet50", num_classes=10)
+    randomize_torch(model, seed=1)
+    torch.save(model.state_dict(), tmp_path / "ft10.pth")
+    converted = run("convert", "resnet50", tmp_path / "ft10.pth", tmp_path / "ft10.pdparams", "--json", check_rc=0)
+    summary = json.loads(converted.stdout)
+    assert summary["classes_from_checkpoint"] == 10 and summary["model_kwargs"] == {"num_classes": 10}
+    assert read_checkpoint(tmp_path / "ft10.pdparams").tensors["fc.weight"].shape == (2048, 10)
+    verified = run("verify", "resnet50", "--torch", tmp_path / "ft10.pth", "--paddle", tmp_path / "ft10.pdparams",
+                   "--batch-size", "1", "--device", "cpu", check_rc=0)
+    assert "1 passed" in verified.stdout

@@ -150,3 +150,36 @@ def test_nothing_written_when_the_layout_is_wrong(tiny_model, tmp_path):
     with pytest.raises(LayoutError):
         convert(tiny_model, src, tmp_path / "out.pdparams")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["partial.pth"]
+
+
+def _zeros(layout: dict) -> dict[str, LazyTensor]:
+    return {k: LazyTensor.of(np.zeros(shape, dtype=dtype), dtype) for k, (shape, dtype) in layout.items()}
+
+
+def test_a_fine_tuned_head_is_read_from_its_shapes():
+    """Only the classifier differs, in its class dimension: the twins are the ones built for that
+    many classes, with their layout still from the manifest (no framework imported)."""
+    from weightport.layout import expected_layout
+
+    tensors = _zeros(expected_layout("resnet18", "torch", num_classes=10))
+    assert tensors["fc.weight"].shape == (10, 512) and tensors["conv1.weight"].shape == (64, 3, 7, 7)
+    out, summary = convert_tensors("resnet18", tensors, "paddle")
+    assert summary.classes_from_checkpoint == 10 and summary.model_kwargs == {"num_classes": 10}
+    assert out["fc.weight"].shape == (512, 10) and out["fc.bias"].shape == (10,)
+    back, summary = convert_tensors("resnet18", out, "torch")
+    assert summary.classes_from_checkpoint == 10 and back["fc.weight"].shape == (10, 512)
+
+
+def test_a_classifier_that_is_not_the_only_difference_is_named_with_the_option():
+    from weightport.layout import expected_layout
+
+    tensors = _zeros(expected_layout("resnet18", "torch", num_classes=10))
+    tensors["conv1.weight"] = LazyTensor.of(np.zeros((32, 3, 7, 7), np.float32), "float32")
+    with pytest.raises(LayoutError, match=r"--model-arg num_classes=N") as error:
+        convert_tensors("resnet18", tensors, "paddle")
+    assert "conv1.weight" in str(error.value) and "fc.weight" in str(error.value)
+    # A head of another width (a ResNet-50 file read as a ResNet-18) is no class-count question.
+    wrong = _zeros(expected_layout("resnet50", "torch"))
+    with pytest.raises(LayoutError) as error:
+        convert_tensors("resnet18", wrong, "paddle")
+    assert "num_classes" not in str(error.value)

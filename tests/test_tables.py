@@ -21,6 +21,11 @@ def test_table_and_manifest_fit_both_twins(name):
         layout = model_layout(model, framework)
         stored = {k: (tuple(shape), dtype) for k, (shape, dtype) in manifest[framework].items()}
         assert stored == layout, f"{manifest_path(name)} is stale: run scripts/update_layouts.py {name}"
+        # The tensors said to follow the class count hold it, and the table pairs them with each other.
+        classifier = manifest["classifier"][framework]
+        assert classifier and all(layout[k][0][dim] == get_spec(name).num_classes for k, dim in classifier.items())
+    table = load_table(get_spec(name).table)
+    assert sorted(table.rename(k, "paddle") for k in manifest["classifier"]["torch"]) == sorted(manifest["classifier"]["paddle"])
 
 
 def test_table_check_catches_a_missing_transpose_and_an_unpaired_key(tiny_model, tmp_path):

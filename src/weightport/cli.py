@@ -300,6 +300,9 @@ def _print_summary(summary) -> None:
         ("dropped", str(summary.dropped)),
         ("created", str(summary.filled)),
     ]
+    if summary.classes_from_checkpoint is not None:
+        rows.append(("classes", f"{summary.classes_from_checkpoint}, read from the checkpoint's classifier "
+                                f"(twins built with num_classes={summary.classes_from_checkpoint})"))
     if summary.cast_to:
         rows.append(("cast to", summary.cast_to))
     if summary.resized:
@@ -403,9 +406,11 @@ def _print_verify(result) -> None:
     for model in result.models:
         if model.conversion and len(result.models) == 1:
             c = model.conversion
+            classes = c["classes_from_checkpoint"]
             console.print(
                 f"{model.model}: weights {model.weights}; converted {c['tensors']} tensors to {c['to']} "
                 f"({c['renamed']} renamed, {c['transposed']} transposed, {c['dropped']} dropped, {c['filled']} created)"
+                + (f"; twins built for the checkpoint's {classes} classes" if classes is not None else "")
             )
         if model.non_finite_weights:
             console.print(f"[yellow]{model.model}: non-finite values in {len(model.non_finite_weights)} weight tensors[/]")

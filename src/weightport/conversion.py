@@ -18,7 +18,7 @@ from . import dtypes
 from .errors import LayoutError, UserError
 from .formats import FORMAT_NAMES, check_destination, output_format, read_checkpoint, write_checkpoint
 from .formats.checkpoint import Checkpoint, LazyTensor
-from .layout import Layout, expected_layout
+from .layout import Layout, classifier_dims, expected_layout
 from .mapping import SIDES, Plan, Step, Table, load_table, other_side
 from .registry import get_spec
 
@@ -39,6 +39,7 @@ class Summary:
     dropped: int = 0
     filled: int = 0
     resized: list[str] = field(default_factory=list)
+    classes_from_checkpoint: int | None = None  # a fine-tuned classifier's class count, read from its shapes
     cast_to: str | None = None
     source: str | None = None
     source_format: str | None = None
@@ -72,16 +73,20 @@ def convert_tensors(
     table = table or load_table(get_spec(model).table)
     plan = table.plan(tensors, to)
     expected = layout if layout is not None else expected_layout(model, to, **model_kwargs)
-    summary = Summary(model=model, to=to, cast_to=dtype, model_kwargs=dict(model_kwargs))
+    counts, others = _class_counts(model, plan, tensors, expected) if layout is None else (set(), False)
+    classes = next(iter(counts)) if len(counts) == 1 and not others and "num_classes" not in model_kwargs else None
+    hint = "the classifier is for another class count: --model-arg num_classes=N builds twins for N" if counts else ""
+    if classes is not None:
+        model_kwargs = {**model_kwargs, "num_classes": classes}
+        expected = expected_layout(model, to, **model_kwargs)
+    summary = Summary(model=model, to=to, cast_to=dtype, model_kwargs=dict(model_kwargs), classes_from_checkpoint=classes)
     out: dict[str, LazyTensor] = {}
     problems: list[str] = []
     for step in plan.steps:
         if step.target in out:
             problems.append(f"two source tensors map to {step.target}")
             continue
-        source, want = tensors[step.source], expected.get(step.target)
-        if want is not None and not step.transpose:
-            source = source.fitted_to(want[0])
+        source, want = _fitted_source(step, tensors, expected)
         target = _convert_one(step, source, want, dtype, resize, problems)
         if target is None:
             continue
@@ -96,7 +101,7 @@ def convert_tensors(
         out[key] = _filled(shape, fill_dtype, rule.fill or 0)
     summary.filled = len(fills)
     summary.dropped = len(plan.dropped)
-    _check_complete(model, plan, out, expected, problems)
+    _check_complete(model, plan, out, expected, problems, hint)
     out = {k: out[k] for k in expected if k in out}  # the target twin's own order
     summary.tensors = len(out)
     summary.parameters = sum(t.numel for t in out.values())
@@ -106,6 +111,34 @@ def convert_tensors(
 
 def _transposed_shape(shape: tuple[int, ...], transpose: bool) -> tuple[int, ...]:
     return tuple(reversed(shape)) if transpose else tuple(shape)
+
+
+def _fitted_source(step: Step, tensors: dict[str, LazyTensor], expected: Layout) -> tuple[LazyTensor, Any]:
+    """The step's source tensor in the shape the target expects where torch would load it so, and
+    the target's (shape, dtype), None for a key the target lacks."""
+    source, want = tensors[step.source], expected.get(step.target)
+    if want is not None and not step.transpose:
+        source = source.fitted_to(want[0])
+    return source, want
+
+
+def _class_counts(model: str, plan: Plan, tensors: dict[str, LazyTensor], expected: Layout) -> tuple[set[int], bool]:
+    """What the checkpoint's shapes say of its class count: the counts held by the tensors that the
+    manifest says follow it, where they differ from the target twin's in that dimension alone, and
+    whether any other tensor's shape differs. One count and no other difference: a fine-tuned head."""
+    dims = classifier_dims(model, plan.to)
+    counts, others = set(), False
+    for step in plan.steps:
+        source, want = _fitted_source(step, tensors, expected)
+        shape = _transposed_shape(source.shape, step.transpose)
+        if want is None or shape == want[0]:
+            continue
+        dim = dims.get(step.target)
+        if dim is not None and len(shape) == len(want[0]) and shape[:dim] + shape[dim + 1 :] == want[0][:dim] + want[0][dim + 1 :]:
+            counts.add(shape[dim])
+        else:
+            others = True
+    return counts, others
 
 
 def _convert_one(step: Step, source: LazyTensor, expected, cast_to, resize: bool, problems: list[str]):
@@ -180,7 +213,7 @@ def _filled(shape, dtype: str, value) -> LazyTensor:
     return LazyTensor(dtype, tuple(shape), lambda: np.full(shape, value, dtype=dtypes.storage_dtype(dtype)))
 
 
-def _check_complete(model: str, plan: Plan, out: dict, expected: Layout, problems: list[str]) -> None:
+def _check_complete(model: str, plan: Plan, out: dict, expected: Layout, problems: list[str], hint: str = "") -> None:
     unexpected = [f"{s.source} -> {s.target}: no such key in the {plan.to} twin" for s in plan.steps if s.target not in expected]
     attempted = {s.target for s in plan.steps}  # a failed attempt is already in `problems`
     missing = [f"{k}: not produced by any source tensor" for k in expected if k not in out and k not in attempted]
@@ -188,8 +221,9 @@ def _check_complete(model: str, plan: Plan, out: dict, expected: Layout, problem
     if problems:
         listed = "\n  ".join(problems[:MAX_LISTED])
         more = f"\n  ... and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
+        hint = f"\n  ({hint})" if hint else ""
         raise LayoutError(
-            f"the checkpoint does not fit the {plan.to} twin of {model} ({len(problems)} problems):\n  {listed}{more}"
+            f"the checkpoint does not fit the {plan.to} twin of {model} ({len(problems)} problems):\n  {listed}{more}{hint}"
         )
 
 

@@ -3,12 +3,15 @@
 Conversion checks its output against the target twin's layout before writing anything. For a
 registered model at its default configuration the layout comes from `mappings/layouts/<model>.json`,
 generated from the twins by `scripts/update_layouts.py` and kept in sync by the test suite, so that
-conversion imports neither framework. Other configurations (e.g. another input size) are read
+conversion imports neither framework. The manifest also records which tensors follow the class
+count (the classifier's, and the dimension that holds it), so that the layout of a twin built for a
+fine-tuned head comes from the manifest too. Other configurations (e.g. another input size) are read
 from a freshly built twin.
 """
 from __future__ import annotations
 
 import json
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -16,25 +19,44 @@ from .mapping import mappings_dir
 from .registry import create_model, get_spec
 
 Layout = dict[str, tuple[tuple[int, ...], str]]  # key -> (shape, dtype name)
+# The class count the manifests' classifier probe builds twins with: no registered model's own.
+PROBE_CLASSES = 7
 
 
 def manifest_path(name: str) -> Path:
     return mappings_dir() / "layouts" / f"{name}.json"
 
 
+@cache
+def _manifest(name: str) -> dict[str, Any] | None:
+    path = manifest_path(name)
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def parameter_count(name: str) -> int | None:
     """Trainable parameters of a registered model, from its manifest (None without one)."""
-    path = manifest_path(name)
-    return json.loads(path.read_text())["parameters"] if path.is_file() else None
+    manifest = _manifest(name)
+    return manifest["parameters"] if manifest else None
+
+
+def classifier_dims(name: str, framework: str) -> dict[str, int]:
+    """The tensors of `name`'s `framework` twin whose shape follows the class count, each with the
+    dimension that holds it (empty without a manifest)."""
+    manifest = _manifest(name)
+    return manifest.get("classifier", {}).get(framework, {}) if manifest else {}
 
 
 def expected_layout(name: str, framework: str, **model_kwargs: Any) -> Layout:
-    """The state-dict layout of `name`'s `framework` twin."""
+    """The state-dict layout of `name`'s `framework` twin built with `model_kwargs`."""
     get_spec(name)
-    path = manifest_path(name)
-    if not model_kwargs and path.is_file():
-        data = json.loads(path.read_text())
-        return {k: (tuple(shape), dtype) for k, (shape, dtype) in data[framework].items()}
+    manifest = _manifest(name)
+    classes = model_kwargs.get("num_classes")
+    if manifest and set(model_kwargs) <= {"num_classes"} and (classes is None or "classifier" in manifest):
+        layout = {k: (tuple(shape), dtype) for k, (shape, dtype) in manifest[framework].items()}
+        for key, dim in manifest.get("classifier", {}).get(framework, {}).items() if classes is not None else ():
+            shape, dtype = layout[key]
+            layout[key] = (shape[:dim] + (int(classes),) + shape[dim + 1 :], dtype)
+        return layout
     return model_layout(create_model(name, framework, **model_kwargs), framework)
 
 
@@ -54,18 +76,32 @@ def count_trainable(model) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+def _follows_classes(layout: Layout, probe: Layout) -> dict[str, int]:
+    """Tensors whose shape changed between the default twin and the probe, with the changed dimension."""
+    dims = {}
+    for key, (shape, _) in layout.items():
+        changed = [i for i, (a, b) in enumerate(zip(shape, probe[key][0], strict=True)) if a != b]
+        if changed:
+            (dims[key],) = changed
+    return dims
+
+
 def write_manifest(name: str) -> Path:
-    """Regenerate the manifest of a registered model from its twins."""
-    sections = []
+    """Regenerate the manifest of a registered model from its twins: their layouts, and which
+    tensors follow the class count (twins built again for PROBE_CLASSES classes tell)."""
+    sections, classifier = [], {}
     for framework in ("torch", "paddle"):
         model = create_model(name, framework)
         if framework == "torch":
             parameters = count_trainable(model)
         layout = model_layout(model, framework)
+        probe = model_layout(create_model(name, framework, num_classes=PROBE_CLASSES), framework)
+        classifier[framework] = _follows_classes(layout, probe)
         rows = ",\n".join(f"    {json.dumps(k)}: [{json.dumps(list(shape))}, {json.dumps(dtype)}]" for k, (shape, dtype) in layout.items())
         sections.append(f'  "{framework}": {{\n{rows}\n  }}')
     path = manifest_path(name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    head = f'{{\n  "model": {json.dumps(name)},\n  "parameters": {parameters},\n'
+    head = f'{{\n  "model": {json.dumps(name)},\n  "parameters": {parameters},\n  "classifier": {json.dumps(classifier)},\n'
     path.write_text(head + ",\n".join(sections) + "\n}\n")
+    _manifest.cache_clear()
     return path

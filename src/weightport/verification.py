@@ -203,6 +203,9 @@ def _prepare_twins(name, torch_ckpt, paddle_ckpt, key, seed, model_kwargs, keep:
         paddle_tensors, summary = convert_tensors(name, torch_tensors, "paddle", model_kwargs=model_kwargs)
     if torch_tensors is None:
         torch_tensors, summary = convert_tensors(name, paddle_tensors, "torch", model_kwargs=model_kwargs)
+    # The conversion's plan says which twins fit the files (a fine-tuned head's class count, read from
+    # its shapes); with both files given, planning one of them tells, without reading any weights.
+    model_kwargs = (summary or convert_tensors(name, torch_tensors, "paddle", model_kwargs=model_kwargs)[1]).model_kwargs
     torch_model = create_model(name, "torch", **model_kwargs)
     paddle_model = create_model(name, "paddle", **model_kwargs)
     load_torch(torch_model, torch_tensors)
