@@ -20,6 +20,7 @@ from weightport.layerwise import (
     LayerReport,
     LayerResult,
     _flag_jumps,
+    _pair_in_call_order,
     compare_layers,
     error_chart,
     match_modules,
@@ -51,7 +52,17 @@ def test_perturbed_conv_in_resnet50_is_named_by_the_cli(resnet50_wrapped_ckpt, t
     assert [layer["torch"] for layer in layers["layers"] if layer["jump"]] == ["layer3.2.conv2"]
     first = next(layer for layer in layers["layers"] if layer["jump"])
     assert first["metrics"]["max_rel"] > 1e-3 and first["carried"] < 1e-5
+    # timm's act1/act2/act3 against Paddle's one relu per block (and the stem's): paired by call order.
+    acts = [layer for layer in layers["layers"] if (layer["torch"] or "").rpartition(".")[2] in ("act1", "act2", "act3")]
+    assert len(acts) == 1 + 16 * 3
+    for act in acts:
+        parent = act["torch"].rpartition(".")[0]
+        assert act["status"] == COMPARED and act["metrics"] is not None and act["carried"] is not None
+        assert act["paddle"] == (f"{parent}.relu" if parent else "relu")
+        assert act["paddle_call"] == (int(act["torch"][-1]) if parent else 1)
+    assert not [layer for layer in layers["layers"] if layer["status"] in (TORCH_ONLY, PADDLE_ONLY) and "ReLU" in layer["kind"]]
     html = page.read_text()
+    assert "layer1.0.relu (call 2)" in html and "layer1.0.act2 (paddle: layer1.0.relu (call 2))" in html
     assert "layer3.2.conv2" in html and "<script" not in html and "http" not in html.replace(
         "http://www.w3.org/2000/svg", "")
     ET.fromstring(re.search(r"<svg.*?</svg>", html, re.S).group(0))  # well-formed inline SVG
@@ -84,6 +95,7 @@ def test_correct_conversions_flag_nothing(tiny_model):
         assert len(compared) >= 6
         assert all(layer.rel < 1e-5 for layer in compared)
         assert all(layer.floor_ratio is not None and layer.floor_ratio < 50 for layer in compared)
+        assert not [layer for layer in report.layers if layer.status in (TORCH_ONLY, PADDLE_ONLY) and layer.kind == "ReLU"]
         json.dumps(result.as_dict())
     # The tiny twins rename every module: the table pairs them all.
     pairs = {(layer.torch, layer.paddle) for layer in verify(tiny_model, layers=True, device="cpu").models[0].layers.layers}
@@ -139,7 +151,7 @@ def _layout_twins():
             super().__init__()
             self.stem = nn.Conv2d(3, 4, 3, padding=1)
             self.tokens = TorchTokens()
-            self.extra = nn.Identity()
+            self.extra = nn.Identity()  # Paddle's parameter-free `aux` is a Dropout: no pairing by call order
             self.pair = TorchPair()
             self.pool = TorchPool()
             self.head = nn.Linear(4, 3)
@@ -165,7 +177,7 @@ def _layout_twins():
             super().__init__()
             self.stem = paddle.nn.Conv2D(3, 4, 3, padding=1)
             self.tokens = PaddleTokens()
-            self.aux = paddle.nn.Identity()
+            self.aux = paddle.nn.Dropout(0.5)
             self.pair = PaddleTriple()
             self.pool = PaddlePool()
             self.head = paddle.nn.Linear(4, 3)
@@ -229,3 +241,119 @@ def test_jump_detection(layers, flagged):
     _flag_jumps(report)
     assert [layer.torch for layer in report.flagged] == flagged
     assert report.first_divergence == (flagged[0] if flagged else None)
+
+
+def _shared_activation_twins():
+    """Twins computing the same function: a block with separate ReLUs and a pool against one shared
+    ReLU and a pool of another name; a tail and a root whose ReLUs order cannot pair."""
+    import torch
+    from torch import nn
+
+    from weightport.frameworks import quiet_paddle_import
+
+    paddle = quiet_paddle_import()
+
+    class TorchBlock(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1, self.act1 = nn.Conv2d(4, 4, 3, padding=1), nn.ReLU()
+            self.conv2, self.act2 = nn.Conv2d(4, 4, 3, padding=1), nn.ReLU()
+            self.pool = nn.MaxPool2d(2)
+
+        def forward(self, x):
+            return self.pool(self.act2(self.conv2(self.act1(self.conv1(x)))))
+
+    class TorchTail(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.act = nn.ReLU()
+
+        def forward(self, x):
+            return self.act(2 * torch.relu(x))  # its first ReLU is functional: in order, act is Paddle's second
+
+    class TorchNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem, self.block, self.tail = nn.Conv2d(3, 4, 3, padding=1), TorchBlock(), TorchTail()
+            self.head, self.act = nn.Linear(4, 3), nn.ReLU()
+
+        def forward(self, x):
+            return self.act(self.head(self.tail(self.block(self.stem(x))).mean((2, 3))))
+
+    class PaddleBlock(paddle.nn.Layer):
+        def __init__(self):
+            super().__init__()
+            self.conv1, self.conv2 = paddle.nn.Conv2D(4, 4, 3, padding=1), paddle.nn.Conv2D(4, 4, 3, padding=1)
+            self.relu, self.down = paddle.nn.ReLU(), paddle.nn.MaxPool2D(2)
+
+        def forward(self, x):
+            return self.down(self.relu(self.conv2(self.relu(self.conv1(x)))))
+
+    class PaddleTail(paddle.nn.Layer):
+        def __init__(self):
+            super().__init__()
+            self.relu = paddle.nn.ReLU()
+
+        def forward(self, x):
+            return self.relu(2 * self.relu(x))
+
+    class PaddleNet(paddle.nn.Layer):
+        def __init__(self):
+            super().__init__()
+            self.stem, self.block, self.tail = paddle.nn.Conv2D(3, 4, 3, padding=1), PaddleBlock(), PaddleTail()
+            self.head, self.leaky = paddle.nn.Linear(4, 3), paddle.nn.LeakyReLU(0.0)  # ReLU under another kind
+
+        def forward(self, x):
+            return self.leaky(self.head(self.tail(self.block(self.stem(x))).mean([2, 3])))
+
+    torch_model, paddle_model = TorchNet().eval(), PaddleNet()
+    paddle_model.eval()
+    for name, tensor in torch_model.state_dict().items():
+        value = tensor.numpy()
+        paddle_model.state_dict()[name].set_value(value.T if name == "head.weight" else value)
+    return torch_model, paddle_model
+
+
+def test_unpaired_activations_are_paired_by_call_order_within_their_parent(tmp_path):
+    table_path = tmp_path / "same.toml"
+    table_path.write_text('description = "same names"\ntranspose = ["head.weight"]\n')
+    torch_model, paddle_model = _shared_activation_twins()
+    batch = np.random.default_rng(0).standard_normal((1, 3, 6, 6)).astype(np.float32)
+    report = compare_layers(load_table(table_path), torch_model, paddle_model, batch)
+    rows = {(layer.torch, layer.paddle, layer.paddle_call): layer for layer in report.layers}
+    # The block's ReLUs are its shared relu's first and second calls; MaxPool2d is MaxPool2D.
+    for torch_path, paddle_path, call in (("block.act1", "block.relu", 1), ("block.act2", "block.relu", 2),
+                                          ("block.pool", "block.down", 1)):
+        layer = rows[(torch_path, paddle_path, call)]
+        assert layer.status == COMPARED and layer.rel < 1e-5 and layer.carried is not None
+    assert rows[("block.act2", "block.relu", 2)].counterpart == "block.relu (call 2)"
+    # One ReLU module against two (the other functional), a ReLU against a LeakyReLU: left one-sided.
+    assert rows[("tail.act", None, None)].status == TORCH_ONLY and rows[("act", None, None)].status == TORCH_ONLY
+    for paddle_path, call in (("tail.relu", 1), ("tail.relu", 2), ("leaky", 1)):
+        assert rows[(None, paddle_path, call)].status == PADDLE_ONLY
+    assert report.first_divergence is None
+    assert [layer.name for layer in report.layers][:6] == ["stem", "block.conv1", "block.act1", "block.conv2", "block.act2",
+                                                           "block.pool"]
+
+
+@pytest.mark.parametrize(
+    "torch_calls, paddle_calls, pairs",
+    [
+        # a kind the other side lacks is skipped; the ReLUs still pair in order
+        ([("t.a", "ReLU", [4]), ("t.i", "Identity", [4]), ("t.b", "ReLU", [4])], [("p.r1", "ReLU", [4]), ("p.r2", "ReLU", [4])],
+         [("t.a", "p.r1"), ("t.b", "p.r2")]),
+        # shapes that differ mean the sequences do not line up: nothing of that kind is paired
+        ([("t.a", "ReLU", [4]), ("t.b", "ReLU", [2])], [("p.r1", "ReLU", [2]), ("p.r2", "ReLU", [4])], []),
+        # an output that is not one tensor is never paired
+        ([("t.a", "ReLU", None)], [("p.r", "ReLU", None)], []),
+        # class names that name one function: case-folded, and SiLU is Swish
+        ([("t.a", "SiLU", [4]), ("t.p", "AdaptiveAvgPool2d", [1])], [("p.s", "Swish", [4]), ("p.p", "AdaptiveAvgPool2D", [1])],
+         [("t.a", "p.s"), ("t.p", "p.p")]),
+    ],
+)
+def test_pairing_by_call_order_needs_kinds_counts_and_shapes_to_agree(torch_calls, paddle_calls, pairs):
+    def keyed(calls):
+        return [((path, 1), kind, shape) for path, kind, shape in calls]
+
+    found = _pair_in_call_order(keyed(torch_calls), keyed(paddle_calls))
+    assert sorted((t[0], p[0]) for t, p in found) == sorted(pairs)

@@ -449,8 +449,7 @@ def _print_layers(result) -> None:
                 figures = [f"{layer.metrics.max_abs:.2e}", f"{layer.rel:.2e}",
                            "-" if layer.carried is None else f"{layer.carried:.2e}",
                            "-" if layer.floor_ratio is None else f"{layer.floor_ratio:.2f}"]
-            renamed = layer.torch is not None and layer.paddle not in (None, layer.torch)
-            renamed = f" (paddle: {layer.paddle or '(model)'})" if renamed else ""
+            renamed = f" (paddle: {layer.counterpart})" if layer.counterpart else ""
             if layer.jump:
                 note = "[bold red]error jumps[/]"
             elif layer.status == NOT_COMPARABLE:

@@ -3,8 +3,10 @@
 Hooks on both twins record every module call on the same batch. Torch modules are matched to
 Paddle layers through the model's mapping table: a module with weights corresponds to the layer
 holding its renamed weights; a module without (activation, pooling, Identity) to the layer its
-path renames to, or else to the same path. Torch's activations are written to a temporary file as
-they are produced and read back one at a time while Paddle runs, so memory holds one pair of
+path renames to, or else to the same path. Parameter-less modules still unpaired, such as timm's
+`act1`/`act2`/`act3` against Paddle's one `relu` called three times, are paired by call order within
+the parent both twins share (`_pair_in_call_order`). Torch's activations are written to a temporary
+file as they are produced and read back one at a time while Paddle runs, so memory holds one pair of
 activations and the summaries, never a whole model's activations.
 
 Errors grow with depth, so a module is flagged when its own relative error is far above what its
@@ -56,12 +58,28 @@ class LayerResult:
     floor: float | None = None  # torch fp32 vs fp64 max abs error of this output
     floor_ratio: float | None = None  # cross-framework max abs error / floor
     jump: bool = False
+    paddle_call: int | None = None  # the Paddle layer's call; differs from `call` when paired by call order
 
     @property
     def name(self) -> str:
         path = self.torch if self.torch is not None else self.paddle
         label = path or "(model)"
         return label if self.call == 1 else f"{label} (call {self.call})"
+
+    @property
+    def paddle_name(self) -> str | None:
+        """The Paddle layer and, after its first, which of its calls this row compares."""
+        if self.paddle is None:
+            return None
+        label = self.paddle or "(model)"
+        return label if self.paddle_call in (None, 1) else f"{label} (call {self.paddle_call})"
+
+    @property
+    def counterpart(self) -> str | None:
+        """`paddle_name` where a torch module is paired with another path or another call than its own."""
+        if self.torch is None or self.paddle is None or (self.paddle == self.torch and self.paddle_call in (None, self.call)):
+            return None
+        return self.paddle_name
 
     @property
     def rel(self) -> float | None:
@@ -149,6 +167,54 @@ def match_modules(table: Table, torch_model, paddle_model) -> dict[str, str]:
     return matches
 
 
+# Kinds are class names compared case-folded: Paddle capitalises the dimension (MaxPool2d / MaxPool2D,
+# AdaptiveAvgPool2d / AdaptiveAvgPool2D) and spells SiLU as Silu. Beyond case, one function under two
+# names: Swish (timm's, Paddle's) and torch's SiLU are both x * sigmoid(x).
+SAME_KIND = {"swish": "silu"}
+
+_CallKey = tuple[str, int]  # (module path, call number)
+
+
+def _kind_key(kind: str) -> str:
+    folded = kind.casefold()
+    return SAME_KIND.get(folded, folded)
+
+
+def _parent(path: str) -> str | None:
+    return None if path == "" else path.rpartition(".")[0]
+
+
+def _stateless_paths(model, framework: str) -> set[str]:
+    """Paths of the modules holding no parameters or buffers, their children's included."""
+    return {path for path, module in named_modules(model, framework) if not list(module.parameters()) and not list(module.buffers())}
+
+
+def _pair_in_call_order(torch_calls: list[tuple[_CallKey, str, list[int] | None]],
+                        paddle_calls: list[tuple[_CallKey, str, list[int] | None]]) -> list[tuple[_CallKey, _CallKey]]:
+    """Pair the parameter-less calls left unpaired within one call of a parent both twins share.
+
+    Each side's calls are (key, kind, output shape) in execution order. For each kind (class names
+    compared through `_kind_key`), the n-th call on one side is paired with the n-th on the other
+    when both sides make the same number of calls of that kind and every pair's output shapes agree;
+    otherwise none of that kind is. Why this is sound: within one call of a matched parent the twins
+    compute the same function, and a module without parameters is a pure function of its inputs, so
+    two sides applying the same activation or pooling as often, in the same order, apply it at the
+    same places, whatever the modules are called and however often one is reused. A kind one side
+    lacks (timm's Identity placeholders), a count that differs (one side applies it functionally
+    somewhere) or a shape that differs means the sequences do not line up; those calls stay one-sided
+    rather than compare unrelated tensors. What order cannot see (each side wrapping other places of
+    the same count) would show inputs as far apart as the outputs, which the jump rule does not flag."""
+    sides: dict[str, tuple[list, list]] = defaultdict(lambda: ([], []))
+    for side, calls in enumerate((torch_calls, paddle_calls)):
+        for key, kind, shape in calls:
+            sides[_kind_key(kind)][side].append((key, shape))
+    pairs = []
+    for torch_side, paddle_side in sides.values():
+        if len(torch_side) == len(paddle_side) and all(t[1] is not None and t[1] == p[1] for t, p in zip(torch_side, paddle_side)):
+            pairs.extend((t[0], p[0]) for t, p in zip(torch_side, paddle_side))
+    return pairs
+
+
 # --- recording -----------------------------------------------------------------------------------
 
 
@@ -202,6 +268,11 @@ class _Calls:
 
     def leave(self, path: str) -> int:
         return self._open[path].pop()
+
+    def current(self, path: str | None) -> int | None:
+        """The innermost call of `path` still running, if any."""
+        running = self._open.get(path)
+        return running[-1] if running else None
 
 
 def _describe(value) -> str:
@@ -259,6 +330,7 @@ class _TorchCall:
     shape: list[int] | None  # None when the output is not a single tensor
     description: str
     floor: float | None = None
+    parent_call: int | None = None  # the call of the module's parent it ran in
 
 
 def _record_torch(model, batch: np.ndarray, device: str, spill: _Spill, floor_spill: _Spill | None = None,
@@ -289,7 +361,8 @@ def _record_torch(model, batch: np.ndarray, device: str, spill: _Spill, floor_sp
         key = (path, calls.leave(path))
         order.append(key)
         single = isinstance(output, torch.Tensor)
-        record = _TorchCall(type(module).__name__, list(output.shape) if single else None, _describe(output))
+        record = _TorchCall(type(module).__name__, list(output.shape) if single else None, _describe(output),
+                            parent_call=calls.current(_parent(path)))
         if single:
             array = _torch_array(output)
             produced[id(output)] = output
@@ -341,7 +414,7 @@ def compare_layers(table: Table, torch_model, paddle_model, batch: np.ndarray, *
 
     `model64`, the torch twin in float64, adds each output's fp32 noise floor."""
     matches = match_modules(table, torch_model, paddle_model)
-    with _Spill() as spill:
+    with _Spill() as spill, _Spill() as paddle_spill:
         if model64 is None:
             order, torch_calls = _record_torch(torch_model, batch, torch_device, spill)
         else:
@@ -350,29 +423,43 @@ def compare_layers(table: Table, torch_model, paddle_model, batch: np.ndarray, *
             with _Spill() as floor_spill:
                 _record_torch(model64, batch, torch_device, floor_spill, dtype=torch.float64, inputs=False)
                 order, torch_calls = _record_torch(torch_model, batch, torch_device, spill, floor_spill)
-        results, paddle_extra = _compare_paddle(paddle_model, batch, spill, matches, torch_calls)
+        results, paddle_extra, paddle_orderable = _compare_paddle(paddle_model, batch, spill, paddle_spill, matches, torch_calls)
+        torch_orderable = _orderable_torch_calls(order, torch_calls, matches, _stateless_paths(torch_model, "torch"))
+        by_order = _compare_in_call_order(torch_orderable, paddle_orderable, matches, torch_calls, spill, paddle_spill)
+    results.update(by_order)
+    paired = {(result.paddle, result.paddle_call) for result in by_order.values()}
+
+    def paddle_only(after):
+        return [result for result in paddle_extra.pop(after, []) if (result.paddle, result.paddle_call) not in paired]
+
     report = LayerReport(inputs=inputs)
-    report.layers.extend(paddle_extra.pop(None, []))
+    report.layers.extend(paddle_only(None))
     for key in order:
         report.layers.append(results.get(key) or _unpaired(key, torch_calls[key], matches))
-        report.layers.extend(paddle_extra.pop(key, []))
+        report.layers.extend(paddle_only(key))
     _flag_jumps(report)
     return report
 
 
-def _compare_paddle(paddle_model, batch: np.ndarray, spill: _Spill, matches: dict[str, str],
-                    torch_calls: dict[tuple[str, int], _TorchCall]):
+_Orderable = dict[tuple[str, int], list[tuple[_CallKey, str, list[int] | None]]]  # (parent, its call) -> calls
+
+
+def _compare_paddle(paddle_model, batch: np.ndarray, spill: _Spill, paddle_spill: _Spill, matches: dict[str, str],
+                    torch_calls: dict[_CallKey, _TorchCall]):
     """Run the Paddle twin, comparing each call with its torch counterpart as it happens.
 
-    Returns the results by torch call, and the Paddle calls without a counterpart, keyed by the
-    torch call they followed (None: before any)."""
+    Returns the results by torch call; the Paddle calls without a counterpart, keyed by the torch
+    call they followed (None: before any); and those of them that may still be paired by call order
+    (parameter-less, their parent paired), their outputs and inputs kept in `paddle_spill`."""
     from .frameworks import quiet_paddle_import
 
     paddle = quiet_paddle_import()
     partner = {p: t for t, p in matches.items()}
-    results: dict[tuple[str, int], LayerResult] = {}
-    extra: dict[tuple[str, int] | None, list[LayerResult]] = defaultdict(list)
-    carried: dict[tuple[str, int], float | None] = {}
+    orderable = {path for path in _stateless_paths(paddle_model, "paddle") if path not in partner and _parent(path) in partner}
+    results: dict[_CallKey, LayerResult] = {}
+    extra: dict[_CallKey | None, list[LayerResult]] = defaultdict(list)
+    unpaired: _Orderable = defaultdict(list)
+    carried: dict[_CallKey, float | None] = {}
     calls, last_seen = _Calls(), [None]
 
     def pre(path, args):
@@ -380,31 +467,27 @@ def _compare_paddle(paddle_model, batch: np.ndarray, spill: _Spill, matches: dic
         if path in partner:
             key = (partner[path], call)
             carried[key] = _inputs_error(spill.get((*key, "in")), _paddle_tensors(args))
+        elif path in orderable:
+            paddle_spill.put((path, call, "in"), _paddle_tensors(args))
 
     def post(path, layer, output):
         call = calls.leave(path)
         kind = type(layer).__name__
         key = (partner.get(path), call)
         record = torch_calls.get(key)
+        single = isinstance(output, paddle.Tensor)
         if record is None:
             status, reason = ((NOT_COMPARABLE, f"torch's {key[0] or '(model)'} ran fewer times") if path in partner
                               else (PADDLE_ONLY, "no torch module corresponds to it"))
-            extra[last_seen[0]].append(LayerResult(None, path, call, kind, status, reason))
+            extra[last_seen[0]].append(LayerResult(None, path, call, kind, status, reason, paddle_call=call))
+            if path in orderable and (parent_call := calls.current(_parent(path))) is not None:
+                unpaired[(_parent(path), parent_call)].append(((path, call), kind, list(output.shape) if single else None))
+                if single:
+                    paddle_spill.put((path, call), [output.numpy()])
             return
         last_seen[0] = key
-        result = LayerResult(key[0], path, call, f"{record.kind} / {kind}", NOT_COMPARABLE, shape=record.shape,
-                             carried=carried.pop(key, None), floor=record.floor)
-        results[key] = result
-        if record.shape is None or not isinstance(output, paddle.Tensor):
-            result.reason = f"torch returns {record.description}, paddle {_describe(output)}; only single tensors are compared"
-        elif list(output.shape) != record.shape:
-            result.reason = _layout_reason(record.shape, list(output.shape))
-        else:
-            result.status = COMPARED
-            result.metrics = Metrics.compare(spill.get(key)[0], output.numpy())
-            if record.floor is not None:
-                error = result.metrics.max_abs
-                result.floor_ratio = error / record.floor if record.floor > 0 else (float("inf") if error else 1.0)
+        results[key] = _pair_result(key, record, spill, paddle_path=path, paddle_call=call, paddle_kind=kind,
+                                    output=output.numpy() if single else _describe(output), carried=carried.pop(key, None))
 
     handles = hook_modules(paddle_model, "paddle", pre, post)
     try:
@@ -413,7 +496,52 @@ def _compare_paddle(paddle_model, batch: np.ndarray, spill: _Spill, matches: dic
     finally:
         for handle in handles:
             handle.remove()
-    return results, extra
+    return results, extra, unpaired
+
+
+def _pair_result(key: _CallKey, record: _TorchCall, spill: _Spill, *, paddle_path: str, paddle_call: int, paddle_kind: str,
+                 output: np.ndarray | str, carried: float | None) -> LayerResult:
+    """A torch call against its Paddle counterpart's output (an array, or what it is when not one tensor)."""
+    result = LayerResult(key[0], paddle_path, key[1], f"{record.kind} / {paddle_kind}", NOT_COMPARABLE, shape=record.shape,
+                         carried=carried, floor=record.floor, paddle_call=paddle_call)
+    if record.shape is None or isinstance(output, str):
+        described = output if isinstance(output, str) else "a Tensor"
+        result.reason = f"torch returns {record.description}, paddle {described}; only single tensors are compared"
+    elif list(output.shape) != record.shape:
+        result.reason = _layout_reason(record.shape, list(output.shape))
+    else:
+        result.status = COMPARED
+        result.metrics = Metrics.compare(spill.get(key)[0], output)
+        if record.floor is not None:
+            error = result.metrics.max_abs
+            result.floor_ratio = error / record.floor if record.floor > 0 else (float("inf") if error else 1.0)
+    return result
+
+
+def _orderable_torch_calls(order: list[_CallKey], torch_calls: dict[_CallKey, _TorchCall], matches: dict[str, str],
+                           stateless: set[str]) -> _Orderable:
+    """Torch's calls that may still be paired by call order: parameter-less, unmatched, their parent matched."""
+    orderable: _Orderable = defaultdict(list)
+    for key in order:
+        path, record = key[0], torch_calls[key]
+        if path in stateless and path not in matches and _parent(path) in matches and record.parent_call is not None:
+            orderable[(_parent(path), record.parent_call)].append((key, record.kind, record.shape))
+    return orderable
+
+
+def _compare_in_call_order(torch_orderable: _Orderable, paddle_orderable: _Orderable, matches: dict[str, str],
+                           torch_calls: dict[_CallKey, _TorchCall], spill: _Spill, paddle_spill: _Spill) -> dict[_CallKey, LayerResult]:
+    """Compare the calls `_pair_in_call_order` pairs within each call of each matched parent."""
+    results = {}
+    for (parent, parent_call), torch_seq in torch_orderable.items():
+        paddle_seq = paddle_orderable.get((matches[parent], parent_call), [])
+        kinds = {key: kind for key, kind, _ in paddle_seq}
+        for torch_key, paddle_key in _pair_in_call_order(torch_seq, paddle_seq):
+            carried = _inputs_error(spill.get((*torch_key, "in")), paddle_spill.get((*paddle_key, "in")))
+            results[torch_key] = _pair_result(torch_key, torch_calls[torch_key], spill, paddle_path=paddle_key[0],
+                                              paddle_call=paddle_key[1], paddle_kind=kinds[paddle_key],
+                                              output=paddle_spill.get(paddle_key)[0], carried=carried)
+    return results
 
 
 def _unpaired(key: tuple[str, int], record: _TorchCall, matches: dict[str, str]) -> LayerResult:
@@ -507,7 +635,7 @@ def _svg(report: LayerReport) -> str:
     colours = {"red": "#c62828", "yellow": "#f9a825", "green": "#2e7d32"}
     for i, layer in enumerate(report.layers):
         x = left + i * step
-        tip = f"#{i + 1} {layer.name} [{layer.kind}]: "
+        tip = f"#{i + 1} {layer.name}{f' (paddle: {layer.counterpart})' if layer.counterpart else ''} [{layer.kind}]: "
         if layer.rel is None:
             tip += f"{layer.status}: {layer.reason}"
             parts.append(f'<rect x="{x:.1f}" y="{top + plot_height - 3}" width="{max(1.0, step - 1):.1f}" height="3" '
@@ -542,7 +670,7 @@ def write_html(result, path) -> None:
                    else "no module's error jumps")
         rows = "".join(
             f"<tr class='{'jump' if layer.jump else ''}'><td>{i + 1}</td><td>{escape(layer.name)}</td>"
-            f"<td>{escape(layer.paddle if layer.paddle is not None else '-')}</td><td>{escape(layer.kind)}</td>"
+            f"<td>{escape(layer.paddle_name or '-')}</td><td>{escape(layer.kind)}</td>"
             f"<td>{_figure(layer.metrics.max_abs if layer.metrics else None)}</td><td>{_figure(layer.rel)}</td>"
             f"<td>{_figure(layer.carried)}</td><td>{_figure(layer.floor_ratio, '.2f')}</td>"
             f"<td>{'error jumps' if layer.jump else escape(layer.status if layer.rel is None else '')}"
