@@ -207,12 +207,11 @@ def test_gate_passes_torchvision_logits_in_the_hundreds(tmp_path):
                 buffer.uniform_(0.5, 1.5)
     torch.save(model.state_dict(), tmp_path / "tv.pth")
     run("convert", "resnet50", tmp_path / "tv.pth", tmp_path / "tv.pdparams", "--quiet", check_rc=0)
-    common = ["--torch", tmp_path / "tv.pth", "--batch-size", "1", "--device", "cpu", "--json", "-"]
+    common = ["--torch", tmp_path / "tv.pth", "--device", "cpu", "--json", "-"]
     good = run("verify", "resnet50", "--paddle", tmp_path / "tv.pdparams", *common, check_rc=0)
     out = json.loads(good.stdout)["models"][0]["outputs"][0]
-    assert out["metrics"]["ref_max"] > 100 and out["metrics"]["max_abs"] > 1e-5 and out["gate"]["ratio"] < 0.1
-    strict = run("verify", "resnet50", "--paddle", tmp_path / "tv.pdparams", "--atol", "1e-6", *common, check_rc=1)
-    assert json.loads(strict.stdout)["models"][0]["outputs"][0]["gate"]["rule"] == "absolute"
+    assert out["metrics"]["ref_max"] > 100 and out["gate"]["ratio"] < 0.1
+    assert out["metrics"]["max_abs"] > 1e-4  # what an absolute 1e-4 would have failed
 
     tensors = dict(read_checkpoint(tmp_path / "tv.pdparams").tensors)
     weight = tensors["layer3.2.conv2.weight"]
