@@ -61,6 +61,10 @@ def test_perturbed_conv_in_resnet50_is_named_by_the_cli(resnet50_wrapped_ckpt, t
         assert act["paddle"] == (f"{parent}.relu" if parent else "relu")
         assert act["paddle_call"] == (int(act["torch"][-1]) if parent else 1)
     assert not [layer for layer in layers["layers"] if layer["status"] in (TORCH_ONLY, PADDLE_ONLY) and "ReLU" in layer["kind"]]
+    # Through timm's global_pool wrapper, its pool pairs with Paddle's avgpool; the Identity
+    # placeholders (drop_block and aa in every block) are counted, not listed.
+    one_sided = [layer["torch"] or layer["paddle"] for layer in layers["layers"] if layer["status"] in (TORCH_ONLY, PADDLE_ONLY)]
+    assert sorted(one_sided) == ["global_pool", "global_pool.flatten"] and layers["placeholders"] == 32
     html = page.read_text()
     assert "layer1.0.relu (call 2)" in html and "layer1.0.act2 (paddle: layer1.0.relu (call 2))" in html
     assert "layer3.2.conv2" in html and "<script" not in html and "http" not in html.replace(
@@ -151,13 +155,14 @@ def _layout_twins():
             super().__init__()
             self.stem = nn.Conv2d(3, 4, 3, padding=1)
             self.tokens = TorchTokens()
-            self.extra = nn.Identity()  # Paddle's parameter-free `aux` is a Dropout: no pairing by call order
+            self.extra = nn.Hardtanh(-1e9, 1e9)  # a no-op here; Paddle's `aux` is a Dropout: no pairing by call order
+            self.skip = nn.Identity()  # a placeholder Paddle lacks: counted, not listed
             self.pair = TorchPair()
             self.pool = TorchPool()
             self.head = nn.Linear(4, 3)
 
         def forward(self, x):
-            a, b = self.pair(self.extra(self.tokens(self.stem(x))))
+            a, b = self.pair(self.skip(self.extra(self.tokens(self.stem(x)))))
             return self.head(self.pool(a + b))
 
     class PaddleTokens(paddle.nn.Layer):
@@ -203,6 +208,7 @@ def test_one_sided_modules_and_layout_mismatches_are_reported(tmp_path):
     report = compare_layers(load_table(table_path), torch_model, paddle_model, batch)
     by_name = {layer.name: layer for layer in report.layers}
     assert by_name["extra"].status == TORCH_ONLY and by_name["aux"].status == PADDLE_ONLY
+    assert "skip" not in by_name and report.placeholders == 1
     assert by_name["tokens"].status == NOT_COMPARABLE and "another order" in by_name["tokens"].reason
     assert by_name["pool"].status == NOT_COMPARABLE and "flattened or reshaped" in by_name["pool"].reason
     assert by_name["pair"].status == NOT_COMPARABLE and "tuple" in by_name["pair"].reason

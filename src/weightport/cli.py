@@ -458,6 +458,8 @@ def _print_layers(result) -> None:
                 note = "" if layer.metrics else f"[dim]{layer.status}[/]"
             table.add_row(str(i), layer.name + renamed, layer.kind, *figures, note)
         console.print(table)
+        if report.placeholders:
+            console.print(f"[dim]{report.placeholders} calls of Identity placeholders that one side alone has are not listed[/]")
         console.print(error_chart(report, console.width))
         if report.first_divergence:
             first = next(layer for layer in report.layers if layer.jump)

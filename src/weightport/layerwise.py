@@ -18,7 +18,7 @@ import os
 import tempfile
 import weakref
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +33,9 @@ from .mapping import Table
 JUMP_FACTOR = 30.0
 # ... and this relative error, far above fp32 rounding (at most 3.3e-6 on the same models).
 JUMP_MIN_REL = 1e-5
+
+# The class both frameworks name their no-op module by (timm's drop_block, aa, drop_path when off).
+PLACEHOLDER = "Identity"
 
 COMPARED = "compared"
 NOT_COMPARABLE = "not comparable"
@@ -94,6 +97,7 @@ class LayerReport:
     inputs: str
     layers: list[LayerResult] = field(default_factory=list)
     first_divergence: str | None = None  # name of the first flagged module
+    placeholders: int = 0  # calls of one-sided Identity modules, which compute nothing: counted, not listed
     jump_factor: float = JUMP_FACTOR
     jump_min_rel: float = JUMP_MIN_REL
 
@@ -182,6 +186,16 @@ def _kind_key(kind: str) -> str:
 
 def _parent(path: str) -> str | None:
     return None if path == "" else path.rpartition(".")[0]
+
+
+def _matched_ancestor(path: str, matched: Container[str]) -> str | None:
+    """The nearest ancestor of `path` that has a counterpart on the other side: the parent whose
+    calls group `path`'s for pairing by call order (through wrappers one side has alone, such as
+    timm's `global_pool` around its pooling)."""
+    parent = _parent(path)
+    while parent is not None and parent not in matched:
+        parent = _parent(parent)
+    return parent
 
 
 def _stateless_paths(model, framework: str) -> set[str]:
@@ -330,11 +344,12 @@ class _TorchCall:
     shape: list[int] | None  # None when the output is not a single tensor
     description: str
     floor: float | None = None
-    parent_call: int | None = None  # the call of the module's parent it ran in
+    parent_call: int | None = None  # the call of the module's nearest matched ancestor it ran in
 
 
 def _record_torch(model, batch: np.ndarray, device: str, spill: _Spill, floor_spill: _Spill | None = None,
-                  dtype=None, inputs: bool = True) -> tuple[list[tuple[str, int]], dict[tuple[str, int], _TorchCall]]:
+                  dtype=None, inputs: bool = True,
+                  matched: Container[str] = ()) -> tuple[list[tuple[str, int]], dict[tuple[str, int], _TorchCall]]:
     """Run the torch twin once, spilling each call's output (and inputs); returns the calls in order.
 
     An input that is an earlier call's output, unchanged since (same in-place version), is not
@@ -362,7 +377,7 @@ def _record_torch(model, batch: np.ndarray, device: str, spill: _Spill, floor_sp
         order.append(key)
         single = isinstance(output, torch.Tensor)
         record = _TorchCall(type(module).__name__, list(output.shape) if single else None, _describe(output),
-                            parent_call=calls.current(_parent(path)))
+                            parent_call=calls.current(_matched_ancestor(path, matched)))
         if single:
             array = _torch_array(output)
             produced[id(output)] = output
@@ -416,13 +431,13 @@ def compare_layers(table: Table, torch_model, paddle_model, batch: np.ndarray, *
     matches = match_modules(table, torch_model, paddle_model)
     with _Spill() as spill, _Spill() as paddle_spill:
         if model64 is None:
-            order, torch_calls = _record_torch(torch_model, batch, torch_device, spill)
+            order, torch_calls = _record_torch(torch_model, batch, torch_device, spill, matched=matches)
         else:
             import torch
 
             with _Spill() as floor_spill:
                 _record_torch(model64, batch, torch_device, floor_spill, dtype=torch.float64, inputs=False)
-                order, torch_calls = _record_torch(torch_model, batch, torch_device, spill, floor_spill)
+                order, torch_calls = _record_torch(torch_model, batch, torch_device, spill, floor_spill, matched=matches)
         results, paddle_extra, paddle_orderable = _compare_paddle(paddle_model, batch, spill, paddle_spill, matches, torch_calls)
         torch_orderable = _orderable_torch_calls(order, torch_calls, matches, _stateless_paths(torch_model, "torch"))
         by_order = _compare_in_call_order(torch_orderable, paddle_orderable, matches, torch_calls, spill, paddle_spill)
@@ -433,10 +448,15 @@ def compare_layers(table: Table, torch_model, paddle_model, batch: np.ndarray, *
         return [result for result in paddle_extra.pop(after, []) if (result.paddle, result.paddle_call) not in paired]
 
     report = LayerReport(inputs=inputs)
-    report.layers.extend(paddle_only(None))
+    listed = [*paddle_only(None)]
     for key in order:
-        report.layers.append(results.get(key) or _unpaired(key, torch_calls[key], matches))
-        report.layers.extend(paddle_only(key))
+        listed.append(results.get(key) or _unpaired(key, torch_calls[key], matches))
+        listed.extend(paddle_only(key))
+    for layer in listed:
+        if layer.status in (TORCH_ONLY, PADDLE_ONLY) and layer.kind == PLACEHOLDER:
+            report.placeholders += 1
+        else:
+            report.layers.append(layer)
     _flag_jumps(report)
     return report
 
@@ -450,12 +470,13 @@ def _compare_paddle(paddle_model, batch: np.ndarray, spill: _Spill, paddle_spill
 
     Returns the results by torch call; the Paddle calls without a counterpart, keyed by the torch
     call they followed (None: before any); and those of them that may still be paired by call order
-    (parameter-less, their parent paired), their outputs and inputs kept in `paddle_spill`."""
+    (parameter-less, an ancestor paired), their outputs and inputs kept in `paddle_spill`."""
     from .frameworks import quiet_paddle_import
 
     paddle = quiet_paddle_import()
     partner = {p: t for t, p in matches.items()}
-    orderable = {path for path in _stateless_paths(paddle_model, "paddle") if path not in partner and _parent(path) in partner}
+    orderable = {path for path in _stateless_paths(paddle_model, "paddle")
+                 if path not in partner and _matched_ancestor(path, partner) is not None}
     results: dict[_CallKey, LayerResult] = {}
     extra: dict[_CallKey | None, list[LayerResult]] = defaultdict(list)
     unpaired: _Orderable = defaultdict(list)
@@ -480,8 +501,9 @@ def _compare_paddle(paddle_model, batch: np.ndarray, spill: _Spill, paddle_spill
             status, reason = ((NOT_COMPARABLE, f"torch's {key[0] or '(model)'} ran fewer times") if path in partner
                               else (PADDLE_ONLY, "no torch module corresponds to it"))
             extra[last_seen[0]].append(LayerResult(None, path, call, kind, status, reason, paddle_call=call))
-            if path in orderable and (parent_call := calls.current(_parent(path))) is not None:
-                unpaired[(_parent(path), parent_call)].append(((path, call), kind, list(output.shape) if single else None))
+            ancestor = _matched_ancestor(path, partner)
+            if path in orderable and (parent_call := calls.current(ancestor)) is not None:
+                unpaired[(ancestor, parent_call)].append(((path, call), kind, list(output.shape) if single else None))
                 if single:
                     paddle_spill.put((path, call), [output.numpy()])
             return
@@ -520,12 +542,13 @@ def _pair_result(key: _CallKey, record: _TorchCall, spill: _Spill, *, paddle_pat
 
 def _orderable_torch_calls(order: list[_CallKey], torch_calls: dict[_CallKey, _TorchCall], matches: dict[str, str],
                            stateless: set[str]) -> _Orderable:
-    """Torch's calls that may still be paired by call order: parameter-less, unmatched, their parent matched."""
+    """Torch's calls that may still be paired by call order: parameter-less, unmatched, an ancestor matched."""
     orderable: _Orderable = defaultdict(list)
     for key in order:
         path, record = key[0], torch_calls[key]
-        if path in stateless and path not in matches and _parent(path) in matches and record.parent_call is not None:
-            orderable[(_parent(path), record.parent_call)].append((key, record.kind, record.shape))
+        ancestor = _matched_ancestor(path, matches)
+        if path in stateless and path not in matches and ancestor is not None and record.parent_call is not None:
+            orderable[(ancestor, record.parent_call)].append((key, record.kind, record.shape))
     return orderable
 
 
@@ -656,6 +679,12 @@ def _svg(report: LayerReport) -> str:
     return "".join(parts)
 
 
+def _placeholder_note(report: LayerReport) -> str:
+    if not report.placeholders:
+        return ""
+    return f" {report.placeholders} calls of Identity placeholders that one side alone has are not listed."
+
+
 def write_html(result, path) -> None:
     """A self-contained HTML page (inline SVG and CSS, no external assets) with each model's layers."""
     from html import escape
@@ -681,7 +710,7 @@ def write_html(result, path) -> None:
             f"<h2>{escape(model.model)}: {'pass' if model.passed else 'FAIL'}</h2>"
             f"<p>{verdict}. Weights: {escape(model.weights)}; inputs: {escape(report.inputs)}; "
             f"flagged when the relative error exceeds {report.jump_min_rel:g} and {report.jump_factor:g}x "
-            f"what the module's inputs carried.</p>{_svg(report)}"
+            f"what the module's inputs carried.{_placeholder_note(report)}</p>{_svg(report)}"
             "<table><tr><th>#</th><th>module</th><th>paddle layer</th><th>kind</th><th>max abs</th>"
             f"<th>rel err</th><th>inputs carried</th><th>floor x</th><th>note</th></tr>{rows}</table>"
         )
