@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .mapping import mappings_dir
-from .registry import create_model, get_spec
+from .registry import create_model_to_overwrite, get_spec
 
 Layout = dict[str, tuple[tuple[int, ...], str]]  # key -> (shape, dtype name)
 
@@ -35,7 +35,7 @@ def expected_layout(name: str, framework: str, **model_kwargs: Any) -> Layout:
     if not model_kwargs and path.is_file():
         data = json.loads(path.read_text())
         return {k: (tuple(shape), dtype) for k, (shape, dtype) in data[framework].items()}
-    return model_layout(create_model(name, framework, **model_kwargs), framework)
+    return model_layout(create_model_to_overwrite(name, framework, **model_kwargs), framework)
 
 
 def model_layout(model, framework: str) -> Layout:
@@ -58,7 +58,7 @@ def write_manifest(name: str) -> Path:
     """Regenerate the manifest of a registered model from its twins."""
     sections = []
     for framework in ("torch", "paddle"):
-        model = create_model(name, framework)
+        model = create_model_to_overwrite(name, framework)
         if framework == "torch":
             parameters = count_trainable(model)
         layout = model_layout(model, framework)
