@@ -73,14 +73,17 @@ def test_random_weights_keep_the_initialisation_scale(name):
 
 
 def test_random_weights_are_deterministic_and_leave_no_trace():
-    """Two overwritten twins randomised with one seed are identical, another seed differs; building
-    one leaves torch's generator, thread count and later `create_model` calls as they were."""
+    """Two overwritten twins randomised with one seed are identical, whatever the thread count;
+    another seed differs. Building one leaves torch's generator, thread count and later
+    `create_model` calls as they were."""
     torch.manual_seed(123)
     threads, rng = torch.get_num_threads(), torch.get_rng_state()
     states = []
-    for seed in (4, 4, 5):
+    for seed, draw_threads in ((4, threads), (4, 1), (5, threads)):
         model = create_model_to_overwrite("cmt_ti", "torch")
+        torch.set_num_threads(draw_threads)
         randomize_torch(model, seed=seed)
+        torch.set_num_threads(threads)
         states.append({k: v.load() for k, v in torch_state(model).items()})
     assert torch.get_num_threads() == threads
     assert torch.equal(torch.get_rng_state(), rng)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -65,6 +66,9 @@ def load_paddle(model, tensors: dict[str, LazyTensor]) -> None:
 # `randomize_torch` reads a weight's scale from its first SCALE_SAMPLE elements, the only ones
 # `overwrite_only` lets the torch initialisation compute.
 SCALE_SAMPLE = 4096
+# Each weight is drawn from its own generator, seeded from the main one, so that weights of this
+# many elements or more can fill on several threads with values that do not depend on how many.
+THREADED_DRAW = 1 << 16
 
 
 def randomize_torch(model, seed: int = 0) -> None:
@@ -78,17 +82,21 @@ def randomize_torch(model, seed: int = 0) -> None:
     `create_model_to_overwrite` computes, deterministically. A weight the init leaves constant gets
     1/sqrt(fan-in). Tensors up to 1-D (biases, norm affines, layer scales) get their init (often 0
     or 1) plus N(0, 0.2), BatchNorm statistics random values: default ones hide bugs. The draws come
-    from torch's CPU generator seeded with `seed`, in float32, then cast to each tensor's dtype.
+    from torch's CPU generators seeded from `seed`, in float32, then cast to each tensor's dtype;
+    a tensor tied to another is drawn once.
     """
     import torch
 
     generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
+    seen, copies, pending = set(), [], []
+    with torch.no_grad(), ThreadPoolExecutor(max(1, torch.get_num_threads())) as pool:
         for key, value in model.state_dict().items():
-            if not value.is_floating_point():
+            if not value.is_floating_point() or value.numel() == 0 or value.data_ptr() in seen:
                 continue
+            seen.add(value.data_ptr())
             # Drawn in place where possible: through a copy, a tensor's memory would be written twice.
-            new = value if value.dtype == torch.float32 and value.device.type == "cpu" else torch.empty(value.shape)
+            in_place = value.dtype == torch.float32 and value.device.type == "cpu" and value.is_contiguous()
+            new = value if in_place else torch.empty(value.shape)
             if key.endswith("running_var"):
                 new.uniform_(0.5, 1.5, generator=generator)
             elif key.endswith("running_mean"):
@@ -98,10 +106,18 @@ def randomize_torch(model, seed: int = 0) -> None:
             else:
                 sample = value.reshape(-1)[:SCALE_SAMPLE]
                 std = float(sample.double().std()) if sample.numel() > 1 else 0.0
-                fan_in = max(1, value.numel() // value.shape[0])
-                new.normal_(0.0, std if std > 0 else fan_in**-0.5, generator=generator)
+                std = std if std > 0 else max(1, value.numel() // value.shape[0]) ** -0.5
+                own = torch.Generator().manual_seed(int(torch.randint(2**62, (), generator=generator)))
+                if value.numel() >= THREADED_DRAW:
+                    pending.append(pool.submit(new.normal_, 0.0, std, generator=own))
+                else:
+                    new.normal_(0.0, std, generator=own)
             if new is not value:
-                value.copy_(new)
+                copies.append((value, new))
+        for future in pending:
+            future.result()
+    for value, new in copies:
+        value.copy_(new)
 
 
 @contextlib.contextmanager
