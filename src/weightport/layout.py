@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .mapping import mappings_dir
-from .registry import create_model, get_spec
+from .registry import create_model_to_overwrite, get_spec
 
 Layout = dict[str, tuple[tuple[int, ...], str]]  # key -> (shape, dtype name)
 # The class count the manifests' classifier probe builds twins with: no registered model's own.
@@ -57,7 +57,7 @@ def expected_layout(name: str, framework: str, **model_kwargs: Any) -> Layout:
             shape, dtype = layout[key]
             layout[key] = (shape[:dim] + (int(classes),) + shape[dim + 1 :], dtype)
         return layout
-    return model_layout(create_model(name, framework, **model_kwargs), framework)
+    return model_layout(create_model_to_overwrite(name, framework, **model_kwargs), framework)
 
 
 def model_layout(model, framework: str) -> Layout:
@@ -91,11 +91,11 @@ def write_manifest(name: str) -> Path:
     tensors follow the class count (twins built again for PROBE_CLASSES classes tell)."""
     sections, classifier = [], {}
     for framework in ("torch", "paddle"):
-        model = create_model(name, framework)
+        model = create_model_to_overwrite(name, framework)
         if framework == "torch":
             parameters = count_trainable(model)
         layout = model_layout(model, framework)
-        probe = model_layout(create_model(name, framework, num_classes=PROBE_CLASSES), framework)
+        probe = model_layout(create_model_to_overwrite(name, framework, num_classes=PROBE_CLASSES), framework)
         classifier[framework] = _follows_classes(layout, probe)
         rows = ",\n".join(f"    {json.dumps(k)}: [{json.dumps(list(shape))}, {json.dumps(dtype)}]" for k, (shape, dtype) in layout.items())
         sections.append(f'  "{framework}": {{\n{rows}\n  }}')

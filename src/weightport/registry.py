@@ -157,7 +157,21 @@ def _timm_defines(name: str) -> bool:
 
 def create_model(name: str, framework: str = "torch", **kwargs: Any):
     """Build the `framework` twin of registered model `name`, in eval mode, with its initial weights."""
+    return _built(name, get_spec(name).factory(framework), kwargs)
+
+
+def create_model_to_overwrite(name: str, framework: str = "torch", **kwargs: Any):
+    """`create_model` for a twin whose weights the caller overwrites before reading them (loading a
+    checkpoint, `randomize_torch`) or never reads (layouts, table checks). Its initialisation, most
+    of the build's time, is mostly skipped: see `twins.overwrite_only` for what is left."""
+    from .twins import overwrite_only
+
     factory = get_spec(name).factory(framework)
+    with overwrite_only(framework):
+        return _built(name, factory, kwargs)
+
+
+def _built(name: str, factory, kwargs: dict[str, Any]):
     try:
         model = factory(**kwargs)
     except TypeError as exc:

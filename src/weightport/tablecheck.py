@@ -11,7 +11,7 @@ from typing import Any
 from .frameworks import named_modules, quiet_paddle_import
 from .layout import model_layout
 from .mapping import Table, load_table
-from .registry import create_model, get_spec
+from .registry import create_model_to_overwrite, get_spec
 
 
 def linear_weights(model, framework: str) -> set[str]:
@@ -32,7 +32,8 @@ def linear_weights(model, framework: str) -> set[str]:
 def table_problems(name: str, table: Table | None = None, **model_kwargs: Any) -> list[str]:
     """Everything wrong with `name`'s table against its twins (an empty list when it is right)."""
     table = table or load_table(get_spec(name).table)
-    return twin_problems(table, create_model(name, "torch", **model_kwargs), create_model(name, "paddle", **model_kwargs))
+    twins = (create_model_to_overwrite(name, framework, **model_kwargs) for framework in ("torch", "paddle"))
+    return twin_problems(table, *twins)
 
 
 def twin_problems(table: Table, torch_model, paddle_model) -> list[str]:

@@ -5,6 +5,10 @@ init), so `load_paddle` checks names, shapes and dtypes itself before loading an
 """
 from __future__ import annotations
 
+import contextlib
+import functools
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from . import dtypes
@@ -60,30 +64,140 @@ def load_paddle(model, tensors: dict[str, LazyTensor]) -> None:
     model.set_state_dict(_fitted_arrays(model, "paddle", tensors))
 
 
+# `randomize_torch` reads a weight's scale from its first SCALE_SAMPLE elements, the only ones
+# `overwrite_only` lets the torch initialisation compute.
+SCALE_SAMPLE = 4096
+# Each weight is drawn from its own generator, seeded from the main one, so that weights of this
+# many elements or more can fill on several threads with values that do not depend on how many.
+THREADED_DRAW = 1 << 16
+
+
 def randomize_torch(model, seed: int = 0) -> None:
     """Give every floating parameter and buffer deterministic, non-trivial values.
 
-    Weights keep the scale of the model's own initialisation (so activations stay O(1)); tensors
-    the initialisation leaves constant (biases, norm affines, zero-initialised layers, layer
-    scales) and BatchNorm statistics get random values, since default ones hide bugs.
+    Weights (2-D and up) are drawn from N(0, s), s the std of the model's own initial values over
+    their first SCALE_SAMPLE elements: each keeps its initialisation's scale, so activations stay
+    O(1) in every family and the per-layer report's thresholds, measured on such weights, hold. No
+    rule from shapes gives that scale (fan-in or fan-out, gains, fixed stds differ by family), and
+    initialisations draw all elements alike, so a sample is enough; it is all that a twin built by
+    `create_model_to_overwrite` computes, deterministically. A weight the init leaves constant gets
+    1/sqrt(fan-in). Tensors up to 1-D (biases, norm affines, layer scales) get their init (often 0
+    or 1) plus N(0, 0.2), BatchNorm statistics random values: default ones hide bugs. The draws come
+    from torch's CPU generators seeded from `seed`, in float32, then cast to each tensor's dtype;
+    a tensor tied to another is drawn once.
     """
     import torch
 
-    rng = np.random.default_rng(seed)
-    with torch.no_grad():
+    generator = torch.Generator().manual_seed(seed)
+    seen, copies, pending = set(), [], []
+    with torch.no_grad(), ThreadPoolExecutor(max(1, torch.get_num_threads())) as pool:
         for key, value in model.state_dict().items():
-            if not value.is_floating_point():
+            if not value.is_floating_point() or value.numel() == 0 or value.data_ptr() in seen:
                 continue
-            shape = tuple(value.shape)
+            seen.add(value.data_ptr())
+            # Drawn in place where possible: through a copy, a tensor's memory would be written twice.
+            in_place = value.dtype == torch.float32 and value.device.type == "cpu" and value.is_contiguous()
+            new = value if in_place else torch.empty(value.shape)
             if key.endswith("running_var"):
-                new = rng.uniform(0.5, 1.5, shape)
+                new.uniform_(0.5, 1.5, generator=generator)
             elif key.endswith("running_mean"):
-                new = rng.normal(0.0, 0.2, shape)
+                new.normal_(0.0, 0.2, generator=generator)
             elif value.ndim <= 1:
-                # biases and norm weights: their init (often 0 or 1) plus a perturbation
-                new = value.cpu().double().numpy() + rng.normal(0.0, 0.2, shape)
+                new.copy_(torch.empty(value.shape).normal_(0.0, 0.2, generator=generator).add_(value.cpu()))
             else:
-                std = float(value.double().std()) if value.numel() > 1 else 0.0
-                fan_in = max(1, value.numel() // shape[0])
-                new = rng.normal(0.0, std if std > 0 else 1.0 / np.sqrt(fan_in), shape)
-            value.copy_(torch.from_numpy(np.asarray(new)).to(value.dtype))
+                sample = value.reshape(-1)[:SCALE_SAMPLE]
+                std = float(sample.double().std()) if sample.numel() > 1 else 0.0
+                std = std if std > 0 else max(1, value.numel() // value.shape[0]) ** -0.5
+                own = torch.Generator().manual_seed(int(torch.randint(2**62, (), generator=generator)))
+                if value.numel() >= THREADED_DRAW:
+                    pending.append(pool.submit(new.normal_, 0.0, std, generator=own))
+                else:
+                    new.normal_(0.0, std, generator=own)
+            if new is not value:
+                copies.append((value, new))
+        for future in pending:
+            future.result()
+    for value, new in copies:
+        value.copy_(new)
+
+
+@contextlib.contextmanager
+def overwrite_only(framework: str):
+    """Build a twin whose weights are overwritten before anyone reads them, skipping most of its
+    initialisation (the bulk of building one).
+
+    Paddle: under `paddle.LazyGuard` parameters get no memory until `set_state_dict` fills them.
+    torch: in-place initialisation (random draws, fills, elementwise arithmetic with scalars) of a
+    parameter over SCALE_SAMPLE elements runs on its first SCALE_SAMPLE only, so `randomize_torch`
+    still finds each weight's scale; the rest stays uninitialised memory. Buffers, small parameters
+    and anything else __init__ computes are computed in full, and torch's generator is seeded (then
+    restored) so that the sample, hence the random weights, do not depend on the caller's state.
+    """
+    if framework == "paddle":
+        from .frameworks import quiet_paddle_import
+
+        with quiet_paddle_import().LazyGuard():
+            yield
+        return
+    import torch
+
+    storages = {}  # data_ptr -> storage of each large parameter (held, so no address is reused)
+
+    def registered(module, name, param):
+        if param is not None and param.ndim >= 2 and param.numel() > SCALE_SAMPLE:
+            storage = param.untyped_storage()
+            storages[storage.data_ptr()] = storage
+
+    handle = torch.nn.modules.module.register_module_parameter_registration_hook(registered)
+    threads = torch.get_num_threads()
+    # What is left is small ops, which a thread pool only slows down: on a loaded machine its
+    # synchronisation alone tripled the build.
+    torch.set_num_threads(1)
+    try:
+        with torch.random.fork_rng(devices=[]), _sampled_init_mode()(storages):
+            torch.default_generator.manual_seed(0)
+            yield
+    finally:
+        torch.set_num_threads(threads)
+        handle.remove()
+
+
+@functools.cache
+def _sampled_init_mode():
+    """The torch dispatch mode behind `overwrite_only`, defined on first use (torch imported then)."""
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    aten = torch.ops.aten
+    fills = {aten.fill_, aten.zero_}
+    elementwise = {torch.Tag.pointwise, torch.Tag.nondeterministic_seeded}
+
+    class SampledInit(TorchDispatchMode):
+        """Runs an in-place elementwise op on a large parameter over its first SCALE_SAMPLE elements."""
+
+        def __init__(self, storages):
+            super().__init__()
+            self.storages = storages
+
+        @classmethod
+        def _should_skip_dynamo(cls) -> bool:
+            return False  # nothing is compiled here; wrapping the handler would import torch._dynamo (2 s)
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            target = args[0] if args and isinstance(args[0], torch.Tensor) else None
+            if (
+                target is not None
+                and torch.Tag.inplace in func.tags
+                and (func.overloadpacket in fills or elementwise.intersection(func.tags))
+                and target.numel() > SCALE_SAMPLE
+                and target.is_contiguous()
+                and target.untyped_storage().data_ptr() in self.storages
+                and all(not isinstance(a, torch.Tensor) or a.ndim == 0 for a in (*args[1:], *kwargs.values()))
+            ):
+                func(target.view(-1)[:SCALE_SAMPLE], *args[1:], **kwargs)
+                return target
+            return func(*args, **kwargs)
+
+    return SampledInit
+

@@ -30,7 +30,7 @@ from .errors import UserError
 from .formats import read_checkpoint
 from .formats.checkpoint import LazyTensor, paddle_array_tensor
 from .inspect import non_finite_tensors
-from .registry import create_model, get_spec
+from .registry import create_model_to_overwrite, get_spec
 from .twins import load_paddle, load_torch, randomize_torch
 
 if TYPE_CHECKING:
@@ -173,8 +173,8 @@ def _prepare_twins(name, torch_ckpt, paddle_ckpt, key, seed, model_kwargs, keep:
     """Build both twins with the weights to check; returns (torch_model, paddle_model, weights, summary, non_finite)."""
     summary = None
     if torch_ckpt is None and paddle_ckpt is None:
-        torch_model = create_model(name, "torch", **model_kwargs)
-        paddle_model = create_model(name, "paddle", **model_kwargs)
+        torch_model = create_model_to_overwrite(name, "torch", **model_kwargs)
+        paddle_model = create_model_to_overwrite(name, "paddle", **model_kwargs)
         # Built-in default: random non-trivial weights, saved by torch, converted through the
         # real file path, and read back by Paddle's own loader.
         randomize_torch(torch_model, seed)
@@ -206,8 +206,8 @@ def _prepare_twins(name, torch_ckpt, paddle_ckpt, key, seed, model_kwargs, keep:
     # The conversion's plan says which twins fit the files (a fine-tuned head's class count, read from
     # its shapes); with both files given, planning one of them tells, without reading any weights.
     model_kwargs = (summary or convert_tensors(name, torch_tensors, "paddle", model_kwargs=model_kwargs)[1]).model_kwargs
-    torch_model = create_model(name, "torch", **model_kwargs)
-    paddle_model = create_model(name, "paddle", **model_kwargs)
+    torch_model = create_model_to_overwrite(name, "torch", **model_kwargs)
+    paddle_model = create_model_to_overwrite(name, "paddle", **model_kwargs)
     load_torch(torch_model, torch_tensors)
     load_paddle(paddle_model, paddle_tensors)
     weights = " + ".join(str(p) for p in (torch_ckpt, paddle_ckpt) if p)

@@ -1,9 +1,8 @@
 """Torch twins of the ResNets: timm's own definitions."""
+import timm
 
 
 def _timm(name: str, **kwargs):
-    import timm
-
     return timm.create_model(name, pretrained=False, **kwargs)
 
 
