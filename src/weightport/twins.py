@@ -128,10 +128,11 @@ def overwrite_only(framework: str):
 
     Paddle: under `paddle.LazyGuard` parameters get no memory until `set_state_dict` fills them.
     torch: in-place initialisation (random draws, fills, elementwise arithmetic with scalars) of a
-    parameter over SCALE_SAMPLE elements runs on its first SCALE_SAMPLE only, so `randomize_torch`
-    still finds each weight's scale; the rest stays uninitialised memory. Buffers, small parameters
-    and anything else __init__ computes are computed in full, and torch's generator is seeded (then
-    restored) so that the sample, hence the random weights, do not depend on the caller's state.
+    parameter of 2-D and up over SCALE_SAMPLE elements runs on its first SCALE_SAMPLE only, so that
+    `randomize_torch` still finds each weight's scale; the rest stays uninitialised memory. Buffers,
+    other parameters and anything else __init__ computes are computed in full, and torch's generator
+    is seeded (then restored) so that the sample, hence the random weights, do not depend on the
+    caller's state.
     """
     if framework == "paddle":
         from .frameworks import quiet_paddle_import
