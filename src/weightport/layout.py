@@ -53,7 +53,7 @@ def expected_layout(name: str, framework: str, **model_kwargs: Any) -> Layout:
     classes = model_kwargs.get("num_classes")
     if manifest and set(model_kwargs) <= {"num_classes"} and (classes is None or "classifier" in manifest):
         layout = {k: (tuple(shape), dtype) for k, (shape, dtype) in manifest[framework].items()}
-        for key, dim in manifest.get("classifier", {}).get(framework, {}).items() if classes is not None else ():
+        for key, dim in classifier_dims(name, framework).items() if classes is not None else ():
             shape, dtype = layout[key]
             layout[key] = (shape[:dim] + (int(classes),) + shape[dim + 1 :], dtype)
         return layout

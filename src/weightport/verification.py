@@ -49,6 +49,14 @@ class Gate:
     limit: float  # the largest error the rule allows for this output
     ratio: float  # error / limit: under 1 passes
 
+    @classmethod
+    def of(cls, rule: str, error: float, limit: float) -> Gate:
+        if np.isnan(error):
+            ratio = float("nan")
+        else:
+            ratio = error / limit if limit > 0 else (float("inf") if error > 0 else 0.0)
+        return cls(rule, error, limit, ratio)
+
     @property
     def passed(self) -> bool:
         return self.ratio <= 1.0  # False for NaN
@@ -358,16 +366,10 @@ def _run_once(name, size, torch_model, paddle_model, model64, batch, devices) ->
 
 def decide(metrics: Metrics, tol: float, atol: float | None = None) -> Gate:
     """Apply the gate to one output: the rule that failed, else the one closest to its limit."""
-    gates = [Gate(RELATIVE, metrics.max_abs, tol * metrics.ref_max, _ratio(metrics.max_abs, tol * metrics.ref_max))]
+    gates = [Gate.of(RELATIVE, metrics.max_abs, tol * metrics.ref_max)]
     if atol is not None:
-        gates.append(Gate(ABSOLUTE, metrics.max_abs, atol, _ratio(metrics.max_abs, atol)))
+        gates.append(Gate.of(ABSOLUTE, metrics.max_abs, atol))
     return max(gates, key=lambda g: np.inf if np.isnan(g.ratio) else g.ratio)
-
-
-def _ratio(error: float, limit: float) -> float:
-    if np.isnan(error):
-        return float("nan")
-    return error / limit if limit > 0 else (float("inf") if error > 0 else 0.0)
 
 
 def _failure(metrics: Metrics, gate: Gate) -> str:
