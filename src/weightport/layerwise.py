@@ -5,7 +5,7 @@ Paddle layers through the model's mapping table: a module with weights correspon
 holding its renamed weights; a module without (activation, pooling, Identity) to the layer its
 path renames to, or else to the same path. Parameter-less modules still unpaired, such as timm's
 `act1`/`act2`/`act3` against Paddle's one `relu` called three times, are paired by call order within
-the parent both twins share (`_pair_in_call_order`). Torch's activations are written to a temporary
+the nearest ancestor both twins share (`_pair_in_call_order`). Torch's activations are written to a temporary
 file as they are produced and read back one at a time while Paddle runs, so memory holds one pair of
 activations and the summaries, never a whole model's activations.
 
@@ -205,12 +205,12 @@ def _stateless_paths(model, framework: str) -> set[str]:
 
 def _pair_in_call_order(torch_calls: list[tuple[_CallKey, str, list[int] | None]],
                         paddle_calls: list[tuple[_CallKey, str, list[int] | None]]) -> list[tuple[_CallKey, _CallKey]]:
-    """Pair the parameter-less calls left unpaired within one call of a parent both twins share.
+    """Pair the parameter-less calls left unpaired within one call of the nearest ancestor both twins share.
 
     Each side's calls are (key, kind, output shape) in execution order. For each kind (class names
     compared through `_kind_key`), the n-th call on one side is paired with the n-th on the other
     when both sides make the same number of calls of that kind and every pair's output shapes agree;
-    otherwise none of that kind is. Why this is sound: within one call of a matched parent the twins
+    otherwise none of that kind is. Why this is sound: within one call of a matched ancestor the twins
     compute the same function, and a module without parameters is a pure function of its inputs, so
     two sides applying the same activation or pooling as often, in the same order, apply it at the
     same places, whatever the modules are called and however often one is reused. A kind one side
@@ -461,7 +461,7 @@ def compare_layers(table: Table, torch_model, paddle_model, batch: np.ndarray, *
     return report
 
 
-_Orderable = dict[tuple[str, int], list[tuple[_CallKey, str, list[int] | None]]]  # (parent, its call) -> calls
+_Orderable = dict[tuple[str, int], list[tuple[_CallKey, str, list[int] | None]]]  # (ancestor, its call) -> calls
 
 
 def _compare_paddle(paddle_model, batch: np.ndarray, spill: _Spill, paddle_spill: _Spill, matches: dict[str, str],
@@ -554,7 +554,7 @@ def _orderable_torch_calls(order: list[_CallKey], torch_calls: dict[_CallKey, _T
 
 def _compare_in_call_order(torch_orderable: _Orderable, paddle_orderable: _Orderable, matches: dict[str, str],
                            torch_calls: dict[_CallKey, _TorchCall], spill: _Spill, paddle_spill: _Spill) -> dict[_CallKey, LayerResult]:
-    """Compare the calls `_pair_in_call_order` pairs within each call of each matched parent."""
+    """Compare the calls `_pair_in_call_order` pairs within each call of each matched ancestor."""
     results = {}
     for (parent, parent_call), torch_seq in torch_orderable.items():
         paddle_seq = paddle_orderable.get((matches[parent], parent_call), [])
