@@ -1,0 +1,693 @@
+"""Write the traced model as Paddle source a person would keep.
+
+One Paddle class per torch module class (instances whose code differs only in numbers share one
+class, the numbers becoming constructor arguments named after the torch attribute that holds
+them where one does), the torch attribute names kept so that state-dict keys are torch's, layers
+with a translation built as Paddle layers, and one `create_model()` that builds the tree.
+"""
+from __future__ import annotations
+
+import ast
+import inspect
+import io
+import keyword
+import operator
+import tokenize
+from collections import defaultdict
+from dataclasses import dataclass, field
+from functools import cache
+
+import numpy as np
+import torch
+import torch.fx
+
+from . import runtime
+from .errors import PortError
+from .trace import Body, Trace
+from .translations import Code, Translation, check_requirements, functions, is_atomic, layers, literal, methods, qualified_name, render
+
+INDENT = "    "
+RESERVED = {"self", "paddle", "nn", "F", "np", "os", "math", "constants", "create_model", "super"}
+LINE_LENGTH = 110
+# Tensors that translated base layers create themselves (under Paddle's names) or drop.
+BASE_TENSORS = {"weight", "bias", "running_mean", "running_var", "num_batches_tracked"}
+DROPPED_BUFFERS = {"num_batches_tracked"}  # Paddle's BatchNorm keeps no batch counter
+_INLINE_FUNCTIONS = {getattr, operator.getitem}
+
+
+def class_name(module_or_class) -> str:
+    cls = module_or_class if isinstance(module_or_class, type) else type(module_or_class)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def layer_translation(module: torch.nn.Module) -> Translation | None:
+    """The table entry of a module whose exact class is a translated layer."""
+    return layers().get(class_name(module))
+
+
+def base_translation(module: torch.nn.Module) -> Translation | None:
+    """The entry of the nearest translated base class of a module that subclasses a layer."""
+    for cls in type(module).__mro__[1:]:
+        entry = layers().get(class_name(cls))
+        if entry is not None:
+            return entry
+    return None
+
+
+def is_layer(module: torch.nn.Module) -> bool:
+    return layer_translation(module) is not None
+
+
+@cache
+def _paddle_layer_attributes() -> frozenset[str]:
+    import paddle
+
+    return frozenset(dir(paddle.nn.Layer))
+
+
+def _describe(module: torch.nn.Module, path: str) -> str:
+    cls = type(module)
+    return f"{'module ' + repr(path) if path else 'the model'} ({cls.__module__}.{cls.__qualname__})"
+
+
+# --- one body as forward() source ------------------------------------------------------------
+
+
+@dataclass
+class _Statement:
+    target: str | None
+    text: str
+    keep: bool  # module calls and the return stay even when their result is unused
+
+
+@dataclass
+class _Forward:
+    """A body's rendered code, and what it needs from its class."""
+
+    lines: list[str]
+    constants: dict[str, np.ndarray] = field(default_factory=dict)  # attribute -> value (non-persistent)
+    helpers: set[str] = field(default_factory=set)
+
+
+class _BodyWriter:
+    def __init__(self, body: Body):
+        self.body = body
+        self.values = body.values
+        self.code: dict[torch.fx.Node, Code] = {}
+        self.names: set[str] = set()
+        self.out = _Forward([])
+
+    def where(self, node: torch.fx.Node) -> str:
+        return f"{_describe(self.body.module, self.body.path)}, `{node.format_node()}`"
+
+    # attribute paths relative to the body's module
+    def _relative(self, target: str) -> str | None:
+        path = self.body.path
+        if not path:
+            return target
+        return target[len(path) + 1 :] if target.startswith(path + ".") else None
+
+    def _self_path(self, relative: str) -> str:
+        text = "self"
+        owner = self.body.module
+        for atom in relative.split("."):
+            if atom.isdigit() and isinstance(owner, (torch.nn.Sequential, torch.nn.ModuleList)):
+                text += f"[{atom}]"
+            elif atom.isidentifier() and not keyword.iskeyword(atom):
+                text += f".{atom}"
+            else:
+                text = f"getattr({text}, {atom!r})"
+            owner = getattr(owner, atom, None)
+        return text
+
+    def _attribute(self, node: torch.fx.Node) -> Code:
+        relative = self._relative(node.target)
+        value = self.values(node)
+        owner_path, _, name = (relative or "").rpartition(".")
+        owner = self.body.module.get_submodule(owner_path) if relative is not None else None
+        is_state = owner is not None and (name in owner._parameters or name in owner._buffers)
+        if not is_state:
+            # a plain tensor attribute or a constant fx made: the class keeps it as a buffer
+            attribute = f"constant{len(self.out.constants)}" if relative is None or "." in relative else relative
+            if attribute.startswith("_"):
+                attribute = "constant" + attribute.lstrip("_").removeprefix("tensor_constant")
+            self.out.constants[attribute] = value.detach().cpu().numpy()
+            return Code(f"self.{attribute}", value)
+        if name in DROPPED_BUFFERS and name in owner._buffers:
+            return Code("None", value)
+        entry = layer_translation(owner) or base_translation(owner)
+        spelled = entry.attributes.get(name, name) if entry is not None else name
+        return Code(self._self_path(".".join(filter(None, (owner_path, spelled)))), value)
+
+    def _variable(self, node: torch.fx.Node) -> str:
+        name = node.name
+        if node.op == "call_module":  # fx names it after the whole path; the body knows it by its own
+            name = _identifier(self._relative(node.target).replace(".", "_"))
+        if name in RESERVED or keyword.iskeyword(name) or name in runtime_names():
+            name += "_"
+        while name in self.names:
+            name += "_"
+        self.names.add(name)
+        return name
+
+    def _args(self, value):
+        return torch.fx.node.map_aggregate(value, lambda v: self.code[v] if isinstance(v, torch.fx.Node) else v)
+
+    def _translate(self, node: torch.fx.Node) -> tuple[str | None, Translation | None]:
+        if node.op == "call_function":
+            key = qualified_name(node.target)
+            entry = functions().get(key)
+            if entry is None:
+                raise PortError(f"no Paddle translation for torch function {key} (called in {self.where(node)})")
+            args = self._args(node.args)
+        else:
+            entry = methods().get(node.target)
+            if entry is None and node.target.endswith("_") and not node.target.endswith("__"):
+                entry = methods().get(node.target[:-1])
+            if entry is None:
+                raise PortError(f"no Paddle translation for the tensor method .{node.target}() (called in {self.where(node)})")
+            args = self._args(node.args)
+        bound = entry.bind(tuple(args), self._args(dict(node.kwargs)), self.where(node))
+        check_requirements(list(entry.require), bound, self.where(node))
+        self.out.helpers.update(entry.helpers)
+        return render(entry.paddle, bound, self.where(node)), entry
+
+    def write(self) -> tuple[list[str], _Forward]:
+        statements: list[_Statement] = []
+        parameters = []
+        for node in self.body.graph.nodes:
+            if node.op == "placeholder":
+                self.names.add(node.target)
+                self.code[node] = Code(node.target, self.values(node))
+                parameters.append(node.target)
+                continue
+            if node.op == "get_attr":
+                self.code[node] = self._attribute(node)
+                continue
+            if node.op == "output":
+                statements.append(_Statement(None, f"return {literal(self._args(node.args[0]))}", True))
+                continue
+            if node.op == "call_module":
+                relative = self._relative(node.target)
+                if relative is None:
+                    raise PortError(f"{self.where(node)} calls a module outside its own")
+                args = [literal(a) for a in self._args(node.args)]
+                args += [f"{k}={literal(v)}" for k, v in self._args(dict(node.kwargs)).items()]
+                text = f"{self._self_path(relative)}({', '.join(args)})"
+                keep = True
+            else:
+                text, entry = self._translate(node)
+                if text == "":
+                    self.code[node] = Code("None", self.values(node))
+                    continue
+                if text == literal(self._args(node.args[0])) and node.op == "call_method":  # an alias (contiguous)
+                    self.code[node] = Code(text, self.values(node))
+                    continue
+                keep = False
+                inline = len(node.users) == 1 and (
+                    (node.op == "call_function" and node.target in _INLINE_FUNCTIONS)
+                    or not isinstance(self.values(node), torch.Tensor)
+                )
+                if inline or not node.users:
+                    if inline:
+                        self.code[node] = Code(text if is_atomic(text) else f"({text})", self.values(node))
+                        continue
+            variable = self._variable(node)
+            self.code[node] = Code(variable, self.values(node))
+            statements.append(_Statement(variable, f"{variable} = {text}", keep))
+        return parameters, _Forward(_live(statements), self.out.constants, self.out.helpers)
+
+
+def _names_in(text: str) -> set[str]:
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        return set()
+    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+
+
+def _live(statements: list[_Statement]) -> list[str]:
+    """The statements whose results are used (module calls and the return always are)."""
+    needed: set[str] = set()
+    kept = []
+    for statement in reversed(statements):
+        if statement.keep or statement.target in needed:
+            needed |= _names_in(statement.text.partition(" = ")[2] if statement.target else statement.text)
+            kept.append(statement.text)
+    return kept[::-1]
+
+
+@cache
+def runtime_names() -> frozenset[str]:
+    return frozenset(name for name, _ in inspect.getmembers(runtime) if not name.startswith("_"))
+
+
+def _rewrite_in_place(graph: torch.fx.Graph, describe) -> None:
+    """Point every use of a tensor after an in-place op at the op's result, which the Paddle twin
+    computes out of place."""
+    for node in list(graph.nodes):
+        in_place = (node.op == "call_method" and node.target.endswith("_") and not node.target.endswith("__")) or (
+            node.op == "call_function" and node.kwargs.get("inplace") is True
+        )
+        if not in_place or not node.args or not isinstance(node.args[0], torch.fx.Node):
+            continue
+        mutated = node.args[0]
+        if mutated.op == "get_attr":
+            if mutated.target.rpartition(".")[2] in DROPPED_BUFFERS:
+                node.replace_all_uses_with(mutated)
+                graph.erase_node(node)
+                continue
+            raise PortError(f"{describe}: updates the tensor {mutated.target!r} in place, which the Paddle twin cannot mirror")
+        later = False
+        for other in graph.nodes:
+            if other is node:
+                later = True
+                continue
+            if later and mutated in other.all_input_nodes:
+                other.replace_input_with(mutated, node)
+
+
+def _signature(module: torch.nn.Module, parameters: list[str]) -> str:
+    """forward()'s parameters: torch's, in torch's order (callers pass them as torch's do)."""
+    out, defaulted = [], False
+    for p in inspect.signature(module.forward).parameters.values():
+        if p.kind is p.VAR_POSITIONAL:
+            out.append(f"*{p.name}")
+            continue
+        if p.kind is p.VAR_KEYWORD:
+            out.append(f"**{p.name}")
+            continue
+        default = p.default if p.default is not p.empty else None
+        try:
+            default_text = literal(default)
+        except PortError:
+            default_text = "None"
+        if p.name in parameters and p.default is p.empty and not defaulted:
+            out.append(p.name)
+        else:
+            defaulted = True
+            out.append(f"{p.name}={default_text}")
+    return ", ".join(out)
+
+
+# --- classes ------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Instance:
+    path: str
+    module: torch.nn.Module
+    text: str = ""  # the class body for this instance, before numbers are lifted
+    constants: dict[str, np.ndarray] = field(default_factory=dict)
+    lifted: dict[str, object] = field(default_factory=dict)  # constructor argument -> value
+    class_name: str = ""
+
+
+def _own_tensors(module: torch.nn.Module) -> tuple[list[str], dict[str, np.ndarray]]:
+    """__init__ lines creating the module's own parameters and persistent buffers, and its
+    non-persistent buffers (passed in as constructor arguments)."""
+    lines, constants = [], {}
+    skip = BASE_TENSORS if base_translation(module) is not None else set()
+    for name, parameter in module._parameters.items():
+        if parameter is None or name in skip:
+            continue
+        dtype = str(parameter.dtype).removeprefix("torch.")
+        lines.append(f"self.{name} = self.create_parameter({list(parameter.shape)}, dtype={dtype!r}, default_initializer=INITIALIZER)")
+        if not parameter.requires_grad:
+            lines.append(f"self.{name}.stop_gradient = True")
+    for name, buffer in module._buffers.items():
+        if buffer is None or name in skip:
+            continue
+        if name in module._non_persistent_buffers_set:
+            constants[name] = buffer.detach().cpu().numpy()
+        else:
+            dtype = str(buffer.dtype).removeprefix("torch.")
+            lines.append(f"self.register_buffer({name!r}, paddle.zeros({list(buffer.shape)}, dtype={dtype!r}))")
+    return lines, constants
+
+
+def _forward_text(instance: _Instance, bodies: list[Body | None]) -> tuple[list[str], set[str]]:
+    rendered, helpers, signature = [], set(), None
+    for body in bodies:
+        if body is None:
+            rendered.append(None)
+            continue
+        _rewrite_in_place(body.graph, _describe(body.module, body.path))
+        parameters, forward = _BodyWriter(body).write()
+        signature = _signature(instance.module, parameters)
+        for name, value in forward.constants.items():
+            instance.constants.setdefault(name, value)
+        helpers |= forward.helpers
+        rendered.append(forward.lines)
+    eval_lines, train_lines = rendered
+    if signature is None:
+        return [], helpers
+    head = f"def forward(self, {signature}):" if signature else "def forward(self):"
+    if eval_lines is None or train_lines is None or eval_lines == train_lines:
+        lines = eval_lines if eval_lines is not None else train_lines
+        return [head, *(INDENT + line for line in lines)], helpers
+    return [
+        head,
+        INDENT + "if self.training:",
+        *(2 * INDENT + line for line in train_lines),
+        INDENT + "else:",
+        *(2 * INDENT + line for line in eval_lines),
+    ], helpers
+
+
+def _lift_numbers(instances: list[_Instance]) -> tuple[str, list[str]]:
+    """One class text for instances whose texts differ only in constants; those constants become
+    constructor arguments (`instance.lifted`). Returns the text and the argument names."""
+    token_lists = [list(tokenize.generate_tokens(io.StringIO(i.text).readline)) for i in instances]
+    first = token_lists[0]
+    differing = [
+        k for k, token in enumerate(first)
+        if token.type in (tokenize.NUMBER, tokenize.STRING, tokenize.NAME) and any(t[k].string != token.string for t in token_lists[1:])
+    ]
+    if not differing:
+        return instances[0].text, []
+    columns: dict[tuple, str] = {}
+    names_at: dict[int, str] = {}
+    taken = {n for i in instances for n, _ in i.module.named_children()} | _paddle_layer_attributes() | RESERVED
+    taken |= {n for i in instances for n in (*i.module._parameters, *i.module._buffers)}
+    for k in differing:
+        values = tuple(ast.literal_eval(t[k].string) for t in token_lists)
+        if values not in columns:
+            columns[values] = _argument_name(instances, values, first, k, taken)
+            taken.add(columns[values])
+        names_at[k] = columns[values]
+    for instance, tokens in zip(instances, token_lists, strict=True):
+        instance.lifted = {names_at[k]: ast.literal_eval(tokens[k].string) for k in differing}
+    in_init = _init_range(first)
+    pieces = []
+    for k, token in enumerate(first):
+        if k in names_at:
+            pieces.append((token, names_at[k] if in_init(token) else f"self.{names_at[k]}"))
+        else:
+            pieces.append((token, token.string))
+    arguments = list(dict.fromkeys(names_at.values()))
+    return _with_arguments(_untokenize(pieces), arguments), arguments
+
+
+def _with_arguments(text: str, arguments: list[str]) -> str:
+    """Add lifted constructor arguments to __init__'s signature, kept as attributes when forward reads them."""
+    lines = text.split("\n")
+    head = next(i for i, line in enumerate(lines) if line.lstrip().startswith("def __init__(self"))
+    lines[head] = lines[head][: -len("):")] + "".join(f", {a}" for a in arguments) + "):"
+    forward = "\n".join(lines[head:])
+    stored = [f"{2 * INDENT}self.{a} = {a}" for a in arguments if f"self.{a}" in forward]
+    start = next(i for i in range(head, len(lines)) if lines[i].strip().startswith("super().__init__("))
+    end = start
+    while lines[end].count("(") - lines[end].count(")") > 0 and end + 1 < len(lines) and not lines[end].rstrip().endswith(")"):
+        end += 1
+    lines[end + 1 : end + 1] = stored
+    return "\n".join(lines)
+
+
+def _init_range(tokens):
+    """Whether a token lies in __init__ (where constructor arguments are bare names)."""
+    init_line = next((t.start[0] for t in tokens if t.string == "__init__"), None)
+    forward_line = next((t.start[0] for t in tokens if t.string == "forward"), None)
+    return lambda token: init_line is not None and token.start[0] >= init_line and (forward_line is None or token.start[0] < forward_line)
+
+
+def _untokenize(pieces) -> str:
+    lines: dict[int, list] = defaultdict(list)
+    source_lines = {}
+    for token, text in pieces:
+        source_lines[token.start[0]] = token.line
+        lines[token.start[0]].append((token, text))
+    out = []
+    for number in sorted(source_lines):
+        line = source_lines[number]
+        edited, cursor = "", 0
+        for token, text in lines[number]:
+            if token.start[0] != token.end[0]:
+                continue
+            edited += line[cursor : token.start[1]] + text
+            cursor = token.end[1]
+        out.append((edited + line[cursor:]).rstrip("\n"))
+    return "\n".join(out) + "\n"
+
+
+def _base_parameter(header: str, position: int) -> str:
+    """The name of a Paddle base layer's constructor parameter at `position` (header: `class X(nn.Base):`)."""
+    import paddle
+
+    base = header.partition("(nn.")[2].partition(")")[0]
+    parameters = list(inspect.signature(getattr(paddle.nn, base).__init__).parameters)[1:]
+    return parameters[position] if position < len(parameters) else "value"
+
+
+def _context_name(tokens, k: int) -> str:
+    """What a constant is passed as: the keyword, the parameter of the enclosing call (Paddle's
+    base constructor, create_parameter's shape), else "value"."""
+    if k >= 2 and tokens[k - 1].string == "=" and tokens[k - 2].type == tokenize.NAME:
+        return tokens[k - 2].string
+    depth, position = 0, 0
+    for j in range(k - 1, -1, -1):
+        text = tokens[j].string
+        if text in (")", "]", "}"):
+            depth += 1
+        elif text in ("[", "{") and depth == 0:
+            continue
+        elif text in ("(", "[", "{"):
+            if depth == 0:
+                line = tokens[j].line
+                if ".create_parameter(" in line:
+                    return line.split("self.", 1)[1].split(" ", 1)[0] + "_shape"
+                if "super().__init__(" in line:
+                    return _base_parameter(tokens[0].line, position)
+                return "value"
+            depth -= 1
+        elif text == "," and depth == 0:
+            position += 1
+        elif tokens[j].type == tokenize.NEWLINE:
+            break
+    return "value"
+
+
+def _argument_name(instances: list[_Instance], values: tuple, tokens, k: int, taken: set[str]) -> str:
+    """A torch attribute holding `values` on every instance, else the keyword it is passed as."""
+    for name, value in vars(instances[0].module).items():
+        if name.startswith("_") or name in taken or name in ("training",):
+            continue
+        if all(type(vars(i.module).get(name)) is type(v) and vars(i.module).get(name) == v for i, v in zip(instances, values, strict=True)):
+            return name
+    base = _context_name(tokens, k)
+    name, n = base, 1
+    while name in taken:
+        n += 1
+        name = f"{base}{n}"
+    return name
+
+
+# --- the whole file -----------------------------------------------------------------------------
+
+
+@dataclass
+class Generated:
+    source: str
+    constants: dict[str, np.ndarray]
+    classes: int
+
+
+class Emitter:
+    def __init__(self, model: torch.nn.Module, traces: tuple[Trace, Trace]):
+        self.model = model
+        self.traces = traces
+        self.instances: dict[str, _Instance] = {}
+        self.helpers: set[str] = set()
+        self.constants: dict[str, np.ndarray] = {}
+
+    def _is_custom(self, module) -> bool:
+        if layer_translation(module) is not None:
+            return False
+        return type(module) not in (torch.nn.Sequential, torch.nn.ModuleList, torch.nn.ModuleDict)
+
+    def run(self, header: str) -> Generated:
+        for path, module in self.model.named_modules():
+            if self._is_custom(module):
+                self.instances[path] = self._instance(path, module)
+            else:
+                entry = layer_translation(module)
+                if entry is not None:
+                    self.helpers.update(entry.helpers)
+        by_class: dict[type, list[_Instance]] = defaultdict(list)
+        for instance in self.instances.values():
+            by_class[type(instance.module)].append(instance)
+        used_names = set(RESERVED) | runtime_names()
+        classes = []
+        for cls, group in by_class.items():
+            variants: dict[tuple, list[_Instance]] = defaultdict(list)
+            for instance in group:
+                variants[_shape_of(instance.text)].append(instance)
+            for n, members in enumerate(variants.values(), start=1):
+                name = cls.__name__ if n == 1 else f"{cls.__name__}{n}"
+                while name in used_names:
+                    name += "_"
+                used_names.add(name)
+                text, arguments = _lift_numbers(members)
+                for member in members:
+                    member.class_name = name
+                classes.append((name, text.replace("class __CLASS__", f"class {name}")))
+        builder = self._build("", self.model, 1)
+        source = [f'"""{header}"""', "", "import paddle", "import paddle.nn as nn", "import paddle.nn.functional as F"]
+        if self.constants:
+            source[2:2] = ["import os", "", "import numpy as np"]
+        needs_math = any("math." in inspect.getsource(getattr(runtime, h)) for h in self._all_helpers())
+        if needs_math:
+            source.insert(2, "import math")
+        source += ["", "# Own parameters start from this; load converted weights before use.",
+                   "INITIALIZER = nn.initializer.TruncatedNormal(std=0.02)", ""]
+        for helper in self._all_helpers():
+            source += ["", inspect.getsource(getattr(runtime, helper)).rstrip(), ""]
+        for _, text in classes:
+            source += ["", text.rstrip(), ""]
+        source += ["", "def create_model():", f'{INDENT}"""The twin, in eval mode like torch\'s after `.eval()`."""']
+        if self.constants:
+            source += [f"{INDENT}constants = np.load(os.path.join(os.path.dirname(os.path.abspath(__file__)), \"constants.npz\"))"]
+        source += [f"{INDENT}model = {builder}", f"{INDENT}model.eval()", f"{INDENT}return model", ""]
+        return Generated("\n".join(source), self.constants, len(classes))
+
+    def _all_helpers(self) -> list[str]:
+        names = set(self.helpers)
+        changed = True
+        while changed:
+            changed = False
+            for name in list(names):
+                text = inspect.getsource(getattr(runtime, name))
+                for other in runtime_names():
+                    if other not in names and other != name and (f"{other}(" in text) and callable(getattr(runtime, other)):
+                        if not isinstance(getattr(runtime, other), type(runtime)) and getattr(getattr(runtime, other), "__module__", "") == runtime.__name__:
+                            names.add(other)
+                            changed = True
+        order = [n for n, _ in inspect.getmembers(runtime) if n in names]
+        source_order = sorted(order, key=lambda n: inspect.getsourcelines(getattr(runtime, n))[1])
+        return source_order
+
+    def _instance(self, path: str, module: torch.nn.Module) -> _Instance:
+        instance = _Instance(path, module)
+        bodies = [trace.bodies.get(path) for trace in self.traces]
+        forward, helpers = _forward_text(instance, bodies)
+        self.helpers |= helpers
+        own_lines, own_constants = _own_tensors(module)
+        instance.constants.update(own_constants)
+        children = [name for name, _ in module.named_children()]
+        base = base_translation(module)
+        paddle_base = "nn.Layer"
+        init_lines = []
+        if base is not None:
+            check_requirements(list(base.require), _layer_names(module), _describe(module, path))
+            call = render(base.paddle, _layer_names(module), _describe(module, path))
+            paddle_base, _, arguments = call.partition("(")
+            init_lines.append(f"super().__init__({arguments}")
+            self.helpers.update(base.helpers)
+        else:
+            init_lines.append("super().__init__()")
+        for child in children:
+            init_lines.append(f"self.{child} = {_identifier(child)}" if child.isidentifier() else f"self.add_sublayer({child!r}, {_identifier(child)})")
+        init_lines += own_lines
+        for name in instance.constants:
+            init_lines.append(f"self.register_buffer({name!r}, {name}, persistable=False)")
+        parameters = [_identifier(c) for c in children] + list(instance.constants)
+        if not forward:
+            forward = ["def forward(self, *args, **kwargs):",
+                       f"{INDENT}raise NotImplementedError({('the torch module was not called when the twin was generated')!r})"]
+        init_head = "def __init__(self" + "".join(f", {p}" for p in parameters) + "):"
+        text = [f"class __CLASS__({paddle_base}):", f'{INDENT}"""{_docstring(module)}"""', "", INDENT + init_head,
+                *(2 * INDENT + line for line in init_lines), "", *(INDENT + line for line in forward)]
+        instance.text = "\n".join(text) + "\n"
+        return instance
+
+    def _build(self, path: str, module: torch.nn.Module, depth: int) -> str:
+        """The expression building `module` (and its children) in create_model()."""
+        entry = layer_translation(module)
+        if entry is not None:
+            names = _layer_names(module)
+            check_requirements(list(entry.require), names, _describe(module, path))
+            return without_defaults(render(entry.paddle, names, _describe(module, path)))
+        children = list(module.named_children())
+        child = lambda name, m: self._build(f"{path}.{name}" if path else name, m, depth + 1)  # noqa: E731
+        if type(module) is torch.nn.Sequential:
+            if all(name == str(i) for i, (name, _) in enumerate(children)):
+                return _call("nn.Sequential", [child(n, m) for n, m in children], depth)
+            return _call("nn.Sequential", [f"({n!r}, {child(n, m)})" for n, m in children], depth)
+        if type(module) is torch.nn.ModuleList:
+            return _call("nn.LayerList", ["[" + ", ".join(child(n, m) for n, m in children) + "]"], depth) if len(children) < 2 else \
+                _call("nn.LayerList", [_call("", [child(n, m) for n, m in children], depth + 1, brackets="[]")], depth)
+        if type(module) is torch.nn.ModuleDict:
+            return _call("nn.LayerDict", [_call("", [f"{n!r}: {child(n, m)}" for n, m in children], depth + 1, brackets="{}")], depth)
+        instance = self.instances[path]
+        arguments = [f"{_identifier(n)}={child(n, m)}" for n, m in children]
+        arguments += [f"{k}={literal(v)}" for k, v in instance.lifted.items()]
+        for name, value in instance.constants.items():
+            key = f"{path}:{name}"
+            self.constants[key] = value
+            arguments.append(f"{name}=paddle.to_tensor(constants[{key!r}])")
+        return _call(instance.class_name, arguments, depth)
+
+
+def without_defaults(call: str) -> str:
+    """A Paddle layer's constructor call without the keyword arguments that repeat its defaults."""
+    import paddle
+
+    tree = ast.parse(call, mode="eval").body
+    if not (isinstance(tree, ast.Call) and isinstance(tree.func, ast.Attribute) and isinstance(tree.func.value, ast.Name)):
+        return call
+    cls = getattr(paddle.nn, tree.func.attr, None) if tree.func.value.id == "nn" else None
+    if cls is None:
+        return call
+    defaults = {p.name: p.default for p in inspect.signature(cls.__init__).parameters.values() if p.default is not p.empty}
+    kept = []
+    for keyword_ in tree.keywords:
+        try:
+            value = ast.literal_eval(keyword_.value)
+        except ValueError:
+            kept.append(keyword_)
+            continue
+        if keyword_.arg not in defaults or type(value) is not type(defaults[keyword_.arg]) or value != defaults[keyword_.arg]:
+            kept.append(keyword_)
+    tree.keywords = kept
+    return ast.unparse(tree)
+
+
+def _shape_of(text: str) -> tuple:
+    """A class text with its constants blanked: instances of one shape share a class."""
+    out = []
+    for token in tokenize.generate_tokens(io.StringIO(text).readline):
+        out.append("#" if token.type in (tokenize.NUMBER, tokenize.STRING) or token.string in ("True", "False", "None") else token.string)
+    return tuple(out)
+
+
+def _identifier(name: str) -> str:
+    return name if name.isidentifier() and not keyword.iskeyword(name) else f"layer_{name}"
+
+
+def _docstring(module: torch.nn.Module) -> str:
+    cls = type(module)
+    return f"Twin of {cls.__module__}.{cls.__qualname__}."
+
+
+def _layer_names(module: torch.nn.Module) -> dict:
+    names = {k: v for k, v in vars(module).items() if not k.startswith("_")}
+    names.update({k: v for k, v in module._parameters.items()})
+    names.update({k: v for k, v in module._buffers.items()})
+    return names
+
+
+def _call(function: str, arguments: list[str], depth: int, brackets: str = "()") -> str:
+    opening, closing = brackets
+    one_line = f"{function}{opening}{', '.join(arguments)}{closing}"
+    if len(one_line) + depth * len(INDENT) <= LINE_LENGTH and "\n" not in one_line:
+        return one_line
+    inner = (depth + 1) * INDENT
+    return f"{function}{opening}\n" + "".join(f"{inner}{a},\n" for a in arguments) + f"{depth * INDENT}{closing}"
+
+
+def generate(model: torch.nn.Module, example: tuple, header: str) -> Generated:
+    """Trace `model` on `example` in eval and train mode and write its Paddle twin."""
+    from .trace import trace
+
+    traces = tuple(trace(model, example, is_layer, training) for training in (False, True))
+    return Emitter(model, traces).run(header)

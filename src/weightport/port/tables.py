@@ -1,0 +1,65 @@
+"""The ported folder's mapping table and layout manifest.
+
+The generated twin keeps torch's names, so its table is what every twin pair shares (BatchNorm's
+statistics) plus what Paddle's layers store differently, as layers.toml's `attributes` say: the
+Linear weights transposed (patterns found by `map draft`'s drafter), PReLU's and InstanceNorm's
+weights renamed. `map check`'s checker then proves the
+table against both twins before the folder is complete.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from ..draft import BATCHNORM_RULES, _toml_string, _transpose_patterns
+from ..layout import count_trainable, model_layout
+from ..mapping import load_table
+from ..tablecheck import twin_problems
+from .emit import base_translation, layer_translation
+from .errors import PortError
+
+BATCHNORM_STATISTICS = ("running_mean", "running_var")  # renamed by the shared BatchNorm rules
+
+
+def mapping_table(source: str, torch_model: torch.nn.Module, paddle_model) -> str:
+    torch_keys = list(torch_model.state_dict())
+    transposed, renames = [], []
+    for path, module in torch_model.named_modules():
+        entry = layer_translation(module) or base_translation(module)
+        prefix = f"{path}." if path else ""
+        for name, spelled in (entry.attributes.items() if entry is not None else ()):
+            if getattr(module, name, None) is None or name in BATCHNORM_STATISTICS:
+                continue
+            if spelled == f"{name}.T":
+                transposed.append(prefix + name)
+            else:
+                renames.append((prefix + name, prefix + spelled))
+    uses_batchnorm = any(k.endswith(".running_mean") or k == "running_mean" for k in torch_keys)
+    out = [f"description = {_toml_string(f'{source} <-> its generated Paddle twin (weightport port)')}"]
+    if uses_batchnorm:
+        out.append(f"include = [{_toml_string(BATCHNORM_RULES)}]")
+    transposes = _transpose_patterns(transposed, torch_keys)
+    out += ["transpose = [", *(f"    {_toml_string(t)}," for t in transposes), "]"]
+    for torch_key, paddle_key in renames:
+        out += ["", "[[rename]]", f"torch = {_toml_string(torch_key)}", f"paddle = {_toml_string(paddle_key)}"]
+    return "\n".join(out) + "\n"
+
+
+def layout_manifest(name: str, torch_model: torch.nn.Module, paddle_model) -> str:
+    """The layout manifest (the schema of mappings/layouts/<model>.json). No classifier probe: a
+    ported twin is generated for one class count; port again for another."""
+    sections = []
+    for framework, model in (("torch", torch_model), ("paddle", paddle_model)):
+        rows = ",\n".join(f"    {json.dumps(k)}: [{json.dumps(list(s))}, {json.dumps(d)}]" for k, (s, d) in model_layout(model, framework).items())
+        sections.append(f'  "{framework}": {{\n{rows}\n  }}')
+    head = f'{{\n  "model": {json.dumps(name)},\n  "parameters": {count_trainable(torch_model)},\n  "classifier": {{}},\n'
+    return head + ",\n".join(sections) + "\n}\n"
+
+
+def check_table(path: Path, torch_model: torch.nn.Module, paddle_model) -> None:
+    problems = twin_problems(load_table(path), torch_model, paddle_model)
+    if problems:
+        shown = "; ".join(problems[:3]) + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else "")
+        raise PortError(f"the generated twin's keys do not match torch's: {shown}")

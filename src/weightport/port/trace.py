@@ -1,0 +1,243 @@
+"""Capture a torch model as one graph per module call, with the real values beside the symbols.
+
+Why this tracer and not a plain `torch.fx.symbolic_trace`:
+- fx flattens the model into one graph; a twin a person would keep has one class per module
+  class. So every module whose class has no layer translation is traced on its own: its caller
+  records a `call_module` node, and its body becomes a graph of its own (`Body`), recursively.
+- fx refuses control flow on traced values (`if H % window:`, `assert x.shape[1] == C`, `len(x)`,
+  `math.ceil(h / s)`), which timm's models are full of. Here every node also carries the real
+  value it has for an example batch (a shadow forward pass, run alongside), so such questions get
+  their real answer: the graph is specialised to the example's input size, as the port records.
+- Branches on `self.training` are fixed by tracing; so each model is traced twice, in eval and in
+  train mode, and a module whose two bodies differ keeps both (emit.py picks one by
+  `self.training` at run time). Layers with a translation stay layers (dropout, BatchNorm,
+  drop-path), so their own train-mode behaviour is Paddle's.
+"""
+from __future__ import annotations
+
+import copy
+import inspect
+import math
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.fx
+from torch.fx._symbolic_trace import _maybe_revert_all_patches
+from torch.fx.node import map_aggregate
+
+from .errors import PortError
+
+
+class ShadowProxy(torch.fx.Proxy):
+    """A proxy that answers the questions Python asks of concrete values with its real value."""
+
+    def _value(self):
+        return self.tracer.value_of(self.node)
+
+    def __len__(self):
+        return len(self._value())
+
+    def __index__(self):
+        return operator.index(self._value())
+
+    def __int__(self):
+        return int(self._value())
+
+    def __float__(self):
+        return float(self._value())
+
+    def __ceil__(self):
+        return math.ceil(self._value())
+
+    def __floor__(self):
+        return math.floor(self._value())
+
+    def __round__(self, ndigits=None):
+        return round(self._value(), ndigits)
+
+    def __contains__(self, item):
+        return item in self._value()
+
+
+@dataclass
+class Body:
+    """One traced call of a module whose class has no layer translation."""
+
+    path: str  # the module's qualified name in the model ("" for the model itself)
+    module: torch.nn.Module
+    graph: torch.fx.Graph
+    arguments: list[str]  # the forward's parameters that became placeholders, in order
+    values: Callable[[torch.fx.Node], Any]  # each node's real value in the traced call
+
+
+@dataclass
+class Trace:
+    """A model traced in one mode: every translated module's body, by path."""
+
+    training: bool
+    model: torch.nn.Module
+    bodies: dict[str, Body] = field(default_factory=dict)
+
+
+def _contains_proxy(value) -> bool:
+    found = []
+    map_aggregate(value, lambda v: found.append(v) if isinstance(v, torch.fx.Proxy) else None)
+    return bool(found)
+
+
+class ShadowTracer(torch.fx.Tracer):
+    """torch.fx's tracer with per-module graphs and real values (see the module docstring)."""
+
+    def __init__(self, is_layer: Callable[[torch.nn.Module], bool], example: tuple):
+        super().__init__(autowrap_modules=(math,), param_shapes_constant=False)
+        self.is_layer = is_layer
+        self.proxy_buffer_attributes = True
+        self._example = list(example)
+        self._values: dict[torch.fx.Node, Any] = {}
+        self._caches: dict[int, dict] = {}
+        self._pending_value: list[Any] = []
+        self.bodies: dict[str, Body] = {}
+
+    # --- values -------------------------------------------------------------------------
+    def value_of(self, node: torch.fx.Node):
+        if node not in self._values and node.op == "get_attr":
+            self._values[node] = _fetch(self.root, node.target)
+        return self._values[node]
+
+    def _real(self, value):
+        return map_aggregate(value, lambda v: self.value_of(v) if isinstance(v, torch.fx.Node) else v)
+
+    def create_proxy(self, kind, target, args, kwargs, name=None, type_expr=None, proxy_factory_fn=None):
+        proxy = super().create_proxy(kind, target, args, kwargs, name, type_expr, proxy_factory_fn)
+        node = proxy.node
+        if self._pending_value:
+            self._values[node] = self._pending_value.pop()
+        elif kind == "placeholder":  # the example's tensors, then the defaults fx passes for concrete arguments
+            self._values[node] = self._example.pop(0) if self._example else (args[0] if args else None)
+        elif kind != "output":
+            self._values[node] = self._evaluate(node)
+        return proxy
+
+    def _evaluate(self, node: torch.fx.Node):
+        args, kwargs = self._real(node.args), self._real(node.kwargs)
+        with _maybe_revert_all_patches(), torch.no_grad():
+            if node.op == "get_attr":
+                return _fetch(self.root, node.target)
+            if node.op == "call_function":
+                return node.target(*args, **kwargs)
+            if node.op == "call_method":
+                return getattr(args[0], node.target)(*args[1:], **kwargs)
+            if node.op == "call_module":
+                return self.root.get_submodule(node.target)(*args, **kwargs)
+        raise AssertionError(node.op)
+
+    def proxy(self, node):
+        return ShadowProxy(node, self)
+
+    def to_bool(self, obj):
+        return bool(obj._value())
+
+    def iter(self, obj):
+        return iter([obj[i] for i in range(len(obj._value()))])
+
+    def keys(self, obj):
+        return obj._value().keys()
+
+    def getattr(self, attr, attr_val, parameter_proxy_cache):
+        # fx keeps one cache for the whole trace; a body's graph needs its own proxies.
+        return super().getattr(attr, attr_val, self._caches.setdefault(id(self.graph), {}))
+
+    # --- modules ------------------------------------------------------------------------
+    def is_leaf_module(self, m, module_qualified_name):
+        return self.is_layer(m) and type(m) is not torch.nn.Sequential
+
+    def call_module(self, m, forward, args, kwargs):
+        if self.is_leaf_module(m, ""):
+            return super().call_module(m, forward, args, kwargs)
+        path = self.path_of_module(m)
+        parent = self.graph
+        graph = self.graph = torch.fx.Graph(tracer_cls=type(self))
+        try:
+            bound = inspect.signature(m.forward).bind(*args, **kwargs)
+            arguments = []
+            for name, value in bound.arguments.items():
+                if _contains_proxy(value):
+                    bound.arguments[name] = self._placeholder(name, value)
+                    arguments.append(name)
+            out = forward(*bound.args, **bound.kwargs)
+            self.create_node("output", "output", (self.create_arg(out),), {})
+        except PortError:
+            raise
+        except Exception as exc:
+            raise PortError(f"cannot trace {_describe(m, path)}: {type(exc).__name__}: {exc}") from None
+        finally:
+            self.graph = parent
+        self._record(Body(path, m, graph, arguments, self.value_of))
+        self._pending_value.append(_real_of(self, out))
+        node = self.create_proxy("call_module", path, args, kwargs)
+        return _rebuild(out, node)
+
+    def _placeholder(self, name: str, value):
+        """A placeholder standing for `value` (a proxy, or a structure holding proxies)."""
+        self._pending_value.append(_real_of(self, value))
+        proxy = self.create_proxy("placeholder", name, (), {})
+        return _rebuild(value, proxy)
+
+    def _record(self, body: Body) -> None:
+        earlier = self.bodies.get(body.path)
+        if earlier is None:
+            self.bodies[body.path] = body
+        elif earlier.graph.python_code("self").src != body.graph.python_code("self").src:
+            raise PortError(f"{_describe(body.module, body.path)} runs different code on its calls; it cannot become one layer")
+
+
+def _real_of(tracer: ShadowTracer, value):
+    return map_aggregate(value, lambda v: tracer.value_of(v.node) if isinstance(v, torch.fx.Proxy) else v)
+
+
+def _rebuild(value, proxy):
+    """`value`'s structure with its proxies replaced by items of `proxy` (concrete parts kept)."""
+    if isinstance(value, torch.fx.Proxy):
+        return proxy
+    if isinstance(value, (tuple, list)) and _contains_proxy(value):
+        items = [_rebuild(v, proxy[i]) for i, v in enumerate(value)]
+        return type(value)(items) if not hasattr(value, "_fields") else type(value)(*items)
+    if isinstance(value, dict) and _contains_proxy(value):
+        return {k: _rebuild(v, proxy[k]) for k, v in value.items()}
+    return value
+
+
+def _fetch(root: torch.nn.Module, target: str):
+    value = root
+    for atom in target.split("."):
+        value = getattr(value, atom)
+    return value
+
+
+def _describe(module: torch.nn.Module, path: str) -> str:
+    where = f"module {path!r}" if path else "the model"
+    cls = type(module)
+    return f"{where} ({cls.__module__}.{cls.__qualname__})"
+
+
+def trace(model: torch.nn.Module, example: tuple, is_layer: Callable[[torch.nn.Module], bool], training: bool) -> Trace:
+    """Trace a copy of `model` in train or eval mode on `example` (a tuple of tensors)."""
+    model = copy.deepcopy(model)
+    model.train(True)  # clears caches that some models fill in eval mode (e.g. attention biases)
+    model.train(training)
+    tracer = ShadowTracer(is_layer, tuple(example))
+    parameters = list(inspect.signature(model.forward).parameters.values())
+    concrete = {p.name: p.default for p in parameters[len(example):] if p.default is not inspect.Parameter.empty}
+    torch.manual_seed(0)
+    try:
+        graph = tracer.trace(model, concrete_args=concrete or None)
+    except PortError:
+        raise
+    except Exception as exc:
+        raise PortError(f"cannot trace {_describe(model, '')}: {type(exc).__name__}: {exc}") from None
+    arguments = [n.target for n in graph.nodes if n.op == "placeholder"]
+    bodies = {"": Body("", model, graph, arguments, tracer.value_of), **tracer.bodies}
+    return Trace(training, model, bodies)

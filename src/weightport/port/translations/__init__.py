@@ -1,0 +1,321 @@
+"""The translation tables (functions.toml, methods.toml, layers.toml) and the templates they use.
+
+A template is Paddle code with `{...}` holes. A hole that names an argument becomes that
+argument's code; any other hole is a Python expression evaluated at generation time, on the
+call's constant arguments, with the helpers of `_ENVIRONMENT`. An argument that is a traced value
+(`Code`) refuses to be compared or tested, so an expression can never silently decide on one.
+"""
+from __future__ import annotations
+
+import ast
+import inspect
+import re
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from ..errors import PortError
+
+_HOLE = re.compile(r"\{([^{}]*)\}")
+_OMITTED = re.compile(r",\s*\w+=$|\w+=$")
+
+
+class NeedsConstant(Exception):
+    """A template expression asked a question of a traced value."""
+
+
+class Code:
+    """Paddle code for a value known only when the twin runs (`value`: its value at trace time)."""
+
+    def __init__(self, text: str, value: Any = None):
+        self.text = text
+        self.value = value
+
+    @property
+    def atomic(self) -> bool:
+        return is_atomic(self.text)
+
+    def __eq__(self, other):
+        raise NeedsConstant(self.text)
+
+    __ne__ = __lt__ = __gt__ = __le__ = __ge__ = __eq__
+
+    def __bool__(self):
+        raise NeedsConstant(self.text)
+
+    def __hash__(self):
+        return id(self)
+
+    def __add__(self, other):  # text assembled by a template expression
+        return Code(self.text + (other if isinstance(other, str) else other.text)) if isinstance(other, (str, Code)) else NotImplemented
+
+    def __radd__(self, other):
+        return Code(other + self.text) if isinstance(other, str) else NotImplemented
+
+    def __repr__(self):
+        return self.text
+
+
+class _Omit:
+    def __repr__(self):
+        return "OMIT"
+
+
+OMIT = _Omit()
+
+
+def is_atomic(text: str) -> bool:
+    """Whether `text` can be embedded in a larger expression without parentheses."""
+    try:
+        node = ast.parse(text, mode="eval").body
+    except SyntaxError:
+        return False
+    return isinstance(node, (ast.Name, ast.Attribute, ast.Call, ast.Subscript, ast.Constant, ast.List, ast.Tuple))
+
+
+def literal(value, index: bool = False) -> str:
+    """Paddle source text for a call argument (a constant, or a structure holding `Code`)."""
+    import torch
+
+    if isinstance(value, Code):
+        return value.text
+    if isinstance(value, torch.dtype):
+        return f"paddle.{str(value).removeprefix('torch.')}"
+    if isinstance(value, torch.device):
+        return "None"
+    if isinstance(value, torch.Size):
+        value = list(value)
+    if isinstance(value, slice):
+        parts = ["" if v is None else literal(v) for v in (value.start, value.stop, value.step)]
+        text = ":".join(parts[:2]) + (f":{parts[2]}" if value.step is not None else "")
+        return text if index else f"slice({', '.join(literal(v) for v in (value.start, value.stop, value.step))})"
+    if value is Ellipsis:
+        return "..."
+    if isinstance(value, tuple):
+        items = [literal(v, index) for v in value]
+        if index:
+            return ", ".join(items) if len(items) != 1 else items[0] + ","
+        return f"({items[0]},)" if len(items) == 1 else f"({', '.join(items)})"
+    if isinstance(value, list):
+        return f"[{', '.join(literal(v) for v in value)}]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{literal(k)}: {literal(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            return f"float({str(value)!r})"
+        return repr(value)
+    if isinstance(value, (int, str, bool, type(None))):
+        return repr(value)
+    if isinstance(value, torch.Tensor):
+        raise PortError(f"a tensor constant of shape {list(value.shape)} appears as a call argument")
+    raise PortError(f"no Paddle spelling for the constant {value!r} ({type(value).__name__})")
+
+
+# --- helpers available to template expressions -------------------------------------------------
+
+
+def _code(text: str) -> Code:
+    return Code(text)
+
+
+def _sizes(value) -> Code | list:
+    """Var-args sizes (`x.view(a, b)`) or one sequence (`x.view((a, b))`, `x.view(x.shape)`) as one list."""
+    if isinstance(value, tuple) and len(value) == 1:
+        (only,) = value
+        if isinstance(only, (tuple, list)):
+            return list(only)
+        import torch
+
+        if isinstance(only, Code) and isinstance(only.value, (torch.Size, list, tuple)):
+            return only
+        if not isinstance(only, Code) and not isinstance(only, int):
+            return only
+    return list(value) if isinstance(value, (tuple, list)) else value
+
+
+def _dtype(value) -> Code | None:
+    return None if value is None else Code(literal(value))
+
+
+def _one(value):
+    if isinstance(value, (tuple, list)) and value and all(v == value[0] for v in value):
+        return value[0]
+    return value
+
+
+def _attribute(obj, name: str) -> Code:
+    spelled = {"shape": "shape", "ndim": "ndim", "dtype": "dtype", "device": "place", "T": "T", "data": "detach()"}
+    if name not in spelled:
+        raise PortError(f"no Paddle spelling for the tensor attribute {name!r}")
+    return Code(f"{_operand(obj)}.{spelled[name]}")
+
+
+def _operand(value) -> str:
+    text = literal(value)
+    return text if is_atomic(text) else f"({text})"
+
+
+def _reduction(how: str, x, dim, keepdim) -> Code:
+    if dim is None:
+        return Code(f"paddle.{how}({literal(x)})")
+    return Code(f"reduce_with_indices({literal(x)}, {how!r}, {literal(dim)}, {literal(keepdim)})")
+
+
+def _arange(start, end, step, dtype) -> Code:
+    args = [start] if end is None else [start, end]
+    if step != 1:
+        args.append(step)
+    text = ", ".join(literal(a) for a in args)
+    return Code(f"paddle.arange({text}" + (f", dtype={literal(dtype)})" if dtype is not None else ")"))
+
+
+def _cast_to(x, args, kwargs) -> Code:
+    import torch
+
+    target = kwargs.get("dtype", args[0] if args else None)
+    if isinstance(target, torch.dtype):
+        return Code(f"paddle.cast({literal(x)}, {literal(target)})")
+    if isinstance(target, Code) and isinstance(target.value, torch.dtype):
+        return Code(f"paddle.cast({literal(x)}, {target.text})")
+    if isinstance(target, Code) and isinstance(target.value, torch.Tensor):
+        return Code(f"paddle.cast({literal(x)}, {_operand(target)}.dtype)")
+    if target is None or isinstance(target, (str, torch.device)) or (isinstance(target, Code) and isinstance(target.value, torch.device)):
+        return Code(literal(x))  # a device move: Paddle places tensors itself
+    raise PortError(f"no Paddle translation for Tensor.to({target!r})")
+
+
+def _shape(x, dim) -> Code:
+    """Tensor.size(): the shape, or one of its entries."""
+    return Code(f"{_operand(x)}.shape" + ("" if dim is None else f"[{literal(dim)}]"))
+
+
+def _same_padding(kernel_size, dilation) -> int | list[int]:
+    """torch's padding="same" (stride 1) as explicit padding: symmetric, else [top, bottom, left, right]."""
+    kernels = kernel_size if isinstance(kernel_size, (tuple, list)) else (kernel_size,)
+    dilations = dilation if isinstance(dilation, (tuple, list)) else (dilation,) * len(kernels)
+    totals = [d * (k - 1) for k, d in zip(kernels, dilations, strict=True)]
+    if all(t % 2 == 0 for t in totals) and len(set(totals)) == 1:
+        return totals[0] // 2
+    return [p for t in totals for p in (t // 2, t - t // 2)]
+
+
+def _unpacked(values) -> Code:
+    return Code(", ".join(literal(v) for v in values))
+
+
+_ENVIRONMENT = {
+    "to_sizes": _sizes, "to_dtype": _dtype, "one": _one, "attribute": _attribute, "reduction": _reduction,
+    "arange": _arange, "same_padding": _same_padding, "shape": _shape, "cast_to": _cast_to, "unpacked": _unpacked, "OMIT": OMIT,
+    "literal": lambda v, index=False: Code(literal(v, index)), "isinstance": isinstance, "list": list,
+    "bool": bool, "str": str, "int": int, "float": float, "tuple": tuple, "len": len,
+}
+
+
+def render(template: str, names: dict[str, Any], where: str) -> str:
+    """Fill `template`'s holes from `names` (see the module docstring)."""
+    out, last = [], 0
+    for match in _HOLE.finditer(template):
+        out.append(template[last : match.start()])
+        last = match.end()
+        expression = match[1].strip()
+        if expression.isidentifier() and expression in names:
+            value = names[expression]
+        else:
+            try:
+                value = eval(expression, {"__builtins__": {}, **_ENVIRONMENT}, names)  # noqa: S307 - our own tables
+            except NeedsConstant as exc:
+                raise PortError(f"{where}: the translation needs a constant where the model computes {exc}") from None
+            except PortError:
+                raise
+            except Exception as exc:
+                raise PortError(f"{where}: cannot translate ({type(exc).__name__}: {exc})") from None
+        if value is OMIT:
+            out[-1] = _OMITTED.sub("", out[-1])
+            continue
+        out.append(literal(value))
+    out.append(template[last:])
+    return "".join(out).replace("(, ", "(")
+
+
+def check_requirements(requirements: list[str], names: dict[str, Any], where: str) -> None:
+    for requirement in requirements:
+        condition, _, reason = requirement.partition(": ")
+        try:
+            met = eval(condition, {"__builtins__": {}, **_ENVIRONMENT}, names)  # noqa: S307 - our own tables
+        except NeedsConstant as exc:
+            raise PortError(f"{where}: needs a constant where the model computes {exc}") from None
+        if not met:
+            raise PortError(f"{where}: {reason}")
+
+
+# --- the tables --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Translation:
+    """One table entry: a torch function, method or layer and its Paddle spelling."""
+
+    key: str
+    paddle: str
+    signature: inspect.Signature | None = None
+    helpers: tuple[str, ...] = ()
+    require: tuple[str, ...] = ()
+    attributes: dict[str, str] = field(default_factory=dict)
+    examples: tuple[str, ...] = ()
+    input: Any = None
+
+    def bind(self, args: tuple, kwargs: dict, where: str) -> dict[str, Any]:
+        try:
+            bound = self.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise PortError(f"{where}: the call does not match {self.key}{self.signature} ({exc})") from None
+        bound.apply_defaults()
+        return dict(bound.arguments)
+
+
+def _signature(text: str) -> inspect.Signature:
+    return inspect.signature(eval(f"lambda {text}: None"))  # noqa: S307 - our own tables
+
+
+def _entries(name: str, with_signature: bool) -> dict[str, Translation]:
+    path = Path(__file__).with_name(f"{name}.toml")
+    entries = {}
+    for key, raw in tomllib.loads(path.read_text()).items():
+        entry = Translation(
+            key=key,
+            paddle=raw["paddle"],
+            signature=_signature(raw["signature"]) if with_signature else None,
+            helpers=tuple(raw.get("helpers", ())),
+            require=tuple(raw.get("require", ())),
+            attributes=dict(raw.get("attributes", {})),
+            examples=tuple(raw.get("examples", ())),
+            input=raw.get("input"),
+        )
+        for alias in (key, *raw.get("also", ())):
+            entries[alias] = entry
+    return entries
+
+
+@cache
+def functions() -> dict[str, Translation]:
+    return _entries("functions", with_signature=True)
+
+
+@cache
+def methods() -> dict[str, Translation]:
+    return _entries("methods", with_signature=True)
+
+
+@cache
+def layers() -> dict[str, Translation]:
+    return _entries("layers", with_signature=False)
+
+
+def qualified_name(obj) -> str:
+    """How the tables name a function or class: its module and name."""
+    module = getattr(obj, "__module__", None) or ""
+    name = getattr(obj, "__name__", None) or repr(obj)
+    return f"{module}.{name}" if module else name

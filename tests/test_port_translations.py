@@ -1,0 +1,149 @@
+"""Every entry of the port's translation tables, checked on its own against torch.
+
+Each example (a torch expression, or a layer's constructor call) is wrapped in a one-line module,
+ported through the real path (trace, emit, the generated file imported), loaded with the module's
+own weights through its drafted table, and run on the same inputs as torch.
+"""
+from __future__ import annotations
+
+import ast
+import importlib.util
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("paddle")
+timm = pytest.importorskip("timm")
+
+from weightport.frameworks import quiet_paddle_import  # noqa: E402
+from weightport.port.emit import generate  # noqa: E402
+from weightport.port.tables import mapping_table  # noqa: E402
+from weightport.port.translations import functions, layers, methods  # noqa: E402
+
+quiet_paddle_import()
+import paddle  # noqa: E402
+
+
+def _inputs() -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    return {
+        "x": torch.randn(2, 4, 6, 6, generator=g),
+        "y": torch.randn(2, 4, 6, 6, generator=g),
+        "s": torch.randn(2, 6, 8, generator=g),
+        "q": torch.randn(2, 2, 5, 8, generator=g),
+        "k": torch.randn(2, 2, 5, 8, generator=g),
+        "v": torch.randn(2, 2, 5, 8, generator=g),
+        "i": torch.tensor([0, 3, 1]),
+        "b": torch.randn(2, 4, 6, 6, generator=g) > 0,
+    }
+
+
+def _unique(table) -> dict:
+    return {entry.key: entry for entry in table.values()}
+
+
+def _cases(table, kind):
+    for entry in _unique(table).values():
+        for n, example in enumerate(entry.examples):
+            yield pytest.param(entry, example, id=f"{kind}:{entry.key}:{n}")
+
+
+def _port(module: torch.nn.Module, example: tuple, tmp_path):
+    generated = generate(module, example, "test twin")
+    path = tmp_path / "modeling_paddle.py"
+    path.write_text(generated.source)
+    if generated.constants:
+        np.savez(tmp_path / "constants.npz", **generated.constants)
+    spec = importlib.util.spec_from_file_location(f"twin_{abs(hash(str(tmp_path)))}", path)
+    twin = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(twin)
+    paddle_model = twin.create_model()
+    from weightport.mapping import load_table
+
+    (tmp_path / "mapping.toml").write_text(mapping_table("test", module, paddle_model))
+    table = load_table(tmp_path / "mapping.toml")
+    state = module.state_dict()
+    plan = table.plan({k: v for k, v in state.items()}, "paddle")
+    weights = {}
+    for step in plan.steps:
+        array = state[step.source].detach().numpy()
+        weights[step.target] = np.ascontiguousarray(array.T if step.transpose else array)
+    assert set(weights) == set(paddle_model.state_dict()), "the table must fill every Paddle tensor"
+    paddle_model.set_state_dict(weights)
+    return paddle_model, generated
+
+
+def _flat(value) -> list:
+    return [t for v in value for t in _flat(v)] if isinstance(value, (tuple, list)) else [value]
+
+
+def _compare(reference, output) -> None:
+    flat_ref, flat_out = _flat(reference), _flat(output)
+    assert len(flat_ref) == len(flat_out)
+    for r, o in zip(flat_ref, flat_out, strict=True):
+        r = r.detach().double().numpy()
+        o = np.asarray(o.numpy(), dtype=np.float64)
+        assert r.shape == o.shape
+        np.testing.assert_allclose(o, r, rtol=2e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize(("entry", "example"), [*_cases(functions(), "function"), *_cases(methods(), "method")])
+def test_function_and_method_translations(entry, example, tmp_path):
+    inputs = _inputs()
+    used = {node.id for node in ast.walk(ast.parse(example)) if isinstance(node, ast.Name)}
+    names = [n for n in inputs if n in used]
+    namespace = {"torch": torch, "F": torch.nn.functional, "nn": torch.nn, "timm": timm}
+    exec(f"class Example(torch.nn.Module):\n    def forward(self, {', '.join(names)}):\n        return {example}\n", namespace)
+    module = namespace["Example"]().eval()
+    example_inputs = tuple(inputs[n] for n in names)
+    paddle_model, _ = _port(module, example_inputs, tmp_path)
+    with torch.no_grad():
+        reference = module(*example_inputs)
+    output = paddle_model(*(paddle.to_tensor(t.numpy()) for t in example_inputs))
+    _compare(reference, output)
+
+
+@pytest.mark.parametrize(("entry", "example"), list(_cases(layers(), "layer")))
+def test_layer_translations(entry, example, tmp_path):
+    namespace = {"torch": torch, "nn": torch.nn, "timm": timm}
+    layer = eval(example, namespace)
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, tensor in layer.state_dict().items():
+            if tensor.is_floating_point():
+                tensor.copy_(torch.rand(tensor.shape, generator=g) + 0.5 if "var" in name else torch.randn(tensor.shape, generator=g) * 0.5)
+
+    class Wrapped(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layer = layer
+
+        def forward(self, x):
+            return self.layer(x)
+
+    module = Wrapped().eval()
+    if isinstance(entry.input, dict):  # integer indices: {shape, high}
+        x = torch.randint(0, entry.input["high"], entry.input["shape"], generator=g)
+    else:
+        x = torch.randn(*entry.input, generator=g)
+    paddle_model, _ = _port(module, (x,), tmp_path)
+    with torch.no_grad():
+        reference = module(x)
+    _compare(reference, paddle_model(paddle.to_tensor(x.numpy())))
+
+
+def test_every_entry_has_examples():
+    for table in (functions(), methods(), layers()):
+        for entry in _unique(table).values():
+            assert entry.examples or entry.paddle == "", f"{entry.key} has no example to test it by"
+
+
+def test_every_runtime_helper_is_used_by_an_entry():
+    import inspect
+
+    from weightport.port import runtime
+
+    defined = {n for n, v in vars(runtime).items() if (inspect.isfunction(v) or inspect.isclass(v)) and v.__module__ == runtime.__name__}
+    used = {h for table in (functions(), methods(), layers()) for e in table.values() for h in e.helpers}
+    assert defined == used
