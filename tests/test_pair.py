@@ -307,3 +307,10 @@ def test_a_ported_folder_without_table_or_layout(port, tmp_path):
     assert pair.layout("paddle") == resolve(port).layout("paddle") and pair.parameter_count() is None
     with pytest.raises(UserError, match="its weightport.json names no mapping table"):
         pair.table()
+
+
+def test_a_garbled_layout_json_is_named(port, tmp_path):
+    folder = _broken(port, tmp_path)
+    (folder / "layout.json").write_text('{"torch": {}}')
+    message = f"{folder / 'layout.json'}: not a layout manifest (it needs a 'torch' and a 'paddle' layout)"
+    assert one_line_error("verify", folder, "--device", "cpu") == f"Error: {message}"

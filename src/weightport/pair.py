@@ -30,7 +30,8 @@ from .registry import FRAMEWORKS, ModelSpec, Preprocessing, _unknown, lookup
 # What `weightport port` writes into a ported folder, and the format of its weightport.json.
 PORT_FILE = "weightport.json"
 PORT_FORMAT = "weightport-port/1"
-REGISTERED, FACTORIES, PORTED = "registered", "factories", "ported"
+# What a pair came from (TwinPair.kind); CUSTOM: made by the keyword constructor itself.
+REGISTERED, FACTORIES, PORTED, CUSTOM = "registered", "factories", "ported", "custom"
 CUSTOM_FAMILY = "custom"  # the family of a factory pair
 PORTED_FAMILY = "ported"  # the family of a ported folder
 
@@ -41,7 +42,7 @@ class TwinPair:
     """A torch twin and a Paddle twin of one network, with what converting between them needs.
 
     `name`, `family`, `description`, `input_size`, `num_classes` and `preprocessing` describe the
-    network; `kind` says what the pair came from (REGISTERED, FACTORIES or PORTED, `folder` the
+    network; `kind` says what the pair came from (REGISTERED, FACTORIES, PORTED or CUSTOM, `folder` the
     ported folder's path) and `sources` names each twin's factory. `create` and
     `create_to_overwrite` build a twin, `table` reads the mapping table (once), `layout` gives a
     twin's state-dict layout (from the manifest when it can), `classifier_dims` and
@@ -58,7 +59,7 @@ class TwinPair:
         name: str,
         *,
         family: str = CUSTOM_FAMILY,
-        kind: str = FACTORIES,
+        kind: str = CUSTOM,
         factories: Mapping[str, Callable[[], Factory]] | None = None,
         sources: Mapping[str, str] | None = None,
         table: Table | str | Path | None = None,
@@ -221,9 +222,12 @@ class TwinPair:
         if source is None or isinstance(source, Mapping):
             return source
         try:
-            return read_manifest(source)
+            manifest = read_manifest(source)
         except (OSError, UnicodeDecodeError, ValueError) as exc:
             raise UserError(f"{source}: not a layout manifest ({exc})") from None
+        if manifest is not None and not (isinstance(manifest, dict) and all(isinstance(manifest.get(f), dict) for f in FRAMEWORKS)):
+            raise UserError(f"{source}: not a layout manifest (it needs a 'torch' and a 'paddle' layout)")
+        return manifest
 
     def layout(self, framework: str, **model_kwargs: Any) -> Layout:
         """The state-dict layout of the `framework` twin built with `model_kwargs`: from the
