@@ -95,13 +95,14 @@ def naive(src: str, dst: str, mapping_json: str) -> None:
 
 
 def drive(src: str, dst: str, table_path: str, to: str) -> None:
-    """What `weightport convert` runs, with the table and target layout given directly."""
+    """What `weightport convert` runs, for a pair without twins whose table and target layout are given directly."""
     from weightport.cli import without_blas_threads
 
     without_blas_threads()
     from weightport.conversion import convert_tensors
     from weightport.formats import read_checkpoint, write_checkpoint
     from weightport.mapping import load_table
+    from weightport.pair import TwinPair
 
     table = load_table(table_path)
     source = read_checkpoint(src)
@@ -112,7 +113,7 @@ def drive(src: str, dst: str, table_path: str, to: str) -> None:
         )
         for step in table.plan(source.tensors, to).steps
     }
-    tensors, _ = convert_tensors("synthetic", source.tensors, to, table=table, layout=layout)
+    tensors, _ = convert_tensors(TwinPair("synthetic", table=table, manifest={to: layout}), source.tensors, to)
     write_checkpoint(dst, tensors.items())
 
 
@@ -149,7 +150,7 @@ def make_synthetic(path: str, gigabytes: str) -> None:
 def make_twin_checkpoint(model: str, path: str) -> None:
     import torch
 
-    from weightport.registry import create_model
+    from weightport import create_model
 
     torch.save(create_model(model, "torch").state_dict(), path)
 
@@ -196,7 +197,7 @@ class Case:
 
 def _cases(work: Path, gigabytes: float) -> list[Case]:
     from weightport.mapping import mappings_dir
-    from weightport.registry import get_spec
+    from weightport.pair import resolve
 
     cases = []
     for model in ("resnet50", "fcvit_b48"):
@@ -208,7 +209,7 @@ def _cases(work: Path, gigabytes: float) -> list[Case]:
                 model, src, src.stat().st_size,
                 [WEIGHTPORT, "convert", model, str(src), str(out), "--quiet"],
                 [WEIGHTPORT, "convert", model, str(out), str(back), "--quiet"],
-                str(mappings_dir() / f"{get_spec(model).table}.toml"),
+                str(mappings_dir() / f"{resolve(model).table_name}.toml"),
             )
         )
     if gigabytes > 0:

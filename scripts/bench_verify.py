@@ -32,29 +32,30 @@ def phases(model: str, batch_size: str) -> None:
     from weightport import convert
     from weightport.formats import read_checkpoint
     from weightport.frameworks import quiet_paddle_import
-    from weightport.registry import create_model_to_overwrite, get_spec
+    from weightport.pair import resolve
     from weightport.twins import load_paddle, randomize_torch
     from weightport.verification import paddle_forward, random_batch, torch_forward
 
     quiet_paddle_import()  # the frameworks' own import time counts only in the whole process
     seconds = {}
     start = time.perf_counter()
+    pair = resolve(model)
     for framework in ("torch", "paddle"):
-        get_spec(model).factory(framework)  # a process pays this once, however many models it verifies
+        pair.factory(framework)  # a process pays this once, however many models it verifies
     seconds["import"] = time.perf_counter() - start
     start = time.perf_counter()
     # as verify's _prepare_twins builds them for random weights
-    torch_model, paddle_model = create_model_to_overwrite(model, "torch"), create_model_to_overwrite(model, "paddle")
+    torch_model, paddle_model = pair.create_to_overwrite("torch"), pair.create_to_overwrite("paddle")
     randomize_torch(torch_model, seed=0)
     seconds["build"] = time.perf_counter() - start
     with tempfile.TemporaryDirectory() as folder:
         src, dst = Path(folder) / f"{model}.pth", Path(folder) / f"{model}.pdparams"
         torch.save(torch_model.state_dict(), src)
         start = time.perf_counter()
-        convert(model, src, dst)
+        convert(pair, src, dst)
         load_paddle(paddle_model, read_checkpoint(dst).tensors)
         seconds["convert"] = time.perf_counter() - start
-    batch = random_batch(int(batch_size), get_spec(model).input_size, seed=0)
+    batch = random_batch(int(batch_size), pair.input_size, seed=0)
     for name, forward, twin in (("torch forward", torch_forward, torch_model), ("paddle forward", paddle_forward, paddle_model)):
         forward(twin, batch)  # warm-up: first calls allocate and pick kernels
         start = time.perf_counter()

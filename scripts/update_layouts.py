@@ -6,12 +6,13 @@ The test suite fails when a manifest and its twins disagree; run this after chan
 import sys
 
 from weightport.layout import write_manifest
+from weightport.pair import TwinPair
 from weightport.registry import list_models
 
 
 def main(names: list[str]) -> None:
     for name in names or list_models():
-        print(write_manifest(name))
+        print(write_manifest(TwinPair.registered(name)))
 
 
 if __name__ == "__main__":

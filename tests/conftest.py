@@ -11,7 +11,7 @@ os.environ.setdefault("GLOG_minloglevel", "2")
 @pytest.fixture(scope="session")
 def resnet50_torch():
     """timm's resnet50 in eval mode with deterministic non-trivial weights (BatchNorm statistics too)."""
-    from weightport.registry import create_model
+    from weightport.pair import create_model
     from weightport.twins import randomize_torch
 
     model = create_model("resnet50", "torch")

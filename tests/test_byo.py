@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from weightport.errors import UserError
-from weightport.factories import custom_model, parse_model_args
+from weightport.factories import parse_model_args
+from weightport.pair import TwinPair
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = ("--torch-model", "tests.tiny_twins:torch_tiny", "--paddle-model", "tests.tiny_twins:paddle_tiny")
@@ -150,11 +151,10 @@ def test_drafted_table_converts_and_verifies_without_edits(twins, tmp_path):
     # A torch checkpoint with non-trivial weights, converted by the CLI and verified against it.
     import torch
 
-    from weightport.factories import custom_model
-    from weightport.registry import create_model
+    from weightport import create_model
     from weightport.twins import randomize_torch
 
-    model = create_model(custom_model(twins[1], twins[3], table), "torch")
+    model = create_model(TwinPair.from_factories(twins[1], twins[3], table), "torch")
     randomize_torch(model, seed=3)
     torch.save({"state_dict": model.state_dict()}, tmp_path / "twin.pth")
     converted = run("convert", tmp_path / "twin.pth", tmp_path / "twin.pdparams", *twins, "--mapping", table, "--json")
@@ -259,15 +259,24 @@ def test_model_args_are_python_literals_or_words():
         parse_model_args(["2a=1"])
 
 
-def test_custom_pairs_are_named_by_their_factories_and_not_listed(tmp_path):
-    from weightport.registry import get_spec, list_models
+def test_factory_pairs_are_named_by_their_factories_and_known_by_no_name():
+    from weightport.pair import resolve
+    from weightport.registry import list_models
 
     table = REPO / "tests" / "tiny_twins.toml"
-    name = custom_model("tests.tiny_twins:torch_tiny", "tests.tiny_twins:paddle_tiny", table)
-    assert name == "torch_tiny+paddle_tiny" and name not in list_models()
-    assert get_spec(name).table == str(table) and get_spec(name).family == "custom"
-    with pytest.raises(UserError, match="is a registered model"):
-        custom_model("weightport.models.resnet.modeling_torch:resnet18", "weightport.models.resnet.modeling_paddle:resnet18")
+    pair = TwinPair.from_factories("tests.tiny_twins:torch_tiny", "tests.tiny_twins:paddle_tiny", table, input_size=8)
+    assert pair.name == "torch_tiny+paddle_tiny" and pair.family == "custom" and pair.kind == "factories"
+    assert pair.table_name == str(table) and pair.table().name == "tiny_twins" and pair.input_size == 8
+    assert pair.sources == {"torch": "tests.tiny_twins:torch_tiny", "paddle": "tests.tiny_twins:paddle_tiny"}
+    assert pair.parameter_count() is None and pair.classifier_dims("paddle") == {}  # no manifest
+    assert resolve(pair) is pair
+    # Nothing is registered on the way: the name is the pair's only, not the process's.
+    assert pair.name not in list_models()
+    with pytest.raises(UserError, match="unknown model 'torch_tiny\\+paddle_tiny'"):
+        resolve(pair.name)
+    assert TwinPair.from_factories("tests.tiny_twins:torch_tiny", "tests.tiny_twins:torch_tiny").name == "torch_tiny"
+    with pytest.raises(UserError, match="has no mapping table: pass --mapping"):
+        TwinPair.from_factories("tests.tiny_twins:torch_tiny", "tests.tiny_twins:paddle_tiny").table()
 
 
 def test_help_of_the_map_commands_does_not_import_the_frameworks():

@@ -10,7 +10,7 @@ from weightport.conversion import convert_tensors
 from weightport.errors import LayoutError, UserError
 from weightport.formats import read_checkpoint, write_checkpoint
 from weightport.formats.checkpoint import LazyTensor
-from weightport.registry import create_model
+from weightport.pair import create_model
 from weightport.twins import load_paddle, randomize_torch, torch_state
 
 
@@ -159,7 +159,7 @@ def _zeros(layout: dict) -> dict[str, LazyTensor]:
 def test_a_fine_tuned_head_is_read_from_its_shapes():
     """Only the classifier differs, in its class dimension: the twins are the ones built for that
     many classes, with their layout still from the manifest (no framework imported)."""
-    from weightport.layout import expected_layout
+    from weightport.pair import expected_layout
 
     tensors = _zeros(expected_layout("resnet18", "torch", num_classes=10))
     assert tensors["fc.weight"].shape == (10, 512) and tensors["conv1.weight"].shape == (64, 3, 7, 7)
@@ -171,7 +171,7 @@ def test_a_fine_tuned_head_is_read_from_its_shapes():
 
 
 def test_a_classifier_that_is_not_the_only_difference_is_named_with_the_option():
-    from weightport.layout import expected_layout
+    from weightport.pair import expected_layout
 
     tensors = _zeros(expected_layout("resnet18", "torch", num_classes=10))
     tensors["conv1.weight"] = LazyTensor.of(np.zeros((32, 3, 7, 7), np.float32), "float32")

@@ -992,7 +992,7 @@ def test_non_finite_weights_are_reported_by_verify(valid_files, tiny_model, tmp_
 @pytest.fixture(scope="module")
 def resnet18_checkpoint(tmp_path_factory):
     """resnet18's torch layout with seeded values, written by weightport (no framework needed)."""
-    from weightport.layout import expected_layout
+    from weightport.pair import expected_layout
 
     rng = np.random.default_rng(0)
     tensors = {}

@@ -30,12 +30,13 @@ def test_non_editable_install_ships_the_tables_and_manifests(tmp_path):
     )
     code = (
         "from weightport.mapping import load_table, mappings_dir\n"
-        "from weightport.layout import expected_layout\n"
+        "from weightport.pair import expected_layout\n"
+        "from weightport.pair import resolve\n"
         "from weightport.registry import list_models, get_spec\n"
         f"assert str(mappings_dir()).startswith({str(target)!r}), mappings_dir()\n"
         "for name in list_models():\n"
         "    load_table(get_spec(name).table)\n"
-        "    assert expected_layout(name, 'paddle')\n"
+        "    assert expected_layout(name, 'paddle') and resolve(name).parameter_count()\n"
     )
     env = {**os.environ, "PYTHONPATH": str(target)}
     subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path, env=env)

@@ -20,7 +20,7 @@ from weightport.errors import CheckpointError
 from weightport.formats import checkpoint, pdparams, pickle_scan, read_checkpoint, restricted_pickle, write_checkpoint
 from weightport.formats.checkpoint import LazyTensor
 from weightport.mapping import load_table
-from weightport.registry import create_model, get_spec
+from weightport.pair import TwinPair, create_model, resolve
 from weightport.twins import randomize_torch, torch_state
 
 
@@ -58,7 +58,7 @@ def _in_memory(model: str, src: str, dst, to: str):
     """Every source array read into memory first and transposed by numpy, then written."""
     source = {k: LazyTensor.of(np.array(t.load()), t.dtype) for k, t in read_checkpoint(src).tensors.items()}
     tensors, _ = convert_tensors(model, source, to)
-    for step in load_table(get_spec(model).table).plan(source, to).steps:
+    for step in resolve(model).table().plan(source, to).steps:
         array = source[step.source].load()
         tensors[step.target] = LazyTensor.of(np.ascontiguousarray(array.T) if step.transpose else array, tensors[step.target].dtype)
     return write_checkpoint(dst, tensors.items())
@@ -307,13 +307,14 @@ def test_pdparams_reading_imports_neither_framework(tmp_path):
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_table_and_layout_given_directly_convert_an_unregistered_model(tiny_model):
+def test_a_pair_without_twins_given_its_table_and_layout_converts(tiny_model):
     """What the benchmark's driver does for weights without registered twins."""
     source = torch_state(create_model(tiny_model, "torch"))
-    table = load_table(get_spec(tiny_model).table)
+    table = load_table(resolve(tiny_model).table_name)
     expected, _ = convert_tensors(tiny_model, source, "paddle")
     layout = {key: (tensor.shape, tensor.dtype) for key, tensor in expected.items()}
-    tensors, summary = convert_tensors("not registered", source, "paddle", table=table, layout=layout)
+    pair = TwinPair("not registered", table=table, manifest={"paddle": layout})
+    tensors, summary = convert_tensors(pair, source, "paddle")
     assert summary.model == "not registered" and list(tensors) == list(expected)
     for key, tensor in tensors.items():
         np.testing.assert_array_equal(tensor.load(), expected[key].load())

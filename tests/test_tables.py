@@ -6,15 +6,15 @@ import json
 import pytest
 
 from weightport.layout import manifest_path, model_layout
-from weightport.mapping import load_table
-from weightport.registry import create_model, get_spec, list_models
+from weightport.pair import create_model, resolve
+from weightport.registry import list_models
 from weightport.tablecheck import table_problems, twin_problems
 
 
 @pytest.mark.parametrize("name", list_models())
 def test_table_and_manifest_fit_both_twins(name):
     twins = {framework: create_model(name, framework) for framework in ("torch", "paddle")}
-    problems = twin_problems(load_table(get_spec(name).table), twins["torch"], twins["paddle"])
+    problems = twin_problems(resolve(name).table(), twins["torch"], twins["paddle"])
     assert not problems, "\n".join(problems)
     manifest = json.loads(manifest_path(name).read_text())
     for framework, model in twins.items():
@@ -23,8 +23,8 @@ def test_table_and_manifest_fit_both_twins(name):
         assert stored == layout, f"{manifest_path(name)} is stale: run scripts/update_layouts.py {name}"
         # The tensors said to follow the class count hold it, and the table pairs them with each other.
         classifier = manifest["classifier"][framework]
-        assert classifier and all(layout[k][0][dim] == get_spec(name).num_classes for k, dim in classifier.items())
-    table = load_table(get_spec(name).table)
+        assert classifier and all(layout[k][0][dim] == resolve(name).num_classes for k, dim in classifier.items())
+    table = resolve(name).table()
     assert sorted(table.rename(k, "paddle") for k in manifest["classifier"]["torch"]) == sorted(manifest["classifier"]["paddle"])
 
 
@@ -35,7 +35,7 @@ def test_table_check_catches_a_missing_transpose_and_an_unpaired_key(tiny_model,
     broken = text.replace('transpose = ["square.weight", "head.weight"]', 'transpose = ["head.weight"]')
     broken = broken.replace('[[rename]]\ntorch = "norm.{param}"\npaddle = "ln.{param}"\n', "")
     (tmp_path / "broken.toml").write_text(broken)
-    problems = table_problems(tiny_model, table=load_table(tmp_path / "broken.toml"))
+    problems = table_problems(resolve(tiny_model).with_table(tmp_path / "broken.toml"))
     assert "square.weight: Linear weight left untransposed" in problems
     assert any(p.startswith("norm.weight -> norm.weight: no such Paddle key") for p in problems)
     assert "ln.weight: Paddle key not produced from any torch key" in problems

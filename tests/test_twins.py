@@ -1,4 +1,4 @@
-"""Twins built to be overwritten (`create_model_to_overwrite`) behave as normally built ones once
+"""Twins built to be overwritten (`TwinPair.create_to_overwrite`) behave as normally built ones once
 their weights are loaded, and `randomize_torch` gives them weights at their initialisation's scale."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from weightport.formats.checkpoint import paddle_array_tensor
 from weightport.frameworks import quiet_paddle_import
 from weightport.layout import model_layout
-from weightport.registry import create_model, create_model_to_overwrite, get_spec
+from weightport.pair import create_model, resolve
 from weightport.twins import load_paddle, randomize_torch, torch_state
 from weightport.verification import paddle_forward, random_batch, torch_forward
 
@@ -32,9 +32,9 @@ def test_overwritten_twins_match_normal_ones_once_loaded(name):
     """Same layout, trainable parameters and buffers (non-persistent ones included), and, loaded with
     the same weights, bit-identical outputs: nothing __init__ computes besides the weights is skipped."""
     torch.manual_seed(0)
-    batch = random_batch(1, get_spec(name).input_size, seed=0)
+    batch = random_batch(1, resolve(name).input_size, seed=0)
     for framework, forward in (("torch", torch_forward), ("paddle", paddle_forward)):
-        normal, fast = create_model(name, framework), create_model_to_overwrite(name, framework)
+        normal, fast = create_model(name, framework), resolve(name).create_to_overwrite(framework)
         assert model_layout(fast, framework) == model_layout(normal, framework)
         assert _trainable(fast, framework) == _trainable(normal, framework)
         normal_buffers, fast_buffers = _buffers(normal, framework), _buffers(fast, framework)
@@ -55,7 +55,7 @@ def test_random_weights_keep_the_initialisation_scale(name):
     sampling error; tensors up to 1-D and BatchNorm statistics are randomised too."""
     torch.manual_seed(0)
     normal = create_model(name, "torch")
-    fast = create_model_to_overwrite(name, "torch")
+    fast = resolve(name).create_to_overwrite("torch")
     randomize_torch(fast, seed=1)
     init, random = normal.state_dict(), fast.state_dict()
     for key, value in init.items():
@@ -80,7 +80,7 @@ def test_random_weights_are_deterministic_and_leave_no_trace():
     threads, rng = torch.get_num_threads(), torch.get_rng_state()
     states = []
     for seed, draw_threads in ((4, threads), (4, 1), (5, threads)):
-        model = create_model_to_overwrite("cmt_ti", "torch")
+        model = resolve("cmt_ti").create_to_overwrite("torch")
         torch.set_num_threads(draw_threads)
         randomize_torch(model, seed=seed)
         torch.set_num_threads(threads)
@@ -92,6 +92,6 @@ def test_random_weights_are_deterministic_and_leave_no_trace():
     torch.manual_seed(123)
     expected = create_model("cmt_ti", "torch").state_dict()
     torch.manual_seed(123)
-    create_model_to_overwrite("cmt_ti", "torch")
+    resolve("cmt_ti").create_to_overwrite("torch")
     got = create_model("cmt_ti", "torch").state_dict()
     assert all(torch.equal(got[k], expected[k]) for k in expected)

@@ -77,7 +77,7 @@ def test_the_gate_decides_by_the_failing_rule_else_the_closest_to_its_limit():
 @pytest.fixture(scope="module")
 def resnet18_state():
     """timm's resnet18 with non-trivial random weights, as a state dict."""
-    from weightport.registry import create_model
+    from weightport.pair import create_model
     from weightport.twins import randomize_torch
 
     model = create_model("resnet18", "torch")
@@ -162,7 +162,7 @@ def test_one_element_batch_counters_load_as_the_scalars_they_are(resnet18_state,
     import torch
 
     from weightport import convert
-    from weightport.registry import create_model
+    from weightport.pair import create_model
 
     state = {k: v.reshape(1) if k.endswith("num_batches_tracked") else v for k, v in resnet18_state.items()}
     assert sum(k.endswith("num_batches_tracked") for k in state) == 20

@@ -1,10 +1,12 @@
 """weightport: move trained weights between PyTorch and PaddlePaddle, and prove nothing was lost.
 
-The public API is imported lazily so that `import weightport` (and the CLI's start-up) stays light:
+The public API is imported lazily so that `import weightport` (and the CLI's start-up) stays light.
+A model is a registered name, a ported folder's path or a `TwinPair` (`resolve` makes one):
     weightport.list_models()
-    weightport.create_model(name, framework="torch" | "paddle", **kwargs)
+    weightport.resolve(model) -> TwinPair
+    weightport.create_model(model, framework="torch" | "paddle", **kwargs)
     weightport.convert(model, src, dst, **options) -> Summary
-    weightport.verify(...) -> VerifyResult
+    weightport.verify(model or models, ...) -> VerifyResult
 """
 from __future__ import annotations
 
@@ -12,7 +14,9 @@ __version__ = "0.1.0"
 
 _API = {
     "list_models": "registry",
-    "create_model": "registry",
+    "create_model": "pair",
+    "resolve": "pair",
+    "TwinPair": "pair",
     "convert": "conversion",
     "verify": "verification",
     "read_checkpoint": "formats",

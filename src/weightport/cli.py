@@ -86,20 +86,20 @@ def cli():
 @click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
 def list_cmd(as_json: bool):
     """List the registered models."""
-    from .layout import parameter_count
-    from .registry import get_spec, list_models
+    from .pair import TwinPair
+    from .registry import list_models
 
     rows = []
     for name in list_models():
-        spec = get_spec(name)
+        pair = TwinPair.registered(name)
         rows.append(
             {
                 "name": name,
-                "family": spec.family,
-                "input_size": spec.input_size,
-                "parameters": parameter_count(name),
-                "table": f"mappings/{spec.table}.toml",
-                "description": spec.description,
+                "family": pair.family,
+                "input_size": pair.input_size,
+                "parameters": pair.parameter_count(),
+                "table": f"mappings/{pair.table_name}.toml",
+                "description": pair.description,
             }
         )
     if as_json:
@@ -173,7 +173,7 @@ def _model_kwargs(img_size: int | None, model_args: tuple[str, ...] = ()) -> dic
 
 
 def _model_options(with_mapping: bool = True):
-    """The options that name a twin pair by its factories, in place of a registered MODEL."""
+    """The options that name a twin pair by its factories, in place of MODEL (a registered name or a ported folder)."""
     options = [
         click.option("--torch-model", metavar="MODULE:FACTORY",
                      help="Your own torch twin's factory (with --paddle-model, in place of MODEL)."),
@@ -193,23 +193,32 @@ def _model_options(with_mapping: bool = True):
     return decorate
 
 
-def _custom_or(models: tuple[str, ...], torch_model, paddle_model, mapping, table_required: bool = True) -> tuple[str, ...]:
-    """`models`, or the name of the twin pair given by --torch-model/--paddle-model (and --mapping)."""
+def _pairs(models: tuple[str, ...], torch_model, paddle_model, mapping, table_required: bool = True) -> list:
+    """The twin pairs of `models` (registered names or ported folders), or the one given by
+    --torch-model/--paddle-model (and --mapping)."""
+    from .pair import REGISTERED, TwinPair, resolve
+
     if not (torch_model or paddle_model):
         if mapping:
-            raise UserError("--mapping goes with --torch-model/--paddle-model; a registered model has its own table")
-        return models
+            raise UserError("--mapping goes with --torch-model/--paddle-model; a registered model or ported folder has its own table")
+        pairs = [resolve(model) for model in models]
+        if any(pair.kind != REGISTERED for pair in pairs):
+            _import_from_cwd()  # a ported folder's torch twin may be a module:function of the current folder
+        return pairs
     if models:
         raise UserError("name a registered model or pass --torch-model/--paddle-model, not both")
     if not (torch_model and paddle_model):
         raise UserError("--torch-model and --paddle-model go together")
     if table_required and not mapping:
         raise UserError("--mapping TABLE.toml is needed with --torch-model/--paddle-model (`weightport map draft` drafts one)")
-    if os.getcwd() not in sys.path:  # the factories' modules are found in the current folder, as with `python -m`
-        sys.path.insert(0, os.getcwd())
-    from .factories import custom_model
+    _import_from_cwd()
+    return [TwinPair.from_factories(torch_model, paddle_model, mapping)]
 
-    return (custom_model(torch_model, paddle_model, mapping),)
+
+def _import_from_cwd() -> None:
+    """Let factories' modules be found in the current folder, as with `python -m`."""
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
 
 
 @cli.command()
@@ -227,7 +236,8 @@ def convert(paths, to, key, dtype, img_size, force, as_json, quiet, unsafe_pickl
             torch_model, paddle_model, mapping, model_args):
     """Convert checkpoint SRC of MODEL into DST (direction from the extensions, or --to).
 
-    For your own twins, leave out MODEL and name their factories and table instead:
+    MODEL is a registered model's name or a ported folder. For your own twins, leave out MODEL
+    and name their factories and table instead:
 
     \b
     weightport convert SRC DST --torch-model mynet:torch_net \\
@@ -239,7 +249,7 @@ def convert(paths, to, key, dtype, img_size, force, as_json, quiet, unsafe_pickl
     if len(paths) != (2 if custom else 3):
         raise UserError("expected MODEL SRC DST, or SRC DST with --torch-model/--paddle-model/--mapping")
     src, dst = paths[-2:]
-    (model,) = _custom_or(paths[:-2], torch_model, paddle_model, mapping)
+    (model,) = _pairs(paths[:-2], torch_model, paddle_model, mapping)
 
     with _trusting(unsafe_pickle, src), _progress(enabled=not quiet and not as_json and sys.stdout.isatty()) as bar:
         summary = run_convert(
@@ -342,8 +352,8 @@ def verify(models, all_models, torch_ckpt, paddle_ckpt, key, tol, atol, batch_si
            unsafe_pickle, torch_model, paddle_model, mapping, model_args):
     """Run both twins on identical batches and gate on the error (exit 1 when any model fails).
 
-    Without --torch/--paddle, each model gets deterministic non-trivial random weights that go
-    through the real converter."""
+    Each MODEL is a registered model's name or a ported folder. Without --torch/--paddle, each
+    model gets deterministic non-trivial random weights that go through the real converter."""
     from .registry import list_models
     from .verification import verify as run_verify
 
@@ -351,12 +361,12 @@ def verify(models, all_models, torch_ckpt, paddle_ckpt, key, tol, atol, batch_si
         if models or torch_model or paddle_model:
             raise click.UsageError("name models or pass --all, not both")
         models = list_models()
-    models = _custom_or(models, torch_model, paddle_model, mapping)
+    models = _pairs(models, torch_model, paddle_model, mapping)
     if not models:
         raise click.UsageError("name at least one model, or pass --all")
     with _trusting(unsafe_pickle, torch_ckpt, paddle_ckpt):
         result = run_verify(
-            list(models), tol=tol, atol=atol, torch_ckpt=torch_ckpt, paddle_ckpt=paddle_ckpt, key=key,
+            models, tol=tol, atol=atol, torch_ckpt=torch_ckpt, paddle_ckpt=paddle_ckpt, key=key,
             batch_size=batch_size, batches=batches, seed=seed, input_size=input_size, images=images,
             device=device, floor=floor, model_kwargs=_model_kwargs(img_size, model_args), keep=keep,
             layers=layers or bool(html_path),
@@ -474,7 +484,7 @@ def _print_layers(result) -> None:
 
 @cli.group("map")
 def map_group():
-    """Draft and check mapping tables, for registered models or your own twins."""
+    """Draft and check mapping tables, for registered models, ported folders or your own twins."""
 
 
 @map_group.command("draft")
@@ -491,14 +501,14 @@ def map_draft(model, torch_model, paddle_model, model_args, input_size):
     unpaired or fails `map check`; the draft lists what in comments."""
     from .draft import draft_table
 
-    names = _custom_or((model,) if model else (), torch_model, paddle_model, None, table_required=False)
-    if not names:
-        raise UserError("name a registered model, or your twins with --torch-model and --paddle-model")
-    draft = draft_table(names[0], input_size, **_model_kwargs(None, model_args))
+    pairs = _pairs((model,) if model else (), torch_model, paddle_model, None, table_required=False)
+    if not pairs:
+        raise UserError("name a registered model or a ported folder, or your twins with --torch-model and --paddle-model")
+    draft = draft_table(pairs[0], input_size, **_model_kwargs(None, model_args))
     click.echo(draft.text, nl=False)
     left = len(draft.unpaired) + len(draft.problems)
     click.echo(
-        f"{names[0]}: {draft.pairs} tensors in {draft.modules} modules paired"
+        f"{pairs[0].name}: {draft.pairs} tensors in {draft.modules} modules paired"
         + (f"; {left} things to fix by hand, listed at the top of the draft" if left else "; the draft passes `map check`"),
         err=True,
     )
@@ -513,21 +523,21 @@ def map_check(model, torch_model, paddle_model, mapping, model_args):
     """Check a mapping table against both twins, without any checkpoint (exit 1 with a listing when wrong).
 
     Every key paired exactly once and back, transposes exactly on the Linear weights, shapes and
-    dtypes agreeing. MODEL is checked against its own table, or against --mapping when given."""
-    from .mapping import load_table
-    from .registry import get_spec
+    dtypes agreeing. MODEL (a registered model or a ported folder) is checked against its own
+    table, or against --mapping when given."""
     from .tablecheck import table_problems
 
-    custom = bool(torch_model or paddle_model)  # a registered MODEL may be checked against another table
-    names = _custom_or((model,) if model else (), torch_model, paddle_model, mapping if custom else None)
-    if not names:
-        raise UserError("name a registered model, or your twins with --torch-model, --paddle-model and --mapping")
-    where = mapping or get_spec(names[0]).table
-    problems = table_problems(names[0], load_table(where), **_model_kwargs(None, model_args))
+    custom = bool(torch_model or paddle_model)  # MODEL may be checked against another table
+    pairs = _pairs((model,) if model else (), torch_model, paddle_model, mapping if custom else None)
+    if not pairs:
+        raise UserError("name a registered model or a ported folder, or your twins with --torch-model, --paddle-model and --mapping")
+    pair = pairs[0] if custom or not mapping else pairs[0].with_table(mapping)
+    problems = table_problems(pair, **_model_kwargs(None, model_args))
+    where = pair.table_name
     if not problems:
-        click.echo(f"{names[0]}: mapping table {where} fits both twins")
+        click.echo(f"{pair.name}: mapping table {where} fits both twins")
         return
-    click.echo(f"{names[0]}: {len(problems)} problems with mapping table {where}:")
+    click.echo(f"{pair.name}: {len(problems)} problems with mapping table {where}:")
     for problem in problems:
         click.echo(f"  {problem}")
     sys.exit(EXIT_GATE_FAILED)

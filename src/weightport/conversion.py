@@ -1,6 +1,6 @@
 """Conversion between the twins' state dicts, driven by the mapping tables.
 
-`convert_tensors` is the single code path: it plans every tensor through the model's table,
+`convert_tensors` is the single code path: it plans every tensor through the pair's table,
 checks the result against the target twin's layout (every source tensor consumed, every
 target tensor produced, shapes and dtypes agreeing) and returns lazy tensors, so nothing is
 read before the plan is known to be right. `convert` adds the files around it.
@@ -18,9 +18,9 @@ from . import dtypes
 from .errors import LayoutError, UserError
 from .formats import FORMAT_NAMES, check_destination, output_format, read_checkpoint, write_checkpoint
 from .formats.checkpoint import Checkpoint, LazyTensor
-from .layout import Layout, classifier_dims, expected_layout
-from .mapping import SIDES, Plan, Step, Table, load_table, other_side
-from .registry import get_spec
+from .layout import Layout
+from .mapping import SIDES, Plan, Step, other_side
+from .pair import TwinPair, resolve
 
 MAX_LISTED = 20  # problems listed before the rest are only counted
 
@@ -53,33 +53,30 @@ class Summary:
 
 
 def convert_tensors(
-    model: str,
+    model: TwinPair | str | Path,
     tensors: dict[str, LazyTensor],
     to: str,
     *,
     dtype: str | None = None,
     resize: bool = False,
     model_kwargs: dict[str, Any] | None = None,
-    table: Table | None = None,
-    layout: Layout | None = None,
 ) -> tuple[dict[str, LazyTensor], Summary]:
-    """Map `tensors` (named as the other framework names them) onto the `to` twin's layout.
-
-    `table` and `layout` replace the registered model's table and target layout, for weights
-    of a model without registered twins (`model` then only names it)."""
+    """Map `tensors` (named as the other framework names them) onto the layout of the `to` twin
+    of `model` (anything `pair.resolve` takes)."""
+    pair = resolve(model)
     model_kwargs = model_kwargs or {}
     if dtype is not None and dtype not in dtypes.CASTABLE:
         raise UserError(f"unsupported --dtype {dtype!r}; choose from {', '.join(dtypes.CASTABLE)}")
-    table = table or load_table(get_spec(model).table)
+    table = pair.table()
     plan = table.plan(tensors, to)
-    expected = layout if layout is not None else expected_layout(model, to, **model_kwargs)
-    counts, others = _class_counts(model, plan, tensors, expected) if layout is None else (set(), False)
+    expected = pair.layout(to, **model_kwargs)
+    counts, others = _class_counts(pair, plan, tensors, expected)
     classes = next(iter(counts)) if len(counts) == 1 and not others and "num_classes" not in model_kwargs else None
     hint = "the classifier is for another class count: --model-arg num_classes=N builds twins for N" if counts else ""
     if classes is not None:
         model_kwargs = {**model_kwargs, "num_classes": classes}
-        expected = expected_layout(model, to, **model_kwargs)
-    summary = Summary(model=model, to=to, cast_to=dtype, model_kwargs=dict(model_kwargs), classes_from_checkpoint=classes)
+        expected = pair.layout(to, **model_kwargs)
+    summary = Summary(model=pair.name, to=to, cast_to=dtype, model_kwargs=dict(model_kwargs), classes_from_checkpoint=classes)
     out: dict[str, LazyTensor] = {}
     problems: list[str] = []
     for step in plan.steps:
@@ -101,7 +98,7 @@ def convert_tensors(
         out[key] = _filled(shape, fill_dtype, rule.fill or 0)
     summary.filled = len(fills)
     summary.dropped = len(plan.dropped)
-    _check_complete(model, plan, out, expected, problems, hint)
+    _check_complete(pair.name, plan, out, expected, problems, hint)
     out = {k: out[k] for k in expected if k in out}  # the target twin's own order
     summary.tensors = len(out)
     summary.parameters = sum(t.numel for t in out.values())
@@ -122,11 +119,11 @@ def _fitted_source(step: Step, tensors: dict[str, LazyTensor], expected: Layout)
     return source, want
 
 
-def _class_counts(model: str, plan: Plan, tensors: dict[str, LazyTensor], expected: Layout) -> tuple[set[int], bool]:
+def _class_counts(pair: TwinPair, plan: Plan, tensors: dict[str, LazyTensor], expected: Layout) -> tuple[set[int], bool]:
     """What the checkpoint's shapes say of its class count: the counts held by the tensors that the
     manifest says follow it, where they differ from the target twin's in that dimension alone, and
     whether any other tensor's shape differs. One count and no other difference: a fine-tuned head."""
-    dims = classifier_dims(model, plan.to)
+    dims = pair.classifier_dims(plan.to)
     counts, others = set(), False
     for step in plan.steps:
         source, want = _fitted_source(step, tensors, expected)
@@ -238,7 +235,7 @@ def source_side(checkpoint_format: str, to: str | None) -> str:
 
 
 def convert(
-    model: str,
+    model: TwinPair | str | Path,
     src: str | Path,
     dst: str | Path,
     *,
@@ -250,10 +247,10 @@ def convert(
     on_start: Callable[[int], None] | None = None,
     on_tensor: Callable[[str, LazyTensor], None] | None = None,
 ) -> Summary:
-    """Convert checkpoint `src` of registered model `model` into `dst`, checked and atomic.
+    """Convert checkpoint `src` of `model` (anything `pair.resolve` takes) into `dst`, checked and atomic.
 
     `on_start(total_bytes)` is called once the plan is checked, `on_tensor` after each tensor is written."""
-    get_spec(model)
+    pair = resolve(model)
     if to is not None and to not in SIDES:
         raise UserError(f"--to must be torch or paddle, not {to!r}")
     check_destination(dst, force)
@@ -268,7 +265,7 @@ def convert(
         raise UserError(f"{dst}: a .{Path(dst).suffix.lstrip('.')} file cannot hold {to} weights")
     # Asking for a twin of another configuration (e.g. --img-size) is what permits resizing.
     tensors, summary = convert_tensors(
-        model, checkpoint.tensors, to, dtype=dtype, resize=bool(model_kwargs), model_kwargs=model_kwargs
+        pair, checkpoint.tensors, to, dtype=dtype, resize=bool(model_kwargs), model_kwargs=model_kwargs
     )
     _describe_source(summary, checkpoint)
     if on_start:

@@ -21,7 +21,7 @@ from typing import Any
 from .frameworks import named_modules
 from .layout import model_layout
 from .mapping import Pattern, Rename, Table, load_table
-from .registry import create_model, get_spec
+from .pair import TwinPair, resolve
 from .tablecheck import linear_weights, twin_problems
 
 # Layer classes both frameworks have, by their names in torch.nn and paddle.nn. Pairing never
@@ -79,17 +79,17 @@ class Draft:
     problems: list[str] = field(default_factory=list)  # what `map check` says about the draft
 
 
-def draft_table(name: str, input_size: int | None = None, **model_kwargs: Any) -> Draft:
-    """Draft the mapping table of model `name` (registered or custom) from its two twins."""
-    from .verification import input_size_of, random_batch
+def draft_table(model: TwinPair | str | Path, input_size: int | None = None, **model_kwargs: Any) -> Draft:
+    """Draft the mapping table of `model` (anything `pair.resolve` takes; it needs no table) from its two twins."""
+    from .verification import random_batch
 
-    spec = get_spec(name)
-    size = input_size or input_size_of(name, model_kwargs)
+    pair = resolve(model)
+    size = input_size or pair.input_size_for(model_kwargs)
     batch = random_batch(1, size, seed=0)
     base = load_table(BATCHNORM_RULES)
     owners, notes, models = {}, [], {}
     for framework in ("torch", "paddle"):
-        model = models[framework] = create_model(name, framework, **model_kwargs)
+        model = models[framework] = pair.create(framework, **model_kwargs)
         order, failure = _execution_order(model, framework, batch)
         if failure:
             notes.append(f"the {framework} twin failed on a 1x3x{size}x{size} batch ({failure}): paired by structure only")
@@ -106,13 +106,13 @@ def draft_table(name: str, input_size: int | None = None, **model_kwargs: Any) -
     linear = [owner.keys["weight"] for owner in owners["torch"] if owner.kind == "Linear" and "weight" in owner.keys]
     transposes = _transpose_patterns(linear, torch_keys)
     lines = unpaired + [f"tensor {t} -> {p}: no rename rule found" for t, p in unresolved]
-    body = _toml(spec, renames, transposes, uses_base)
+    body = _toml(pair, renames, transposes, uses_base)
     with tempfile.TemporaryDirectory(prefix="weightport-draft-") as folder:
         path = Path(folder) / "draft.toml"
         path.write_text(body)
         problems = twin_problems(load_table(path), models["torch"], models["paddle"])
     header = [
-        f"Drafted by `weightport map draft` from {spec.torch_factory} and {spec.paddle_factory}:",
+        f"Drafted by `weightport map draft` from {pair.sources['torch']} and {pair.sources['paddle']}:",
         f"{len(module_pairs)} modules paired by layer class and shape (by name, else in execution order), {len(key_pairs)} tensors.",
         *notes,
     ]
@@ -420,8 +420,9 @@ def _toml_string(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)  # a JSON string is a valid TOML basic string
 
 
-def _toml(spec, renames: list[tuple[str, str]], transposes: list[str], uses_base: bool) -> str:
-    out = [f"description = {_toml_string(f'{spec.torch_factory} <-> {spec.paddle_factory} (drafted)')}"]
+def _toml(pair: TwinPair, renames: list[tuple[str, str]], transposes: list[str], uses_base: bool) -> str:
+    torch_factory, paddle_factory = pair.sources["torch"], pair.sources["paddle"]
+    out = [f"description = {_toml_string(f'{torch_factory} <-> {paddle_factory} (drafted)')}"]
     if uses_base:
         out.append(f"include = [{_toml_string(BATCHNORM_RULES)}]")
     if len(transposes) <= 2:

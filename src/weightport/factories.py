@@ -1,51 +1,43 @@
-"""Twin pairs named by their factories ("module:function") instead of a registered name.
+"""Twin factories named "module:function", and the keyword arguments given to them.
 
-People porting a network by hand have a torch factory, a Paddle factory and (once drafted) a
-mapping table; `custom_model` makes that pair usable wherever a registered model name is, and
-`parse_model_args` reads the factories' keyword arguments from `--model-arg key=value`.
+A registered model names its twins' factories so; people porting a network by hand name theirs
+on the command line (`--torch-model`, `--paddle-model`; `pair.TwinPair.from_factories` makes the
+pair), and `parse_model_args` reads the factories' keyword arguments from `--model-arg key=value`.
 """
 from __future__ import annotations
 
 import ast
+import importlib
 import re
-from collections.abc import Iterable
-from pathlib import Path
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from .errors import UserError
-from .registry import ModelSpec, use_custom
 
 _FACTORY = re.compile(r"(?P<module>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*):(?P<function>[A-Za-z_]\w*)")
-CUSTOM_FAMILY = "custom"
 
 
-def _function_name(factory: str, option: str) -> str:
+def function_name(factory: str, option: str) -> str:
+    """The function's name in a "module:function" factory; `option` names where it was given."""
     match = _FACTORY.fullmatch(factory or "")
     if match is None:
         raise UserError(f"{option} {factory!r}: write the factory as module:function (e.g. mynet.torch_model:build)")
     return match["function"]
 
 
-def custom_model(torch_factory: str, paddle_factory: str, table: str | Path | None = None, input_size: int = 224) -> str:
-    """Make the twin pair built by these factories known for this process; returns its model name.
+def import_factory(path: str, framework: str) -> Callable[..., Any]:
+    """The function a "module:function" path names (Paddle imported quietly first for a Paddle twin)."""
+    module_name, _, attr = path.partition(":")
+    if framework == "paddle":
+        from .frameworks import quiet_paddle_import
 
-    The name is the two function names joined by '+' (one name when they agree). Without a
-    table the pair can be drafted (`weightport map draft`) but not converted or checked.
-    """
-    torch_name = _function_name(torch_factory, "--torch-model")
-    paddle_name = _function_name(paddle_factory, "--paddle-model")
-    if table is not None and not Path(table).is_file():
-        raise UserError(f"mapping table {str(table)!r} not found")
-    spec = ModelSpec(
-        name=torch_name if torch_name == paddle_name else f"{torch_name}+{paddle_name}",
-        family=CUSTOM_FAMILY,
-        table=str(Path(table).resolve()) if table is not None else "",
-        torch_factory=torch_factory,
-        paddle_factory=paddle_factory,
-        input_size=input_size,
-        description=f"{torch_factory} <-> {paddle_factory}",
-    )
-    return use_custom(spec)
+        quiet_paddle_import()
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except ImportError as exc:
+        raise UserError(f"cannot import the {framework} twin's factory {path!r}: {exc}") from None
+    except AttributeError:
+        raise UserError(f"{module_name!r} has no {framework} twin factory {attr!r}") from None
 
 
 def parse_model_args(items: Iterable[str]) -> dict[str, Any]:

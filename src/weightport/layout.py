@@ -3,20 +3,21 @@
 Conversion checks its output against the target twin's layout before writing anything. For a
 registered model at its default configuration the layout comes from `mappings/layouts/<model>.json`,
 generated from the twins by `scripts/update_layouts.py` and kept in sync by the test suite, so that
-conversion imports neither framework. The manifest also records which tensors follow the class
-count (the classifier's, and the dimension that holds it), so that the layout of a twin built for a
-fine-tuned head comes from the manifest too. Other configurations (e.g. another input size) are read
-from a freshly built twin.
+conversion imports neither framework; a ported folder carries its own (`layout.json`, the same
+schema). The manifest also records which tensors follow the class count (the classifier's, and the
+dimension that holds it), so that the layout of a twin built for a fine-tuned head comes from the
+manifest too. Other configurations (e.g. another input size) are read from a freshly built twin:
+`pair.TwinPair.layout` chooses.
 """
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from .mapping import mappings_dir
-from .registry import create_model_to_overwrite, get_spec
 
 Layout = dict[str, tuple[tuple[int, ...], str]]  # key -> (shape, dtype name)
 # The class count the manifests' classifier probe builds twins with: no registered model's own.
@@ -24,40 +25,29 @@ PROBE_CLASSES = 7
 
 
 def manifest_path(name: str) -> Path:
+    """Where the manifest of registered model `name` lives."""
     return mappings_dir() / "layouts" / f"{name}.json"
 
 
 @cache
-def _manifest(name: str) -> dict[str, Any] | None:
-    path = manifest_path(name)
+def read_manifest(path: Path) -> dict[str, Any] | None:
+    """The manifest at `path` (None when there is no such file), read once per process."""
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def parameter_count(name: str) -> int | None:
-    """Trainable parameters of a registered model, from its manifest (None without one)."""
-    manifest = _manifest(name)
-    return manifest["parameters"] if manifest else None
+def manifest_layout(manifest: Mapping[str, Any], framework: str, classes: int | None = None) -> Layout:
+    """The `framework` twin's layout from its manifest, its classifier resized for `classes` when given."""
+    layout = {k: (tuple(shape), dtype) for k, (shape, dtype) in manifest[framework].items()}
+    for key, dim in manifest_classifier(manifest, framework).items() if classes is not None else ():
+        shape, dtype = layout[key]
+        layout[key] = (shape[:dim] + (int(classes),) + shape[dim + 1 :], dtype)
+    return layout
 
 
-def classifier_dims(name: str, framework: str) -> dict[str, int]:
-    """The tensors of `name`'s `framework` twin whose shape follows the class count, each with the
-    dimension that holds it (empty without a manifest)."""
-    manifest = _manifest(name)
-    return manifest.get("classifier", {}).get(framework, {}) if manifest else {}
-
-
-def expected_layout(name: str, framework: str, **model_kwargs: Any) -> Layout:
-    """The state-dict layout of `name`'s `framework` twin built with `model_kwargs`."""
-    get_spec(name)
-    manifest = _manifest(name)
-    classes = model_kwargs.get("num_classes")
-    if manifest and set(model_kwargs) <= {"num_classes"} and (classes is None or "classifier" in manifest):
-        layout = {k: (tuple(shape), dtype) for k, (shape, dtype) in manifest[framework].items()}
-        for key, dim in classifier_dims(name, framework).items() if classes is not None else ():
-            shape, dtype = layout[key]
-            layout[key] = (shape[:dim] + (int(classes),) + shape[dim + 1 :], dtype)
-        return layout
-    return model_layout(create_model_to_overwrite(name, framework, **model_kwargs), framework)
+def manifest_classifier(manifest: Mapping[str, Any] | None, framework: str) -> dict[str, int]:
+    """The tensors of the `framework` twin whose shape follows the class count, each with the
+    dimension that holds it (empty without a manifest or without that record)."""
+    return (manifest or {}).get("classifier", {}).get(framework, {})
 
 
 def model_layout(model, framework: str) -> Layout:
@@ -86,22 +76,23 @@ def _follows_classes(layout: Layout, probe: Layout) -> dict[str, int]:
     return dims
 
 
-def write_manifest(name: str) -> Path:
-    """Regenerate the manifest of a registered model from its twins: their layouts, and which
-    tensors follow the class count (twins built again for PROBE_CLASSES classes tell)."""
+def write_manifest(pair, path: Path | None = None) -> Path:
+    """Regenerate the manifest of `pair` (a `pair.TwinPair`; by default a registered model's, at
+    `manifest_path(pair.name)`) from its twins: their layouts, and which tensors follow the class
+    count (twins built again for PROBE_CLASSES classes tell)."""
     sections, classifier = [], {}
     for framework in ("torch", "paddle"):
-        model = create_model_to_overwrite(name, framework)
+        model = pair.create_to_overwrite(framework)
         if framework == "torch":
             parameters = count_trainable(model)
         layout = model_layout(model, framework)
-        probe = model_layout(create_model_to_overwrite(name, framework, num_classes=PROBE_CLASSES), framework)
+        probe = model_layout(pair.create_to_overwrite(framework, num_classes=PROBE_CLASSES), framework)
         classifier[framework] = _follows_classes(layout, probe)
         rows = ",\n".join(f"    {json.dumps(k)}: [{json.dumps(list(shape))}, {json.dumps(dtype)}]" for k, (shape, dtype) in layout.items())
         sections.append(f'  "{framework}": {{\n{rows}\n  }}')
-    path = manifest_path(name)
+    path = path or manifest_path(pair.name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    head = f'{{\n  "model": {json.dumps(name)},\n  "parameters": {parameters},\n  "classifier": {json.dumps(classifier)},\n'
+    head = f'{{\n  "model": {json.dumps(pair.name)},\n  "parameters": {parameters},\n  "classifier": {json.dumps(classifier)},\n'
     path.write_text(head + ",\n".join(sections) + "\n}\n")
-    _manifest.cache_clear()
+    read_manifest.cache_clear()
     return path

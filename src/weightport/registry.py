@@ -2,12 +2,12 @@
 
 A `ModelSpec` names the two twins by import path ("module:function") so that
 listing models, reading tables and converting files never import torch or
-paddle; only `create_model` does, and only for the framework asked for.
+paddle; only building a twin does, and only for the framework asked for.
 Families register themselves in `weightport/models/<family>/__init__.py`
 through a module-level `MODELS` list; other packages add theirs through the
 `weightport.models` entry point group (a list of `ModelSpec`, or a callable
-returning one). A twin pair named on the command line by its factories is
-made known for the process with `use_custom`, without being registered.
+returning one). The rest of weightport takes a registered model, like any
+other, as a `pair.TwinPair` (see `pair.resolve`).
 """
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ import importlib
 import importlib.util
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any
 
 from .errors import UserError
+from .factories import import_factory
 
 FRAMEWORKS = ("torch", "paddle")
 # Families shipped with weightport; each is a subpackage of weightport.models.
@@ -55,18 +55,7 @@ class ModelSpec:
     def factory(self, framework: str):
         if framework not in FRAMEWORKS:
             raise UserError(f"unknown framework {framework!r}; expected one of {', '.join(FRAMEWORKS)}")
-        path = self.torch_factory if framework == "torch" else self.paddle_factory
-        module_name, _, attr = path.partition(":")
-        if framework == "paddle":
-            from .frameworks import quiet_paddle_import
-
-            quiet_paddle_import()
-        try:
-            return getattr(importlib.import_module(module_name), attr)
-        except ImportError as exc:
-            raise UserError(f"cannot import the {framework} twin's factory {path!r}: {exc}") from None
-        except AttributeError:
-            raise UserError(f"{module_name!r} has no {framework} twin factory {attr!r}") from None
+        return import_factory(self.torch_factory if framework == "torch" else self.paddle_factory, framework)
 
 
 @cache
@@ -104,25 +93,18 @@ def _registry() -> dict[str, ModelSpec]:
     return specs
 
 
-# Twin pairs named by their factories (not registered), known for the rest of the process.
-_custom: dict[str, ModelSpec] = {}
-
-
-def use_custom(spec: ModelSpec) -> str:
-    """Make an unregistered twin pair known by `spec.name` (replacing an earlier custom one); returns the name."""
-    if spec.name in _registry():
-        raise UserError(f"{spec.name!r} is a registered model; give the custom pair another name")
-    _custom[spec.name] = spec
-    return spec.name
-
-
 def list_models() -> list[str]:
     """Names of every registered model, sorted."""
     return sorted(_registry())
 
 
+def lookup(name: str) -> ModelSpec | None:
+    """The registered model `name`, None when there is none (installed packages are asked last)."""
+    return _builtin().get(name) or _registry().get(name)
+
+
 def get_spec(name: str) -> ModelSpec:
-    spec = _builtin().get(name) or _custom.get(name) or _registry().get(name)
+    spec = lookup(name)
     if spec is None:
         raise UserError(_unknown(name))
     return spec
@@ -130,7 +112,7 @@ def get_spec(name: str) -> ModelSpec:
 
 def _unknown(name: str) -> str:
     """The error for an unregistered name: the closest registered names, and what timm offers."""
-    close = difflib.get_close_matches(name, [*_registry(), *_custom], n=3, cutoff=0.75)
+    close = difflib.get_close_matches(name, list(_registry()), n=3, cutoff=0.75)
     message = f"unknown model {name!r}"
     if close:
         message += f"; the closest registered: {', '.join(close)}"
@@ -153,28 +135,3 @@ def _timm_defines(name: str) -> bool:
     except Exception:  # a broken timm install must not hide the real error
         return False
     return bool(timm.is_model(name))
-
-
-def create_model(name: str, framework: str = "torch", **kwargs: Any):
-    """Build the `framework` twin of registered model `name`, in eval mode, with its initial weights."""
-    return _built(name, get_spec(name).factory(framework), kwargs)
-
-
-def create_model_to_overwrite(name: str, framework: str = "torch", **kwargs: Any):
-    """`create_model` for a twin whose weights the caller overwrites before reading them (loading a
-    checkpoint, `randomize_torch`) or never reads (layouts, table checks). Its initialisation, most
-    of the build's time, is mostly skipped: see `twins.overwrite_only` for what is left."""
-    from .twins import overwrite_only
-
-    factory = get_spec(name).factory(framework)
-    with overwrite_only(framework):
-        return _built(name, factory, kwargs)
-
-
-def _built(name: str, factory, kwargs: dict[str, Any]):
-    try:
-        model = factory(**kwargs)
-    except TypeError as exc:
-        raise UserError(f"model {name!r} cannot be built with {kwargs}: {exc}") from None
-    model.eval()
-    return model

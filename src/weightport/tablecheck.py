@@ -6,12 +6,13 @@ fall exactly on the Linear weights of both twins, and shapes agree after transpo
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from .frameworks import named_modules, quiet_paddle_import
 from .layout import model_layout
-from .mapping import Table, load_table
-from .registry import create_model_to_overwrite, get_spec
+from .mapping import Table
+from .pair import TwinPair, resolve
 
 
 def linear_weights(model, framework: str) -> set[str]:
@@ -29,10 +30,12 @@ def linear_weights(model, framework: str) -> set[str]:
     }
 
 
-def table_problems(name: str, table: Table | None = None, **model_kwargs: Any) -> list[str]:
-    """Everything wrong with `name`'s table against its twins (an empty list when it is right)."""
-    table = table or load_table(get_spec(name).table)
-    twins = (create_model_to_overwrite(name, framework, **model_kwargs) for framework in ("torch", "paddle"))
+def table_problems(model: TwinPair | str | Path, **model_kwargs: Any) -> list[str]:
+    """Everything wrong with the table of `model` (anything `pair.resolve` takes; another table:
+    `TwinPair.with_table`) against its twins built with `model_kwargs` (an empty list when it is right)."""
+    pair = resolve(model)
+    table = pair.table()
+    twins = (pair.create_to_overwrite(framework, **model_kwargs) for framework in ("torch", "paddle"))
     return twin_problems(table, *twins)
 
 

@@ -80,7 +80,7 @@ def randomize_torch(model, seed: int = 0) -> None:
     O(1) in every family and the per-layer report's thresholds, measured on such weights, hold. No
     rule from shapes gives that scale (fan-in or fan-out, gains, fixed stds differ by family), and
     initialisations draw all elements alike, so a sample is enough; it is all that a twin built by
-    `create_model_to_overwrite` computes, deterministically. A weight the init leaves constant gets
+    `TwinPair.create_to_overwrite` computes, deterministically. A weight the init leaves constant gets
     1/sqrt(fan-in). Tensors up to 1-D (biases, norm affines, layer scales) get their init (often 0
     or 1) plus N(0, 0.2), BatchNorm statistics random values: default ones hide bugs. The draws come
     from torch's CPU generators seeded from `seed`, in float32, then cast to each tensor's dtype;

@@ -17,7 +17,7 @@ import copy
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,7 +30,7 @@ from .errors import UserError
 from .formats import read_checkpoint
 from .formats.checkpoint import LazyTensor, paddle_array_tensor
 from .inspect import non_finite_tensors
-from .registry import create_model_to_overwrite, get_spec
+from .pair import TwinPair, resolve
 from .twins import load_paddle, load_torch, randomize_torch
 
 if TYPE_CHECKING:
@@ -146,10 +146,6 @@ def paddle_forward(model, batch: np.ndarray) -> list[tuple[str, np.ndarray]]:
         return [(n, t.numpy().astype(np.float64)) for n, t in flatten_outputs(model(paddle.to_tensor(batch)))]
 
 
-def input_size_of(name: str, model_kwargs: dict[str, Any]) -> int:
-    return int(model_kwargs.get("img_size", get_spec(name).input_size))
-
-
 def choose_devices(device: str) -> dict[str, str]:
     """Where each framework runs: its GPU when it has one (auto/gpu), else the CPU."""
     if device not in ("auto", "cpu", "gpu"):
@@ -177,12 +173,12 @@ def choose_devices(device: str) -> dict[str, str]:
 # --- weights ----------------------------------------------------------------------------------
 
 
-def _prepare_twins(name, torch_ckpt, paddle_ckpt, key, seed, model_kwargs, keep: str | None):
+def _prepare_twins(pair: TwinPair, torch_ckpt, paddle_ckpt, key, seed, model_kwargs, keep: str | None):
     """Build both twins with the weights to check; returns (torch_model, paddle_model, weights, summary, non_finite)."""
     summary = None
     if torch_ckpt is None and paddle_ckpt is None:
-        torch_model = create_model_to_overwrite(name, "torch", **model_kwargs)
-        paddle_model = create_model_to_overwrite(name, "paddle", **model_kwargs)
+        torch_model = pair.create_to_overwrite("torch", **model_kwargs)
+        paddle_model = pair.create_to_overwrite("paddle", **model_kwargs)
         # Built-in default: random non-trivial weights, saved by torch, converted through the
         # real file path, and read back by Paddle's own loader.
         randomize_torch(torch_model, seed)
@@ -190,10 +186,10 @@ def _prepare_twins(name, torch_ckpt, paddle_ckpt, key, seed, model_kwargs, keep:
         Path(folder).mkdir(parents=True, exist_ok=True)
         import torch
 
-        torch_file = os.path.join(folder, f"{name}.pth")
-        paddle_file = os.path.join(folder, f"{name}.pdparams")
+        torch_file = os.path.join(folder, f"{pair.name}.pth")
+        paddle_file = os.path.join(folder, f"{pair.name}.pdparams")
         torch.save(torch_model.state_dict(), torch_file)
-        summary = convert(name, torch_file, paddle_file, force=True, model_kwargs=model_kwargs)
+        summary = convert(pair, torch_file, paddle_file, force=True, model_kwargs=model_kwargs)
         load_paddle(paddle_model, _paddle_load(paddle_file))
         weights = f"random (seed {seed}) via {torch_file} -> {paddle_file}"
         non_finite = {}
@@ -205,29 +201,29 @@ def _prepare_twins(name, torch_ckpt, paddle_ckpt, key, seed, model_kwargs, keep:
     torch_tensors = read_checkpoint(torch_ckpt, key).tensors if torch_ckpt else None
     paddle_tensors = read_checkpoint(paddle_ckpt).tensors if paddle_ckpt else None
     if model_kwargs:  # twins of another configuration: bring each file to it through the table
-        torch_tensors = torch_tensors and _reconfigured(name, torch_tensors, "torch", model_kwargs)
-        paddle_tensors = paddle_tensors and _reconfigured(name, paddle_tensors, "paddle", model_kwargs)
+        torch_tensors = torch_tensors and _reconfigured(pair, torch_tensors, "torch", model_kwargs)
+        paddle_tensors = paddle_tensors and _reconfigured(pair, paddle_tensors, "paddle", model_kwargs)
     if paddle_tensors is None:
-        paddle_tensors, summary = convert_tensors(name, torch_tensors, "paddle", model_kwargs=model_kwargs)
+        paddle_tensors, summary = convert_tensors(pair, torch_tensors, "paddle", model_kwargs=model_kwargs)
     if torch_tensors is None:
-        torch_tensors, summary = convert_tensors(name, paddle_tensors, "torch", model_kwargs=model_kwargs)
+        torch_tensors, summary = convert_tensors(pair, paddle_tensors, "torch", model_kwargs=model_kwargs)
     # The conversion's plan says which twins fit the files (a fine-tuned head's class count, read from
     # its shapes); with both files given, planning one of them tells, without reading any weights.
-    model_kwargs = (summary or convert_tensors(name, torch_tensors, "paddle", model_kwargs=model_kwargs)[1]).model_kwargs
-    torch_model = create_model_to_overwrite(name, "torch", **model_kwargs)
-    paddle_model = create_model_to_overwrite(name, "paddle", **model_kwargs)
+    model_kwargs = (summary or convert_tensors(pair, torch_tensors, "paddle", model_kwargs=model_kwargs)[1]).model_kwargs
+    torch_model = pair.create_to_overwrite("torch", **model_kwargs)
+    paddle_model = pair.create_to_overwrite("paddle", **model_kwargs)
     load_torch(torch_model, torch_tensors)
     load_paddle(paddle_model, paddle_tensors)
     weights = " + ".join(str(p) for p in (torch_ckpt, paddle_ckpt) if p)
     return torch_model, paddle_model, weights, summary, non_finite_tensors(torch_tensors)
 
 
-def _reconfigured(name: str, tensors: dict[str, LazyTensor], side: str, model_kwargs) -> dict[str, LazyTensor]:
+def _reconfigured(pair: TwinPair, tensors: dict[str, LazyTensor], side: str, model_kwargs) -> dict[str, LazyTensor]:
     """`side`'s tensors resized by the table's resize rules for twins built with `model_kwargs`
     (there and back through the converter; a no-op for tensors that already fit)."""
     other_side = "paddle" if side == "torch" else "torch"
-    there, _ = convert_tensors(name, tensors, other_side, resize=True, model_kwargs=model_kwargs)
-    back, _ = convert_tensors(name, there, side, model_kwargs=model_kwargs)
+    there, _ = convert_tensors(pair, tensors, other_side, resize=True, model_kwargs=model_kwargs)
+    back, _ = convert_tensors(pair, there, side, model_kwargs=model_kwargs)
     return back
 
 
@@ -242,11 +238,11 @@ def _paddle_load(path: str) -> dict[str, LazyTensor]:
 # --- the check --------------------------------------------------------------------------------
 
 
-def _batches(spec, batch_size, batches, seed, input_size, images) -> Iterator[np.ndarray]:
+def _batches(pair: TwinPair, batch_size, batches, seed, input_size, images) -> Iterator[np.ndarray]:
     if images:
         from .preprocess import load_image_batch
 
-        everything = load_image_batch(images, spec.preprocessing, input_size, batch_size * batches)
+        everything = load_image_batch(images, pair.preprocessing, input_size, batch_size * batches)
         yield from (everything[i : i + batch_size] for i in range(0, len(everything), batch_size))
         return
     for i in range(batches):
@@ -254,7 +250,7 @@ def _batches(spec, batch_size, batches, seed, input_size, images) -> Iterator[np
 
 
 def verify_model(
-    name: str,
+    model: TwinPair | str | Path,
     *,
     torch_ckpt: str | None = None,
     paddle_ckpt: str | None = None,
@@ -272,25 +268,25 @@ def verify_model(
     keep: str | None = None,
     layers: bool = False,
 ) -> ModelResult:
-    """Check one model; see `verify`."""
+    """Check one model (anything `pair.resolve` takes); see `verify`."""
     started = time.perf_counter()
-    spec = get_spec(name)
+    pair = resolve(model)
     model_kwargs = model_kwargs or {}
     if batch_size < 1 or batches < 1 or (input_size is not None and input_size < 1):
         raise UserError("--batch-size, --batches and --input-size must be at least 1")
     devices = choose_devices(device)
     torch_model, paddle_model, weights, summary, non_finite = _prepare_twins(
-        name, torch_ckpt, paddle_ckpt, key, seed, model_kwargs, keep
+        pair, torch_ckpt, paddle_ckpt, key, seed, model_kwargs, keep
     )
-    size = input_size or input_size_of(name, model_kwargs)
+    size = input_size or pair.input_size_for(model_kwargs)
     torch_model.to(devices["torch"])
     _paddle_device(devices["paddle"])
     model64 = copy.deepcopy(torch_model).double() if floor else None
     collected: dict[str, list[list[np.ndarray]]] = {}
     first_batch = None
-    for batch in _batches(spec, batch_size, batches, seed, size, images):
+    for batch in _batches(pair, batch_size, batches, seed, size, images):
         first_batch = batch if first_batch is None else first_batch
-        runs = _run_once(name, size, torch_model, paddle_model, model64, batch, devices)
+        runs = _run_once(pair.name, size, torch_model, paddle_model, model64, batch, devices)
         for out_name, arrays in runs.items():
             collected.setdefault(out_name, []).append(arrays)
     outputs = []
@@ -318,14 +314,13 @@ def verify_model(
     layer_report = None
     if layers:
         from .layerwise import compare_layers
-        from .mapping import load_table
 
         layer_report = compare_layers(
-            load_table(spec.table), torch_model, paddle_model, first_batch, torch_device=devices["torch"],
+            pair.table(), torch_model, paddle_model, first_batch, torch_device=devices["torch"],
             model64=model64, inputs=f"the first batch, {list(first_batch.shape)}",
         )
     return ModelResult(
-        model=name,
+        model=pair.name,
         weights=weights,
         inputs=inputs,
         devices=devices,
@@ -381,26 +376,26 @@ def _failure(metrics: Metrics, gate: Gate) -> str:
 
 
 def verify(
-    models: list[str] | str,
+    models: TwinPair | str | Path | Iterable[TwinPair | str | Path],
     *,
     tol: float = DEFAULT_TOL,
     atol: float | None = None,
     **options: Any,
 ) -> VerifyResult:
-    """Run both twins of each model on identical batches and gate each output's error: at most
-    `tol` times the reference's largest magnitude (and, when given, at most `atol`).
+    """Run both twins of each model (anything `pair.resolve` takes, or a list of them) on identical
+    batches and gate each output's error: at most `tol` times the reference's largest magnitude
+    (and, when given, at most `atol`).
 
     Options: torch_ckpt, paddle_ckpt, key (checkpoint files; only with one model), batch_size,
     batches, seed, input_size, images, device ("auto", "cpu", "gpu"), floor, model_kwargs, keep, layers
     (per-module parity on the first batch, naming the first module whose error jumps).
     """
-    names = [models] if isinstance(models, str) else list(models)
-    if not names:
+    models = [models] if isinstance(models, (TwinPair, str, os.PathLike)) else list(models)
+    if not models:
         raise UserError("name at least one model (or --all)")
-    if len(names) > 1 and (options.get("torch_ckpt") or options.get("paddle_ckpt")):
+    if len(models) > 1 and (options.get("torch_ckpt") or options.get("paddle_ckpt")):
         raise UserError("--torch/--paddle checkpoints go with exactly one model")
-    for name in names:
-        get_spec(name)
+    pairs = [resolve(model) for model in models]
     if not tol > 0 or (atol is not None and not atol > 0):
         raise UserError("--tol and --atol must be positive")
-    return VerifyResult(tol, atol, [verify_model(name, tol=tol, atol=atol, **options) for name in names])
+    return VerifyResult(tol, atol, [verify_model(pair, tol=tol, atol=atol, **options) for pair in pairs])
