@@ -80,19 +80,26 @@ def write_manifest(pair, path: Path | None = None) -> Path:
     """Regenerate the manifest of `pair` (a `pair.TwinPair`; by default a registered model's, at
     `manifest_path(pair.name)`) from its twins: their layouts, and which tensors follow the class
     count (twins built again for PROBE_CLASSES classes tell)."""
-    sections, classifier = [], {}
+    layouts, classifier = {}, {}
     for framework in ("torch", "paddle"):
         model = pair.create_to_overwrite(framework)
         if framework == "torch":
             parameters = count_trainable(model)
-        layout = model_layout(model, framework)
+        layouts[framework] = model_layout(model, framework)
         probe = model_layout(pair.create_to_overwrite(framework, num_classes=PROBE_CLASSES), framework)
-        classifier[framework] = _follows_classes(layout, probe)
-        rows = ",\n".join(f"    {json.dumps(k)}: [{json.dumps(list(shape))}, {json.dumps(dtype)}]" for k, (shape, dtype) in layout.items())
-        sections.append(f'  "{framework}": {{\n{rows}\n  }}')
+        classifier[framework] = _follows_classes(layouts[framework], probe)
     path = path or manifest_path(pair.name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    head = f'{{\n  "model": {json.dumps(pair.name)},\n  "parameters": {parameters},\n  "classifier": {json.dumps(classifier)},\n'
-    path.write_text(head + ",\n".join(sections) + "\n}\n")
+    path.write_text(manifest_text(pair.name, parameters, classifier, layouts))
     read_manifest.cache_clear()
     return path
+
+
+def manifest_text(name: str, parameters: int, classifier: dict[str, dict[str, int]], layouts: dict[str, Layout]) -> str:
+    """A manifest as JSON, one tensor per line (so that diffs of regenerated manifests read well)."""
+    sections = []
+    for framework, layout in layouts.items():
+        rows = ",\n".join(f"    {json.dumps(k)}: [{json.dumps(list(shape))}, {json.dumps(dtype)}]" for k, (shape, dtype) in layout.items())
+        sections.append(f'  "{framework}": {{\n{rows}\n  }}')
+    head = f'{{\n  "model": {json.dumps(name)},\n  "parameters": {parameters},\n  "classifier": {json.dumps(classifier)},\n'
+    return head + ",\n".join(sections) + "\n}\n"

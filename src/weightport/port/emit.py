@@ -239,7 +239,9 @@ def _live(statements: list[_Statement]) -> list[str]:
 
 @cache
 def runtime_names() -> frozenset[str]:
-    return frozenset(name for name, _ in inspect.getmembers(runtime) if not name.startswith("_"))
+    """The helpers runtime.py defines (not what it imports)."""
+    return frozenset(name for name, value in vars(runtime).items()
+                     if (inspect.isfunction(value) or inspect.isclass(value)) and value.__module__ == runtime.__name__)
 
 
 def _rewrite_in_place(graph: torch.fx.Graph, describe) -> None:
@@ -551,20 +553,14 @@ class Emitter:
         return Generated("\n".join(source), self.constants, len(classes))
 
     def _all_helpers(self) -> list[str]:
-        names = set(self.helpers)
-        changed = True
-        while changed:
-            changed = False
-            for name in list(names):
-                text = inspect.getsource(getattr(runtime, name))
-                for other in runtime_names():
-                    if other not in names and other != name and (f"{other}(" in text) and callable(getattr(runtime, other)):
-                        if not isinstance(getattr(runtime, other), type(runtime)) and getattr(getattr(runtime, other), "__module__", "") == runtime.__name__:
-                            names.add(other)
-                            changed = True
-        order = [n for n, _ in inspect.getmembers(runtime) if n in names]
-        source_order = sorted(order, key=lambda n: inspect.getsourcelines(getattr(runtime, n))[1])
-        return source_order
+        """The runtime helpers the twin uses and those they call, in runtime.py's order."""
+        needed, pending = set(), list(self.helpers)
+        while pending:
+            name = pending.pop()
+            if name not in needed:
+                needed.add(name)
+                pending += _names_in(inspect.getsource(getattr(runtime, name))) & runtime_names()
+        return sorted(needed, key=lambda n: inspect.getsourcelines(getattr(runtime, n))[1])
 
     def _instance(self, path: str, module: torch.nn.Module) -> _Instance:
         instance = _Instance(path, module)
@@ -586,7 +582,8 @@ class Emitter:
         else:
             init_lines.append("super().__init__()")
         for child in children:
-            init_lines.append(f"self.{child} = {_identifier(child)}" if child.isidentifier() else f"self.add_sublayer({child!r}, {_identifier(child)})")
+            argument = _identifier(child)
+            init_lines.append(f"self.{child} = {argument}" if child == argument else f"self.add_sublayer({child!r}, {argument})")
         init_lines += own_lines
         for name in instance.constants:
             init_lines.append(f"self.register_buffer({name!r}, {name}, persistable=False)")

@@ -8,13 +8,12 @@ table against both twins before the folder is complete.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
 from ..draft import BATCHNORM_RULES, _toml_string, _transpose_patterns
-from ..layout import count_trainable, model_layout
+from ..layout import count_trainable, manifest_text, model_layout
 from ..mapping import load_table
 from ..tablecheck import twin_problems
 from .emit import base_translation, layer_translation
@@ -50,12 +49,8 @@ def mapping_table(source: str, torch_model: torch.nn.Module, paddle_model) -> st
 def layout_manifest(name: str, torch_model: torch.nn.Module, paddle_model) -> str:
     """The layout manifest (the schema of mappings/layouts/<model>.json). No classifier probe: a
     ported twin is generated for one class count; port again for another."""
-    sections = []
-    for framework, model in (("torch", torch_model), ("paddle", paddle_model)):
-        rows = ",\n".join(f"    {json.dumps(k)}: [{json.dumps(list(s))}, {json.dumps(d)}]" for k, (s, d) in model_layout(model, framework).items())
-        sections.append(f'  "{framework}": {{\n{rows}\n  }}')
-    head = f'{{\n  "model": {json.dumps(name)},\n  "parameters": {count_trainable(torch_model)},\n  "classifier": {{}},\n'
-    return head + ",\n".join(sections) + "\n}\n"
+    layouts = {"torch": model_layout(torch_model, "torch"), "paddle": model_layout(paddle_model, "paddle")}
+    return manifest_text(name, count_trainable(torch_model), {}, layouts)
 
 
 def check_table(path: Path, torch_model: torch.nn.Module, paddle_model) -> None:
