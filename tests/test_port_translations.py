@@ -91,10 +91,12 @@ def _compare(reference, output) -> None:
 @pytest.mark.parametrize(("entry", "example"), [*_cases(functions(), "function"), *_cases(methods(), "method")])
 def test_function_and_method_translations(entry, example, tmp_path):
     inputs = _inputs()
-    used = {node.id for node in ast.walk(ast.parse(example)) if isinstance(node, ast.Name)}
+    statements = example.split("; ") if "return " in example else [f"return {example}"]  # statements, then what to return
+    used = {node.id for s in statements for node in ast.walk(ast.parse(s.removeprefix("return "))) if isinstance(node, ast.Name)}
     names = [n for n in inputs if n in used]
     namespace = {"torch": torch, "F": torch.nn.functional, "nn": torch.nn, "timm": timm}
-    exec(f"class Example(torch.nn.Module):\n    def forward(self, {', '.join(names)}):\n        return {example}\n", namespace)
+    body = "".join(f"        {s}\n" for s in statements)
+    exec(f"class Example(torch.nn.Module):\n    def forward(self, {', '.join(names)}):\n{body}", namespace)
     module = namespace["Example"]().eval()
     example_inputs = tuple(inputs[n] for n in names)
     paddle_model, _ = _port(module, example_inputs, tmp_path)

@@ -92,7 +92,9 @@ class _Forward:
 class _BodyWriter:
     def __init__(self, body: Body):
         self.body = body
+        self.root = body.root
         self.values = body.values
+        self.node_kind = ""
         self.code: dict[torch.fx.Node, Code] = {}
         self.names: set[str] = set()
         self.out = _Forward([])
@@ -102,16 +104,24 @@ class _BodyWriter:
 
     # attribute paths relative to the body's module
     def _relative(self, target: str) -> str | None:
+        """`target` (a path from the model) as a path from the body's module; a module or tensor
+        the body's module shares with another part of the model is found by identity."""
         path = self.body.path
         if not path:
             return target
-        return target[len(path) + 1 :] if target.startswith(path + ".") else None
+        if target.startswith(path + "."):
+            return target[len(path) + 1 :]
+        owner_path, _, name = target.rpartition(".")
+        for candidate, module in self.body.module.named_modules(remove_duplicate=False):
+            if module is self.root.get_submodule(target if self.node_kind == "call_module" else owner_path):
+                return candidate if self.node_kind == "call_module" else ".".join(filter(None, (candidate, name)))
+        return None
 
     def _self_path(self, relative: str) -> str:
         text = "self"
         owner = self.body.module
         for atom in relative.split("."):
-            if atom.isdigit() and isinstance(owner, (torch.nn.Sequential, torch.nn.ModuleList)):
+            if atom.isdigit() and type(owner) in (torch.nn.Sequential, torch.nn.ModuleList):
                 text += f"[{atom}]"
             elif atom.isidentifier() and not keyword.iskeyword(atom):
                 text += f".{atom}"
@@ -121,7 +131,8 @@ class _BodyWriter:
         return text
 
     def _attribute(self, node: torch.fx.Node) -> Code:
-        relative = self._relative(node.target)
+        self.node_kind = "get_attr"
+        relative = self._relative(node.target) if node.target.count(".") or self.body.path == "" else None
         value = self.values(node)
         owner_path, _, name = (relative or "").rpartition(".")
         owner = self.body.module.get_submodule(owner_path) if relative is not None else None
@@ -131,7 +142,7 @@ class _BodyWriter:
             attribute = f"constant{len(self.out.constants)}" if relative is None or "." in relative else relative
             if attribute.startswith("_"):
                 attribute = "constant" + attribute.lstrip("_").removeprefix("tensor_constant")
-            self.out.constants[attribute] = value.detach().cpu().numpy()
+            self.out.constants[attribute] = self.body.initial_values(node).detach().cpu().numpy()
             return Code(f"self.{attribute}", value)
         if name in DROPPED_BUFFERS and name in owner._buffers:
             return Code("None", value)
@@ -142,6 +153,7 @@ class _BodyWriter:
     def _variable(self, node: torch.fx.Node) -> str:
         name = node.name
         if node.op == "call_module":  # fx names it after the whole path; the body knows it by its own
+            self.node_kind = "call_module"
             name = _identifier(self._relative(node.target).replace(".", "_"))
         if name in RESERVED or keyword.iskeyword(name) or name in runtime_names():
             name += "_"
@@ -188,6 +200,7 @@ class _BodyWriter:
                 statements.append(_Statement(None, f"return {literal(self._args(node.args[0]))}", True))
                 continue
             if node.op == "call_module":
+                self.node_kind = "call_module"
                 relative = self._relative(node.target)
                 if relative is None:
                     raise PortError(f"{self.where(node)} calls a module outside its own")
@@ -244,17 +257,24 @@ def runtime_names() -> frozenset[str]:
                      if (inspect.isfunction(value) or inspect.isclass(value)) and value.__module__ == runtime.__name__)
 
 
-def _rewrite_in_place(graph: torch.fx.Graph, describe) -> None:
+def _is_state(root: torch.nn.Module, target: str) -> bool:
+    """Whether `target` names a parameter or buffer (not a constant fx made or a plain attribute)."""
+    owner, _, name = target.rpartition(".")
+    module = root.get_submodule(owner)
+    return name in module._parameters or name in module._buffers
+
+
+def _rewrite_in_place(graph: torch.fx.Graph, describe, body_root: torch.nn.Module) -> None:
     """Point every use of a tensor after an in-place op at the op's result, which the Paddle twin
     computes out of place."""
     for node in list(graph.nodes):
-        in_place = (node.op == "call_method" and node.target.endswith("_") and not node.target.endswith("__")) or (
-            node.op == "call_function" and node.kwargs.get("inplace") is True
+        in_place = (node.op == "call_method" and (node.target == "__setitem__" or (node.target.endswith("_") and not node.target.endswith("__")))) or (
+            node.op == "call_function" and (node.kwargs.get("inplace") is True or node.target is operator.setitem)
         )
         if not in_place or not node.args or not isinstance(node.args[0], torch.fx.Node):
             continue
         mutated = node.args[0]
-        if mutated.op == "get_attr":
+        if mutated.op == "get_attr" and _is_state(body_root, mutated.target):
             if mutated.target.rpartition(".")[2] in DROPPED_BUFFERS:
                 node.replace_all_uses_with(mutated)
                 graph.erase_node(node)
@@ -334,7 +354,7 @@ def _forward_text(instance: _Instance, bodies: list[Body | None]) -> tuple[list[
         if body is None:
             rendered.append(None)
             continue
-        _rewrite_in_place(body.graph, _describe(body.module, body.path))
+        _rewrite_in_place(body.graph, _describe(body.module, body.path), body.root)
         parameters, forward = _BodyWriter(body).write()
         signature = _signature(instance.module, parameters)
         for name, value in forward.constants.items():
@@ -564,7 +584,7 @@ class Emitter:
 
     def _instance(self, path: str, module: torch.nn.Module) -> _Instance:
         instance = _Instance(path, module)
-        bodies = [trace.bodies.get(path) for trace in self.traces]
+        bodies = [trace.body_of(path, module) for trace in self.traces]
         forward, helpers = _forward_text(instance, bodies)
         self.helpers |= helpers
         own_lines, own_constants = _own_tensors(module)

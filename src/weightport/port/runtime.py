@@ -69,6 +69,29 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     return paddle.matmul(weights, value)
 
 
+def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
+    """torch.nn.functional.batch_norm (torch's momentum); without running statistics, the batch's."""
+    if running_mean is None:
+        axes = [0] + list(range(2, x.ndim))
+        shape = [1, -1] + [1] * (x.ndim - 2)
+        mean = paddle.mean(x, axis=axes, keepdim=True)
+        variance = paddle.var(x, axis=axes, unbiased=False, keepdim=True)
+        out = (x - mean) / paddle.sqrt(variance + eps)
+        if weight is not None:
+            out = out * paddle.reshape(weight, shape)
+        if bias is not None:
+            out = out + paddle.reshape(bias, shape)
+        return out
+    return F.batch_norm(x, running_mean, running_var, weight, bias, training=training, momentum=1 - momentum, epsilon=eps)
+
+
+def setitem(x, index, value):
+    """`x[index] = value`, out of place: the traced graph reads the result, not `x`."""
+    out = x.clone()
+    out[index] = value
+    return out
+
+
 def expand(x, sizes):
     """Tensor.expand: -1 keeps an axis; new leading axes may be added."""
     sizes = list(sizes)

@@ -61,6 +61,9 @@ class ShadowProxy(torch.fx.Proxy):
     def __contains__(self, item):
         return item in self._value()
 
+    def __setitem__(self, index, value):  # recorded as a call; emit.py treats it as an in-place op
+        self.tracer.create_proxy("call_function", operator.setitem, (self, index, value), {})
+
 
 @dataclass
 class Body:
@@ -71,6 +74,8 @@ class Body:
     graph: torch.fx.Graph
     arguments: list[str]  # the forward's parameters that became placeholders, in order
     values: Callable[[torch.fx.Node], Any]  # each node's real value in the traced call
+    root: torch.nn.Module  # the traced copy of the model, which the graph's targets name paths in
+    initial_values: Callable[[torch.fx.Node], Any]  # a get_attr node's tensor before any in-place op
 
 
 @dataclass
@@ -80,6 +85,11 @@ class Trace:
     training: bool
     model: torch.nn.Module
     bodies: dict[str, Body] = field(default_factory=dict)
+    by_module: dict[int, Body] = field(default_factory=dict)
+
+    def body_of(self, path: str, module: torch.nn.Module) -> Body | None:
+        """The body traced for the module at `path`, also when it was called under another path."""
+        return self.bodies.get(path) or self.by_module.get(id(module))
 
 
 def _contains_proxy(value) -> bool:
@@ -92,20 +102,29 @@ class ShadowTracer(torch.fx.Tracer):
     """torch.fx's tracer with per-module graphs and real values (see the module docstring)."""
 
     def __init__(self, is_layer: Callable[[torch.nn.Module], bool], example: tuple):
-        super().__init__(autowrap_modules=(math,), param_shapes_constant=False)
+        super().__init__(autowrap_modules=(), param_shapes_constant=False)
         self.is_layer = is_layer
         self.proxy_buffer_attributes = True
         self._example = list(example)
         self._values: dict[torch.fx.Node, Any] = {}
+        self._initial: dict[torch.fx.Node, Any] = {}
         self._caches: dict[int, dict] = {}
         self._pending_value: list[Any] = []
         self.bodies: dict[str, Body] = {}
+        self.by_module: dict[int, Body] = {}  # a module registered under two paths is traced under the first
 
     # --- values -------------------------------------------------------------------------
     def value_of(self, node: torch.fx.Node):
         if node not in self._values and node.op == "get_attr":
-            self._values[node] = _fetch(self.root, node.target)
+            self._values[node] = value = _fetch(self.root, node.target)
+            if isinstance(value, torch.Tensor):  # what a constant held before the model's in-place ops
+                self._initial[node] = value.detach().clone()
         return self._values[node]
+
+    def initial_value_of(self, node: torch.fx.Node):
+        """A get_attr node's tensor as it was when the graph first read it."""
+        self.value_of(node)
+        return self._initial.get(node, self._values[node])
 
     def _real(self, value):
         return map_aggregate(value, lambda v: self.value_of(v) if isinstance(v, torch.fx.Node) else v)
@@ -115,6 +134,9 @@ class ShadowTracer(torch.fx.Tracer):
         node = proxy.node
         if self._pending_value:
             self._values[node] = self._pending_value.pop()
+        elif _assigns(node):  # x[i] = v: the node stands for x after the assignment
+            self._evaluate(node)
+            self._values[node] = self.value_of(node.args[0])
         elif kind == "placeholder":  # the example's tensors, then the defaults fx passes for concrete arguments
             self._values[node] = self._example.pop(0) if self._example else (args[0] if args else None)
         elif kind != "output":
@@ -175,7 +197,7 @@ class ShadowTracer(torch.fx.Tracer):
             raise PortError(f"cannot trace {_describe(m, path)}: {type(exc).__name__}: {exc}") from None
         finally:
             self.graph = parent
-        self._record(Body(path, m, graph, arguments, self.value_of))
+        self._record(Body(path, m, graph, arguments, self.value_of, self.root, self.initial_value_of))
         self._pending_value.append(_real_of(self, out))
         node = self.create_proxy("call_module", path, args, kwargs)
         return _rebuild(out, node)
@@ -187,11 +209,16 @@ class ShadowTracer(torch.fx.Tracer):
         return _rebuild(value, proxy)
 
     def _record(self, body: Body) -> None:
+        self.by_module.setdefault(id(body.module), body)
         earlier = self.bodies.get(body.path)
         if earlier is None:
             self.bodies[body.path] = body
         elif earlier.graph.python_code("self").src != body.graph.python_code("self").src:
             raise PortError(f"{_describe(body.module, body.path)} runs different code on its calls; it cannot become one layer")
+
+
+def _assigns(node: torch.fx.Node) -> bool:
+    return (node.op == "call_function" and node.target is operator.setitem) or (node.op == "call_method" and node.target == "__setitem__")
 
 
 def _real_of(tracer: ShadowTracer, value):
@@ -239,5 +266,5 @@ def trace(model: torch.nn.Module, example: tuple, is_layer: Callable[[torch.nn.M
     except Exception as exc:
         raise PortError(f"cannot trace {_describe(model, '')}: {type(exc).__name__}: {exc}") from None
     arguments = [n.target for n in graph.nodes if n.op == "placeholder"]
-    bodies = {"": Body("", model, graph, arguments, tracer.value_of), **tracer.bodies}
-    return Trace(training, model, bodies)
+    bodies = {"": Body("", model, graph, arguments, tracer.value_of, model, tracer.initial_value_of), **tracer.bodies}
+    return Trace(training, model, bodies, tracer.by_module)
