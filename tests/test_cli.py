@@ -124,7 +124,7 @@ def test_convert_refuses_to_overwrite(resnet50_wrapped_ckpt, tmp_path):
     [
         (("convert", "nosuch", "a.pth", "b.pdparams"), "unknown model 'nosuch'"),
         (("convert", "resnet5", "a.pth", "b.pdparams"), "the closest registered: resnet50"),
-        (("verify", "convnext_tiny"), "timm defines it, but weightport has no twins for it"),
+        (("verify", "convnext_tiny"), "weightport port timm:convnext_tiny"),
         (("convert", "resnet50", "{tmp}/absent.pth", "{tmp}/b.pdparams"), "no such file"),
         (("convert", "resnet50", "{tmp}/garbage.pth", "{tmp}/b.pdparams"), "unknown file format"),
         (("convert", "resnet50", "{tmp}/hostile.pdparams", "{tmp}/b.pth"), "refused to load"),

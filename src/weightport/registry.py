@@ -118,8 +118,8 @@ def _unknown(name: str) -> str:
         message += f"; the closest registered: {', '.join(close)}"
     if _timm_defines(name):
         message += (
-            "; timm defines it, but weightport has no twins for it yet: pair timm's model with a Paddle twin "
-            "of your own (--torch-model, --paddle-model, --mapping; see the README's 'Converting your own model')"
+            f"; timm defines it: `weightport port timm:{name} --out {name}` generates its Paddle twin, "
+            f"then use the folder {name}/ in place of the name"
         )
     elif not close:
         message += "; `weightport list` shows the registered models"

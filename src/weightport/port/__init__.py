@@ -120,7 +120,7 @@ def generate(source: str, folder: Path, *, model_args: dict[str, Any] | None = N
     model = torch_source(source, model_args)
     size, preprocessing = _preprocessing(model, input_size)
     example = (torch.randn(EXAMPLE_BATCH, 3, size, size, generator=torch.Generator().manual_seed(0)),)
-    name = source.partition(":")[2] if source.startswith("timm:") else source.replace(":", "_").replace(".", "_")
+    name = source.rpartition(":")[2]
     header = _header(source, model_args, size)
     generated = generate_twin(model, example, header)
     (folder / "modeling_paddle.py").write_text(generated.source)
@@ -140,7 +140,7 @@ def generate(source: str, folder: Path, *, model_args: dict[str, Any] | None = N
         "table": "mapping.toml",
         "layout": "layout.json",
         "input_size": size,
-        "num_classes": int(getattr(model, "num_classes", 0) or 0) or None,
+        "num_classes": _class_count(model, example),
         "preprocessing": preprocessing,
     }
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
@@ -152,6 +152,17 @@ def generate(source: str, folder: Path, *, model_args: dict[str, Any] | None = N
         tensors=len(state), parameters=sum(p.numel() for p in model.parameters()), input_size=size,
         seconds=round(time.perf_counter() - started, 2), files=files,
     )
+
+
+def _class_count(model, example) -> int:
+    """The model's class count: timm's attribute, else the width of a 2-D output (0 for other outputs)."""
+    import torch
+
+    if isinstance(getattr(model, "num_classes", None), int):
+        return model.num_classes
+    with torch.no_grad():
+        output = model(*example)
+    return int(output.shape[-1]) if isinstance(output, torch.Tensor) and output.ndim == 2 else 0
 
 
 def _header(source: str, model_args: dict[str, Any], size: int) -> str:

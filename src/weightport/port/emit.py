@@ -528,7 +528,7 @@ class Emitter:
         return type(module) not in (torch.nn.Sequential, torch.nn.ModuleList, torch.nn.ModuleDict)
 
     def run(self, header: str) -> Generated:
-        for path, module in self.model.named_modules():
+        for path, module in self.model.named_modules(remove_duplicate=False):  # a shared module: one Paddle layer per path
             if self._is_custom(module):
                 self.instances[path] = self._instance(path, module)
             else:
@@ -584,7 +584,7 @@ class Emitter:
 
     def _instance(self, path: str, module: torch.nn.Module) -> _Instance:
         instance = _Instance(path, module)
-        bodies = [trace.body_of(path, module) for trace in self.traces]
+        bodies = [trace.body_of(path) for trace in self.traces]
         forward, helpers = _forward_text(instance, bodies)
         self.helpers |= helpers
         own_lines, own_constants = _own_tensors(module)

@@ -87,9 +87,9 @@ class Trace:
     bodies: dict[str, Body] = field(default_factory=dict)
     by_module: dict[int, Body] = field(default_factory=dict)
 
-    def body_of(self, path: str, module: torch.nn.Module) -> Body | None:
+    def body_of(self, path: str) -> Body | None:
         """The body traced for the module at `path`, also when it was called under another path."""
-        return self.bodies.get(path) or self.by_module.get(id(module))
+        return self.bodies.get(path) or self.by_module.get(id(self.model.get_submodule(path)))
 
 
 def _contains_proxy(value) -> bool:

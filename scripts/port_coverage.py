@@ -1,0 +1,171 @@
+"""How much of timm `weightport port` handles: port, convert and verify each model, one process each.
+
+    python scripts/port_coverage.py --public             # the public list (docs/port-coverage.md)
+    python scripts/port_coverage.py --sweep              # the smallest model of every timm module
+    python scripts/port_coverage.py resnet50 vit_tiny_patch16_224
+
+Each model goes through `weightport port timm:NAME --out DIR --json` in a fresh process (with a
+time limit), so one model's crash or memory cannot touch the next. The markdown table (pass rate,
+errors, floor ratios, generated lines, time per model, failures grouped by cause) is printed and,
+with --markdown, appended to a file; --json keeps the raw rows. Where X2Paddle is installed, its
+`pytorch2paddle` runs on the same model in the same run, as the peer.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+PUBLIC = [
+    "resnet50", "regnetx_002", "efficientnet_b0", "mobilenetv3_large_100", "convnext_atto", "densenet121", "dla34",
+    "ghostnet_100", "rexnet_100", "cspresnet50", "res2net50_14w_8s", "dpn68", "vgg11_bn", "hrnet_w18_small",
+    "inception_v3", "xception41", "resnetv2_50", "nf_resnet50", "vit_tiny_patch16_224", "deit_tiny_patch16_224",
+    "swin_tiny_patch4_window7_224", "swinv2_tiny_window8_256", "cait_xxs24_224", "pit_ti_224", "levit_128s",
+    "mobilevit_xxs", "efficientformer_l1", "poolformer_s12", "mixer_s16_224", "convit_tiny", "coat_tiny",
+    "crossvit_tiny_240", "twins_svt_small", "eva02_tiny_patch14_224", "beit_base_patch16_224", "coatnet_0_rw_224",
+    "mvitv2_tiny", "hiera_tiny_224",
+]
+TIME_LIMIT = 900
+
+
+def smallest_per_module() -> dict[str, str]:
+    """timm's architecture modules, each with its model of fewest parameters (counted on the meta device)."""
+    import timm
+    import torch
+    from timm.models._registry import _model_to_module
+
+    best: dict[str, tuple[int, str]] = {}
+    for name in timm.list_models():
+        module = _model_to_module[name]
+        try:
+            with torch.device("meta"):
+                count = sum(p.numel() for p in timm.create_model(name).parameters())
+        except Exception:
+            continue
+        if module not in best or count < best[module][0]:
+            best[module] = (count, name)
+    return {module: name for module, (_, name) in sorted(best.items())}
+
+
+def port_one(name: str, folder: Path) -> dict:
+    started = time.perf_counter()
+    command = [sys.executable, "-m", "weightport", "port", f"timm:{name}", "--out", str(folder / name), "--json"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=TIME_LIMIT, env=env)
+    except subprocess.TimeoutExpired:
+        return {"model": name, "status": "timeout", "cause": f"over {TIME_LIMIT} s", "seconds": TIME_LIMIT}
+    seconds = round(time.perf_counter() - started, 1)
+    row = {"model": name, "seconds": seconds, "exit": done.returncode}
+    if done.returncode in (0, 1) and done.stdout.strip():
+        report = json.loads(done.stdout)
+        output = report["verify"]["models"][0]
+        worst = max(output["outputs"], key=lambda o: o["gate"]["ratio"])
+        metrics = worst["metrics"]
+        row.update(
+            status="pass" if done.returncode == 0 else "gate", lines=report["lines"], classes=report["classes"],
+            parameters=report["parameters"], max_abs=metrics["max_abs"], rel=metrics["max_abs"] / max(metrics["ref_max"], 1e-30),
+            floor=(worst.get("floor") or {}).get("ratio"), first_divergence=(output.get("layers") or {}).get("first_divergence"),
+        )
+        return row
+    lines = [line for line in done.stderr.strip().splitlines() if line.startswith("Error:")] or done.stderr.strip().splitlines()[-1:]
+    row.update(status="cannot port" if done.returncode == 2 else "crash", cause=lines[0].removeprefix("Error: ") if lines else "")
+    return row
+
+
+def x2paddle_one(name: str, folder: Path) -> str | None:
+    """The peer on the same model: 'ok', 'wrong', or its error; None when X2Paddle is not installed."""
+    try:
+        import x2paddle  # noqa: F401
+    except ImportError:
+        return None
+    code = (
+        "import timm, torch, numpy, sys\n"
+        "from x2paddle.convert import pytorch2paddle\n"
+        f"m = timm.create_model({name!r}).eval(); x = torch.randn(1, *m.pretrained_cfg['input_size'])\n"
+        f"pytorch2paddle(m, save_dir={str(folder / ('x2p_' + name))!r}, jit_type='trace', input_examples=[x])\n"
+    )
+    try:
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=TIME_LIMIT)
+    except subprocess.TimeoutExpired:
+        return "timeout"
+    return "converted" if done.returncode == 0 else (done.stderr.strip().splitlines() or ["failed"])[-1][:120]
+
+
+def cause_of(row: dict) -> str:
+    """A failure's cause with the model-specific parts blanked, to group failures."""
+    cause = row.get("cause", "") or (f"gate: first diverging module {row.get('first_divergence')}" if row["status"] == "gate" else "")
+    cause = re.sub(r"module '[^']*' \(([^)]*)\)", r"\1", cause)
+    cause = re.sub(r"`[^`]*`", "", cause)
+    return re.sub(r"\(called in [^)]*\)\)?", "", cause).strip(" ,:")
+
+
+def markdown(rows: list[dict], title: str) -> str:
+    passed = [r for r in rows if r["status"] == "pass"]
+    out = [f"### {title}", "", f"{len(passed)} of {len(rows)} port and pass `verify` ({100 * len(passed) / max(len(rows), 1):.0f} %).", ""]
+    header = "| model | result | max abs | rel | floor x | classes | lines | seconds |"
+    if any("module" in r for r in rows):
+        header = "| module " + header
+    out += [header, "|" + "---|" * (header.count("|") - 1)]
+    for r in rows:
+        figures = [f"{r['max_abs']:.2e}" if r.get("max_abs") is not None else "", f"{r['rel']:.2e}" if r.get("rel") is not None else "",
+                   f"{r['floor']:.2f}" if r.get("floor") is not None else "", str(r.get("classes", "")), str(r.get("lines", "")), str(r["seconds"])]
+        cells = ([r["module"]] if "module" in r else []) + [r["model"], r["status"] if r["status"] == "pass" else f"{r['status']}: {cause_of(r)}"]
+        out.append("| " + " | ".join(cells + figures) + " |")
+    failures = Counter(cause_of(r) for r in rows if r["status"] != "pass")
+    if failures:
+        out += ["", "Failures by cause:", ""]
+        by_cause = defaultdict(list)
+        for r in rows:
+            if r["status"] != "pass":
+                by_cause[cause_of(r)].append(r["model"])
+        out += [f"- {count} x {cause}: {', '.join(by_cause[cause])}" for cause, count in failures.most_common()]
+    peers = [r for r in rows if r.get("x2paddle") is not None]
+    if peers:
+        out += ["", f"X2Paddle `pytorch2paddle` in the same run: {sum(r['x2paddle'] == 'converted' for r in peers)} of {len(peers)} converted."]
+    return "\n".join(out) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("models", nargs="*")
+    parser.add_argument("--public", action="store_true")
+    parser.add_argument("--sweep", action="store_true")
+    parser.add_argument("--json", type=Path, help="Write the rows as JSON.")
+    parser.add_argument("--markdown", type=Path, help="Append the table to this file.")
+    args = parser.parse_args()
+    targets: list[tuple[str | None, str]] = [(None, m) for m in args.models]
+    if args.public:
+        targets += [(None, m) for m in PUBLIC]
+    if args.sweep:
+        targets += list(smallest_per_module().items())
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="weightport-coverage-") as folder:
+        for module, name in targets:
+            row = port_one(name, Path(folder))
+            if module is not None:
+                row["module"] = module
+            peer = x2paddle_one(name, Path(folder))
+            if peer is not None:
+                row["x2paddle"] = peer
+            rows.append(row)
+            print(json.dumps(row), file=sys.stderr, flush=True)
+            if args.json:
+                args.json.write_text(json.dumps(rows, indent=1) + "\n")
+    title = "timm's architecture modules, the smallest model of each" if args.sweep else "The public list"
+    text = markdown(rows, title)
+    print(text)
+    if args.markdown:
+        with args.markdown.open("a") as f:
+            f.write("\n" + text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""Small torch models for the port's end-to-end tests (named as module:factory sources).
+
+`tiny_net` has what a generated twin must get right: BatchNorm, dropout and drop-path layers, a
+parameter used directly (a layer scale), a non-persistent buffer, shape arithmetic, a branch on
+`self.training`, two instances of one class that differ only in numbers, a Linear, a module
+shared by two parents.
+"""
+from __future__ import annotations
+
+import timm
+import torch
+from torch import nn
+
+
+class Block(nn.Module):
+    def __init__(self, dim: int, scale: float, drop: float, shared: nn.Module):
+        super().__init__()
+        self.conv = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
+        self.norm = nn.BatchNorm2d(dim)
+        self.fc = nn.Linear(dim, dim)
+        self.gamma = nn.Parameter(torch.full((dim,), scale))
+        self.drop = nn.Dropout(drop)
+        self.drop_path = timm.layers.DropPath(drop)
+        self.act = shared
+        self.register_buffer("offsets", torch.arange(dim, dtype=torch.float32) / dim, persistent=False)
+        self.dim = dim
+
+    def forward(self, x):
+        y = self.norm(self.conv(x)) + self.offsets.view(1, -1, 1, 1)
+        batch, channels, height, width = y.shape
+        y = self.fc(y.flatten(2).transpose(1, 2)).transpose(1, 2).reshape(batch, channels, height, width)
+        if self.training:
+            y = y * 0.5
+        return x + self.drop_path(self.drop(self.act(y)) * self.gamma.view(1, -1, 1, 1))
+
+
+class TinyNet(nn.Module):
+    def __init__(self, num_classes: int = 5, drop: float = 0.1):
+        super().__init__()
+        self.act = nn.GELU()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU())
+        self.blocks = nn.Sequential(Block(8, 1.0, drop, self.act), Block(8, 0.5, drop, self.act))
+        self.down = nn.Conv2d(8, 16, 2, stride=2)
+        self.last = Block(16, 0.25, drop, self.act)
+        self.head = nn.Linear(16, num_classes)
+
+    def forward(self, x):
+        x = self.last(self.down(self.blocks(self.stem(x))))
+        return self.head(x.mean((2, 3)))
+
+
+def tiny_net(num_classes: int = 5, drop: float = 0.1) -> TinyNet:
+    return TinyNet(num_classes, drop)
+
+
+class Untranslatable(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x):
+        return torch.special.i0(self.conv(x))
+
+
+def untranslatable() -> Untranslatable:
+    return Untranslatable()
