@@ -107,6 +107,10 @@ def cause_of(row: dict) -> str:
     return re.sub(r"\(called in [^)]*\)\)?", "", cause).strip(" ,:")
 
 
+def _figure(value, spec: str) -> str:
+    return "" if value is None else format(value, spec)
+
+
 def markdown(rows: list[dict], title: str) -> str:
     passed = [r for r in rows if r["status"] == "pass"]
     out = [f"### {title}", "", f"{len(passed)} of {len(rows)} port and pass `verify` ({100 * len(passed) / max(len(rows), 1):.0f} %).", ""]
@@ -115,9 +119,10 @@ def markdown(rows: list[dict], title: str) -> str:
         header = "| module " + header
     out += [header, "|" + "---|" * (header.count("|") - 1)]
     for r in rows:
-        figures = [f"{r['max_abs']:.2e}" if r.get("max_abs") is not None else "", f"{r['rel']:.2e}" if r.get("rel") is not None else "",
-                   f"{r['floor']:.2f}" if r.get("floor") is not None else "", str(r.get("classes", "")), str(r.get("lines", "")), str(r["seconds"])]
-        cells = ([r["module"]] if "module" in r else []) + [r["model"], r["status"] if r["status"] == "pass" else f"{r['status']}: {cause_of(r)}"]
+        figures = [_figure(r.get("max_abs"), ".2e"), _figure(r.get("rel"), ".2e"), _figure(r.get("floor"), ".2f"),
+                   str(r.get("classes", "")), str(r.get("lines", "")), str(r["seconds"])]
+        result = r["status"] if r["status"] == "pass" else f"{r['status']}: {cause_of(r)}"
+        cells = ([r["module"]] if "module" in r else []) + [r["model"], result]
         out.append("| " + " | ".join(cells + figures) + " |")
     failures = Counter(cause_of(r) for r in rows if r["status"] != "pass")
     if failures:
@@ -129,7 +134,8 @@ def markdown(rows: list[dict], title: str) -> str:
         out += [f"- {count} x {cause}: {', '.join(by_cause[cause])}" for cause, count in failures.most_common()]
     peers = [r for r in rows if r.get("x2paddle") is not None]
     if peers:
-        out += ["", f"X2Paddle `pytorch2paddle` in the same run: {sum(r['x2paddle'] == 'converted' for r in peers)} of {len(peers)} converted."]
+        converted = sum(r["x2paddle"] == "converted" for r in peers)
+        out += ["", f"X2Paddle `pytorch2paddle` in the same run: {converted} of {len(peers)} converted."]
     return "\n".join(out) + "\n"
 
 

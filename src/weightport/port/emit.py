@@ -264,13 +264,18 @@ def _is_state(root: torch.nn.Module, target: str) -> bool:
     return name in module._parameters or name in module._buffers
 
 
+def _mutates_first_argument(node: torch.fx.Node) -> bool:
+    """In-place methods (`add_`), item assignment and `inplace=True` calls."""
+    if node.op == "call_method":
+        return node.target == "__setitem__" or (node.target.endswith("_") and not node.target.endswith("__"))
+    return node.op == "call_function" and (node.kwargs.get("inplace") is True or node.target is operator.setitem)
+
+
 def _rewrite_in_place(graph: torch.fx.Graph, describe, body_root: torch.nn.Module) -> None:
     """Point every use of a tensor after an in-place op at the op's result, which the Paddle twin
     computes out of place."""
     for node in list(graph.nodes):
-        in_place = (node.op == "call_method" and (node.target == "__setitem__" or (node.target.endswith("_") and not node.target.endswith("__")))) or (
-            node.op == "call_function" and (node.kwargs.get("inplace") is True or node.target is operator.setitem)
-        )
+        in_place = _mutates_first_argument(node)
         if not in_place or not node.args or not isinstance(node.args[0], torch.fx.Node):
             continue
         mutated = node.args[0]
