@@ -7,8 +7,8 @@
 Each model goes through `weightport port timm:NAME --out DIR --json` in a fresh process (with a
 time limit), so one model's crash or memory cannot touch the next. The markdown table (pass rate,
 errors, floor ratios, generated lines, time per model, failures grouped by cause) is printed and,
-with --markdown, appended to a file; --json keeps the raw rows. Where X2Paddle is installed, its
-`pytorch2paddle` runs on the same model in the same run, as the peer.
+with --markdown, appended to a file; --json keeps the raw rows. With --peer, X2Paddle's
+`pytorch2paddle` (the `peer` extra) runs on the same model in the same run.
 """
 from __future__ import annotations
 
@@ -144,6 +144,7 @@ def main() -> None:
     parser.add_argument("models", nargs="*")
     parser.add_argument("--public", action="store_true")
     parser.add_argument("--sweep", action="store_true")
+    parser.add_argument("--peer", action="store_true", help="Run X2Paddle's pytorch2paddle on each model too (pip install '.[peer]').")
     parser.add_argument("--json", type=Path, help="Write the rows as JSON.")
     parser.add_argument("--markdown", type=Path, help="Append the table to this file.")
     args = parser.parse_args()
@@ -158,9 +159,8 @@ def main() -> None:
             row = port_one(name, Path(folder))
             if module is not None:
                 row["module"] = module
-            peer = x2paddle_one(name, Path(folder))
-            if peer is not None:
-                row["x2paddle"] = peer
+            if args.peer:
+                row["x2paddle"] = x2paddle_one(name, Path(folder))
             rows.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
             if args.json:
