@@ -23,7 +23,7 @@ import torch.fx
 
 from . import runtime
 from .errors import PortError
-from .trace import Body, Trace
+from .trace import Body, Trace, describe
 from .translations import Code, Translation, check_requirements, functions, is_atomic, layers, literal, methods, qualified_name, render
 
 INDENT = "    "
@@ -65,11 +65,6 @@ def _paddle_layer_attributes() -> frozenset[str]:
     return frozenset(dir(paddle.nn.Layer))
 
 
-def _describe(module: torch.nn.Module, path: str) -> str:
-    cls = type(module)
-    return f"{'module ' + repr(path) if path else 'the model'} ({cls.__module__}.{cls.__qualname__})"
-
-
 # --- one body as forward() source ------------------------------------------------------------
 
 
@@ -94,27 +89,26 @@ class _BodyWriter:
         self.body = body
         self.root = body.root
         self.values = body.values
-        self.node_kind = ""
         self.code: dict[torch.fx.Node, Code] = {}
         self.names: set[str] = set()
         self.out = _Forward([])
 
     def where(self, node: torch.fx.Node) -> str:
-        return f"{_describe(self.body.module, self.body.path)}, `{node.format_node()}`"
+        return f"{describe(self.body.module, self.body.path)}, `{node.format_node()}`"
 
-    # attribute paths relative to the body's module
-    def _relative(self, target: str) -> str | None:
-        """`target` (a path from the model) as a path from the body's module; a module or tensor
-        the body's module shares with another part of the model is found by identity."""
+    def _relative(self, target: str, is_module: bool) -> str | None:
+        """`target` (a module's or tensor's path from the model) as a path from the body's module;
+        a module the body's module shares with another part of the model is found by identity."""
         path = self.body.path
         if not path:
             return target
         if target.startswith(path + "."):
             return target[len(path) + 1 :]
         owner_path, _, name = target.rpartition(".")
+        wanted = self.root.get_submodule(target if is_module else owner_path)
         for candidate, module in self.body.module.named_modules(remove_duplicate=False):
-            if module is self.root.get_submodule(target if self.node_kind == "call_module" else owner_path):
-                return candidate if self.node_kind == "call_module" else ".".join(filter(None, (candidate, name)))
+            if module is wanted:
+                return candidate if is_module else ".".join(filter(None, (candidate, name)))
         return None
 
     def _self_path(self, relative: str) -> str:
@@ -131,8 +125,7 @@ class _BodyWriter:
         return text
 
     def _attribute(self, node: torch.fx.Node) -> Code:
-        self.node_kind = "get_attr"
-        relative = self._relative(node.target) if node.target.count(".") or self.body.path == "" else None
+        relative = self._relative(node.target, is_module=False) if "." in node.target or not self.body.path else None
         value = self.values(node)
         owner_path, _, name = (relative or "").rpartition(".")
         owner = self.body.module.get_submodule(owner_path) if relative is not None else None
@@ -153,8 +146,7 @@ class _BodyWriter:
     def _variable(self, node: torch.fx.Node) -> str:
         name = node.name
         if node.op == "call_module":  # fx names it after the whole path; the body knows it by its own
-            self.node_kind = "call_module"
-            name = _identifier(self._relative(node.target).replace(".", "_"))
+            name = _identifier(self._relative(node.target, is_module=True).replace(".", "_"))
         if name in RESERVED or keyword.iskeyword(name) or name in runtime_names():
             name += "_"
         while name in self.names:
@@ -200,8 +192,7 @@ class _BodyWriter:
                 statements.append(_Statement(None, f"return {literal(self._args(node.args[0]))}", True))
                 continue
             if node.op == "call_module":
-                self.node_kind = "call_module"
-                relative = self._relative(node.target)
+                relative = self._relative(node.target, is_module=True)
                 if relative is None:
                     raise PortError(f"{self.where(node)} calls a module outside its own")
                 args = [literal(a) for a in self._args(node.args)]
@@ -359,7 +350,7 @@ def _forward_text(instance: _Instance, bodies: list[Body | None]) -> tuple[list[
         if body is None:
             rendered.append(None)
             continue
-        _rewrite_in_place(body.graph, _describe(body.module, body.path), body.root)
+        _rewrite_in_place(body.graph, describe(body.module, body.path), body.root)
         parameters, forward = _BodyWriter(body).write()
         signature = _signature(instance.module, parameters)
         for name, value in forward.constants.items():
@@ -599,8 +590,8 @@ class Emitter:
         paddle_base = "nn.Layer"
         init_lines = []
         if base is not None:
-            check_requirements(list(base.require), _layer_names(module), _describe(module, path))
-            call = render(base.paddle, _layer_names(module), _describe(module, path))
+            check_requirements(list(base.require), _layer_names(module), describe(module, path))
+            call = render(base.paddle, _layer_names(module), describe(module, path))
             paddle_base, _, arguments = call.partition("(")
             init_lines.append(f"super().__init__({arguments}")
             self.helpers.update(base.helpers)
@@ -627,8 +618,8 @@ class Emitter:
         entry = layer_translation(module)
         if entry is not None:
             names = _layer_names(module)
-            check_requirements(list(entry.require), names, _describe(module, path))
-            return without_defaults(render(entry.paddle, names, _describe(module, path)))
+            check_requirements(list(entry.require), names, describe(module, path))
+            return without_defaults(render(entry.paddle, names, describe(module, path)))
         children = list(module.named_children())
         child = lambda name, m: self._build(f"{path}.{name}" if path else name, m, depth + 1)  # noqa: E731
         if type(module) is torch.nn.Sequential:

@@ -194,7 +194,7 @@ class ShadowTracer(torch.fx.Tracer):
         except PortError:
             raise
         except Exception as exc:
-            raise PortError(f"cannot trace {_describe(m, path)}: {type(exc).__name__}: {exc}") from None
+            raise PortError(f"cannot trace {describe(m, path)}: {type(exc).__name__}: {exc}") from None
         finally:
             self.graph = parent
         self._record(Body(path, m, graph, arguments, self.value_of, self.root, self.initial_value_of))
@@ -214,7 +214,7 @@ class ShadowTracer(torch.fx.Tracer):
         if earlier is None:
             self.bodies[body.path] = body
         elif earlier.graph.python_code("self").src != body.graph.python_code("self").src:
-            raise PortError(f"{_describe(body.module, body.path)} runs different code on its calls; it cannot become one layer")
+            raise PortError(f"{describe(body.module, body.path)} runs different code on its calls; it cannot become one layer")
 
 
 def _assigns(node: torch.fx.Node) -> bool:
@@ -244,7 +244,8 @@ def _fetch(root: torch.nn.Module, target: str):
     return value
 
 
-def _describe(module: torch.nn.Module, path: str) -> str:
+def describe(module: torch.nn.Module, path: str) -> str:
+    """How errors name a module: its path and its class."""
     where = f"module {path!r}" if path else "the model"
     cls = type(module)
     return f"{where} ({cls.__module__}.{cls.__qualname__})"
@@ -264,7 +265,7 @@ def trace(model: torch.nn.Module, example: tuple, is_layer: Callable[[torch.nn.M
     except PortError:
         raise
     except Exception as exc:
-        raise PortError(f"cannot trace {_describe(model, '')}: {type(exc).__name__}: {exc}") from None
+        raise PortError(f"cannot trace {describe(model, '')}: {type(exc).__name__}: {exc}") from None
     arguments = [n.target for n in graph.nodes if n.op == "placeholder"]
     bodies = {"": Body("", model, graph, arguments, tracer.value_of, model, tracer.initial_value_of), **tracer.bodies}
     return Trace(training, model, bodies, tracer.by_module)
