@@ -80,23 +80,35 @@ def port_one(name: str, folder: Path) -> dict:
     return row
 
 
-def x2paddle_one(name: str, folder: Path) -> str | None:
-    """The peer on the same model: 'ok', 'wrong', or its error; None when X2Paddle is not installed."""
-    try:
-        import x2paddle  # noqa: F401
-    except ImportError:
-        return None
+def x2paddle_one(name: str, folder: Path) -> str:
+    """The peer on the same model, with weights randomised as verify's are: its logits' error
+    relative to torch's largest, or why it failed."""
+    save = folder / f"x2paddle_{name}"
     code = (
-        "import timm, torch, numpy, sys\n"
+        "import sys, numpy, timm, torch\n"
+        "from weightport.twins import randomize_torch\n"
         "from x2paddle.convert import pytorch2paddle\n"
-        f"m = timm.create_model({name!r}).eval(); x = torch.randn(1, *m.pretrained_cfg['input_size'])\n"
-        f"pytorch2paddle(m, save_dir={str(folder / ('x2p_' + name))!r}, jit_type='trace', input_examples=[x])\n"
+        f"model = timm.create_model({name!r}).eval(); randomize_torch(model, seed=0)\n"
+        "x = torch.randn(1, *model.pretrained_cfg['input_size'], generator=torch.Generator().manual_seed(0))\n"
+        f"pytorch2paddle(model, save_dir={str(save)!r}, jit_type='trace', input_examples=[x])\n"
+        f"sys.path.insert(0, {str(save)!r})\n"
+        "import paddle, x2paddle_code\n"
+        "with torch.no_grad(): reference = model(x).numpy()\n"
+        "out = x2paddle_code.main(paddle.to_tensor(x.numpy()))\n"
+        "out = (out[0] if isinstance(out, (list, tuple)) else out).numpy()\n"
+        "print('RESULT', float(numpy.abs(out - reference).max() / numpy.abs(reference).max()))\n"
     )
     try:
-        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=TIME_LIMIT)
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=TIME_LIMIT,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"})
     except subprocess.TimeoutExpired:
         return "timeout"
-    return "converted" if done.returncode == 0 else (done.stderr.strip().splitlines() or ["failed"])[-1][:120]
+    result = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    if result:
+        error = float(result[-1].split()[1])
+        return "NaN" if error != error else (f"rel {error:.1e}" if error <= 1e-4 else f"wrong: rel {error:.1e}")
+    lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
+    return (lines[-1] if lines else "failed")[:100]
 
 
 def cause_of(row: dict) -> str:
@@ -117,13 +129,16 @@ def markdown(rows: list[dict], title: str) -> str:
     header = "| model | result | max abs | rel | floor x | classes | lines | seconds |"
     if any("module" in r for r in rows):
         header = "| module " + header
+    if any("x2paddle" in r for r in rows):
+        header += " X2Paddle |"
     out += [header, "|" + "---|" * (header.count("|") - 1)]
     for r in rows:
         figures = [_figure(r.get("max_abs"), ".2e"), _figure(r.get("rel"), ".2e"), _figure(r.get("floor"), ".2f"),
                    str(r.get("classes", "")), str(r.get("lines", "")), str(r["seconds"])]
         result = r["status"] if r["status"] == "pass" else f"{r['status']}: {cause_of(r)}"
         cells = ([r["module"]] if "module" in r else []) + [r["model"], result]
-        out.append("| " + " | ".join(cells + figures) + " |")
+        peer = [r["x2paddle"].replace("|", "/")] if "x2paddle" in r else []
+        out.append("| " + " | ".join(cells + figures + peer) + " |")
     failures = Counter(cause_of(r) for r in rows if r["status"] != "pass")
     if failures:
         out += ["", "Failures by cause:", ""]
@@ -134,8 +149,10 @@ def markdown(rows: list[dict], title: str) -> str:
         out += [f"- {count} x {cause}: {', '.join(by_cause[cause])}" for cause, count in failures.most_common()]
     peers = [r for r in rows if r.get("x2paddle") is not None]
     if peers:
-        converted = sum(r["x2paddle"] == "converted" for r in peers)
-        out += ["", f"X2Paddle `pytorch2paddle` in the same run: {converted} of {len(peers)} converted."]
+        correct = sum(r["x2paddle"].startswith("rel ") for r in peers)
+        out += ["", f"X2Paddle 1.6 `pytorch2paddle` (trace) on the same models in the same run: {correct} of {len(peers)} give",
+                "logits within 1e-4 of torch's (relative to the largest); the others:", ""]
+        out += [f"- {r['model']}: {r['x2paddle']}" for r in peers if not r["x2paddle"].startswith("rel ")]
     return "\n".join(out) + "\n"
 
 
