@@ -143,9 +143,11 @@ def test_dropout_and_drop_path_stay_stochastic_in_training(tiny):
     paddle_model.train()
     batch = paddle.to_tensor(np.ones((4, 3, 16, 16), "float32"))
     paddle.seed(0)
-    first = paddle_model(batch).numpy()
+    first = paddle_model(batch)
     second = paddle_model(batch).numpy()
-    assert not np.allclose(first, second)
+    assert not np.allclose(first.numpy(), second)
+    first.mean().backward()  # it trains with its dropout and drop-path active
+    assert all(p.grad is not None for p in paddle_model.parameters() if not p.stop_gradient)
     paddle_model.eval()
     assert np.allclose(paddle_model(batch).numpy(), paddle_model(batch).numpy())
 
