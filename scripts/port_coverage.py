@@ -35,23 +35,39 @@ PUBLIC = [
 TIME_LIMIT = 900
 
 
-def smallest_per_module() -> dict[str, str]:
-    """timm's architecture modules, each with its model of fewest parameters (counted on the meta device)."""
+def smallest_per_module(cache: Path) -> dict[str, str]:
+    """timm's architecture modules, each with its model of fewest parameters (counted on the meta
+    device, each build cut off after a few seconds; the choice is cached in `cache`)."""
+    if cache.is_file():
+        return json.loads(cache.read_text())
+    import signal
+
     import timm
     import torch
     from timm.models._registry import _model_to_module
 
+    def give_up(*_):
+        raise TimeoutError
+
+    signal.signal(signal.SIGALRM, give_up)
     best: dict[str, tuple[int, str]] = {}
-    for name in timm.list_models():
+    for n, name in enumerate(timm.list_models()):
         module = _model_to_module[name]
+        signal.alarm(5)
         try:
             with torch.device("meta"):
                 count = sum(p.numel() for p in timm.create_model(name).parameters())
         except Exception:
             continue
+        finally:
+            signal.alarm(0)
         if module not in best or count < best[module][0]:
             best[module] = (count, name)
-    return {module: name for module, (_, name) in sorted(best.items())}
+        if n % 100 == 0:
+            print(f"counted {n} models", file=sys.stderr, flush=True)
+    chosen = {module: name for module, (_, name) in sorted(best.items())}
+    cache.write_text(json.dumps(chosen, indent=1) + "\n")
+    return chosen
 
 
 def port_one(name: str, folder: Path) -> dict:
@@ -169,7 +185,7 @@ def main() -> None:
     if args.public:
         targets += [(None, m) for m in PUBLIC]
     if args.sweep:
-        targets += list(smallest_per_module().items())
+        targets += list(smallest_per_module(Path("build/timm-smallest-per-module.json")).items())
     rows = []
     with tempfile.TemporaryDirectory(prefix="weightport-coverage-") as folder:
         for module, name in targets:

@@ -37,6 +37,12 @@ class ShadowProxy(torch.fx.Proxy):
     def _value(self):
         return self.tracer.value_of(self.node)
 
+    def __getattr__(self, name):
+        # where a tensor lives and what it holds are fixed for the trace: real values, not nodes
+        if name in ("device", "dtype", "is_cuda", "is_floating_point"):
+            return getattr(self._value(), name)
+        return super().__getattr__(name)
+
     def __len__(self):
         return len(self._value())
 

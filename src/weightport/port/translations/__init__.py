@@ -202,13 +202,35 @@ def _same_padding(kernel_size, dilation) -> int | list[int]:
     return [p for t in totals for p in (t // 2, t - t // 2)]
 
 
+def _divide(a, b, rounding_mode) -> Code:
+    """torch.div: true division, or rounded down / towards zero."""
+    quotient = f"{_operand(a)} / {_operand(b)}"
+    if rounding_mode is None:
+        return Code(quotient)
+    if rounding_mode == "floor":
+        return Code(f"{_operand(a)} // {_operand(b)}")
+    return Code(f"paddle.trunc({quotient})")
+
+
+def _sum_dtype(x, dtype):
+    """The dtype torch's cumulative sums give: the one asked for, else int64 for booleans and integers."""
+    import torch
+
+    if dtype is not None:
+        return Code(literal(dtype))
+    value = x.value if isinstance(x, Code) else x
+    if isinstance(value, torch.Tensor) and not value.is_floating_point() and not value.is_complex():
+        return Code("paddle.int64")
+    return OMIT
+
+
 def _unpacked(values) -> Code:
     return Code(", ".join(literal(v) for v in values))
 
 
 _ENVIRONMENT = {
     "to_sizes": _sizes, "to_dtype": _dtype, "one": _one, "attribute": _attribute, "reduction": _reduction,
-    "arange": _arange, "same_padding": _same_padding, "shape": _shape, "cast_to": _cast_to, "unpacked": _unpacked, "OMIT": OMIT,
+    "arange": _arange, "same_padding": _same_padding, "sum_dtype": _sum_dtype, "divide": _divide, "shape": _shape, "cast_to": _cast_to, "unpacked": _unpacked, "OMIT": OMIT,
     "literal": lambda v, index=False: Code(literal(v, index)), "isinstance": isinstance, "list": list,
     "bool": bool, "str": str, "int": int, "float": float, "tuple": tuple, "len": len,
 }
