@@ -224,6 +224,11 @@ def _sum_dtype(x, dtype):
     return OMIT
 
 
+def _times(factor) -> Code:
+    """` * factor`, or nothing for a factor of 1."""
+    return Code("" if not isinstance(factor, Code) and factor == 1 else f" * {_operand(factor)}")
+
+
 def _unpacked(values) -> Code:
     return Code(", ".join(literal(v) for v in values))
 
@@ -231,7 +236,7 @@ def _unpacked(values) -> Code:
 # What template expressions may call: the helpers above, and a few harmless builtins.
 _ENVIRONMENT = {
     "to_sizes": _sizes, "to_dtype": _dtype, "one": _one, "attribute": _attribute, "reduction": _reduction,
-    "arange": _arange, "same_padding": _same_padding, "sum_dtype": _sum_dtype, "divide": _divide, "shape": _shape,
+    "arange": _arange, "same_padding": _same_padding, "sum_dtype": _sum_dtype, "divide": _divide, "shape": _shape, "times": _times,
     "cast_to": _cast_to, "unpacked": _unpacked, "OMIT": OMIT, "literal": lambda v, index=False: Code(literal(v, index)),
     "isinstance": isinstance, "list": list, "bool": bool, "str": str, "int": int, "float": float, "tuple": tuple, "len": len,
 }
