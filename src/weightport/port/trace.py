@@ -15,6 +15,7 @@ Why this tracer and not a plain `torch.fx.symbolic_trace`:
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 import math
@@ -25,6 +26,7 @@ from typing import Any
 
 import torch
 import torch.fx
+import torch.fx._symbolic_trace as fx_trace
 from torch.fx._symbolic_trace import _maybe_revert_all_patches
 from torch.fx.node import map_aggregate
 
@@ -257,6 +259,39 @@ def describe(module: torch.nn.Module, path: str) -> str:
     return f"{where} ({cls.__module__}.{cls.__qualname__})"
 
 
+# torch's factories reject a traced size (`torch.ones(x.shape[0], 1)`) before fx sees the call.
+FACTORIES = ("ones", "zeros", "full", "empty", "arange", "linspace", "eye")
+
+
+@contextlib.contextmanager
+def _tracing_environment(tracer: ShadowTracer):
+    """While tracing: factories that record calls with traced sizes; and no fx-wrapped functions
+    (timm registers helpers as fx leaves, which would need translations of their own: with real
+    values at hand, the tracer goes through them instead)."""
+    originals = {name: getattr(torch, name) for name in FACTORIES}
+
+    def recording(original):
+        def factory(*args, **kwargs):
+            if _contains_proxy((args, kwargs)):
+                return tracer.create_proxy("call_function", original, args, kwargs)
+            return original(*args, **kwargs)
+
+        return factory
+
+    wrapped, methods = dict(fx_trace._wrapped_fns_to_patch), list(fx_trace._wrapped_methods_to_patch)
+    fx_trace._wrapped_fns_to_patch.clear()
+    fx_trace._wrapped_methods_to_patch.clear()
+    try:
+        for name, original in originals.items():
+            setattr(torch, name, recording(original))
+        yield
+    finally:
+        for name, original in originals.items():
+            setattr(torch, name, original)
+        fx_trace._wrapped_fns_to_patch.update(wrapped)
+        fx_trace._wrapped_methods_to_patch.extend(methods)
+
+
 def trace(model: torch.nn.Module, example: tuple, is_layer: Callable[[torch.nn.Module], bool], training: bool) -> Trace:
     """Trace a copy of `model` in train or eval mode on `example` (a tuple of tensors)."""
     model = copy.deepcopy(model)
@@ -267,7 +302,8 @@ def trace(model: torch.nn.Module, example: tuple, is_layer: Callable[[torch.nn.M
     concrete = {p.name: p.default for p in parameters[len(example):] if p.default is not inspect.Parameter.empty}
     torch.manual_seed(0)
     try:
-        graph = tracer.trace(model, concrete_args=concrete or None)
+        with _tracing_environment(tracer):
+            graph = tracer.trace(model, concrete_args=concrete or None)
     except PortError:
         raise
     except Exception as exc:
