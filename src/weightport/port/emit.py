@@ -386,7 +386,7 @@ def _lift_numbers(instances: list[_Instance]) -> tuple[str, list[str]]:
         return instances[0].text, []
     columns: dict[tuple, str] = {}
     names_at: dict[int, str] = {}
-    taken = {n for i in instances for n, _ in i.module.named_children()} | _paddle_layer_attributes() | RESERVED
+    taken = {n for i in instances for n, _ in _children(i.module)} | _paddle_layer_attributes() | RESERVED
     taken |= {n for i in instances for n in (*i.module._parameters, *i.module._buffers)}
     for k in differing:
         values = tuple(ast.literal_eval(t[k].string) for t in token_lists)
@@ -585,7 +585,7 @@ class Emitter:
         self.helpers |= helpers
         own_lines, own_constants = _own_tensors(module)
         instance.constants.update(own_constants)
-        children = [name for name, _ in module.named_children()]
+        children = [name for name, _ in _children(module)]
         base = base_translation(module)
         paddle_base = "nn.Layer"
         init_lines = []
@@ -620,7 +620,7 @@ class Emitter:
             names = _layer_names(module)
             check_requirements(list(entry.require), names, describe(module, path))
             return without_defaults(render(entry.paddle, names, describe(module, path)))
-        children = list(module.named_children())
+        children = _children(module)
         child = lambda name, m: self._build(f"{path}.{name}" if path else name, m, depth + 1)  # noqa: E731
         if type(module) is torch.nn.Sequential:
             if all(name == str(i) for i, (name, _) in enumerate(children)):
@@ -663,6 +663,12 @@ def without_defaults(call: str) -> str:
             kept.append(keyword_)
     tree.keywords = kept
     return ast.unparse(tree)
+
+
+def _children(module: torch.nn.Module) -> list[tuple[str, torch.nn.Module]]:
+    """A module's children under every name it holds them by: torch's state dict lists a child
+    registered twice (coat's `mlp2 = mlp3 = mlp4`) under each name, so the Paddle twin has each."""
+    return [(name, child) for name, child in module._modules.items() if child is not None]
 
 
 def _shape_of(text: str) -> tuple:
