@@ -180,7 +180,11 @@ def main() -> None:
     parser.add_argument("--peer", action="store_true", help="Run X2Paddle's pytorch2paddle on each model too (pip install '.[peer]').")
     parser.add_argument("--json", type=Path, help="Write the rows as JSON.")
     parser.add_argument("--markdown", type=Path, help="Append the table to this file.")
+    parser.add_argument("--rerun-failed", action="store_true", help="Port again the rows of --json that did not pass; keep the rest.")
     args = parser.parse_args()
+    if args.rerun_failed:
+        rerun(args)
+        return
     targets: list[tuple[str | None, str]] = [(None, m) for m in args.models]
     if args.public:
         targets += [(None, m) for m in PUBLIC]
@@ -198,12 +202,33 @@ def main() -> None:
             print(json.dumps(row), file=sys.stderr, flush=True)
             if args.json:
                 args.json.write_text(json.dumps(rows, indent=1) + "\n")
-    title = "timm's architecture modules, the smallest model of each" if args.sweep else "The public list"
+    report(rows, "timm's architecture modules, the smallest model of each" if args.sweep else "The public list", args.markdown)
+
+
+def report(rows: list[dict], title: str, path: Path | None) -> None:
     text = markdown(rows, title)
     print(text)
-    if args.markdown:
-        with args.markdown.open("a") as f:
+    if path:
+        with path.open("a") as f:
             f.write("\n" + text)
+
+
+def rerun(args) -> None:
+    """Port the failed rows of an earlier run again (after a fix), keeping the rows that passed."""
+    rows = json.loads(args.json.read_text())
+    with tempfile.TemporaryDirectory(prefix="weightport-coverage-") as folder:
+        for i, row in enumerate(rows):
+            if row["status"] == "pass":
+                continue
+            fresh = port_one(row["model"], Path(folder))
+            for kept in ("module", "x2paddle"):
+                if kept in row:
+                    fresh[kept] = row[kept]
+            rows[i] = fresh
+            print(json.dumps(fresh), file=sys.stderr, flush=True)
+            args.json.write_text(json.dumps(rows, indent=1) + "\n")
+    sweep = any("module" in r for r in rows)
+    report(rows, "timm's architecture modules, the smallest model of each" if sweep else "The public list", args.markdown)
 
 
 if __name__ == "__main__":
