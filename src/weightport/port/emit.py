@@ -527,10 +527,14 @@ class Emitter:
         for path, module in self.model.named_modules(remove_duplicate=False):  # a shared module: one Paddle layer per path
             if self._is_custom(module):
                 self.instances[path] = self._instance(path, module)
-            else:
-                entry = layer_translation(module)
-                if entry is not None:
-                    self.helpers.update(entry.helpers)
+            elif (entry := layer_translation(module)) is not None:
+                self.helpers.update(entry.helpers)
+        classes = self._classes()
+        builder = self._build("", self.model, 1)
+        return Generated(self._source(header, classes, builder), self.constants, len(classes))
+
+    def _classes(self) -> list[str]:
+        """Each torch class's instances grouped by the shape of their code: one Paddle class per group."""
         by_class: dict[type, list[_Instance]] = defaultdict(list)
         for instance in self.instances.values():
             by_class[type(instance.module)].append(instance)
@@ -545,28 +549,30 @@ class Emitter:
                 while name in used_names:
                     name += "_"
                 used_names.add(name)
-                text, arguments = _lift_numbers(members)
+                text, _ = _lift_numbers(members)
                 for member in members:
                     member.class_name = name
-                classes.append((name, text.replace("class __CLASS__", f"class {name}")))
-        builder = self._build("", self.model, 1)
-        source = [f'"""{header}"""', "", "import paddle", "import paddle.nn as nn", "import paddle.nn.functional as F"]
+                classes.append(text.replace("class __CLASS__", f"class {name}"))
+        return classes
+
+    def _source(self, header: str, classes: list[str], builder: str) -> str:
+        helpers = self._all_helpers()
+        imports = ["import paddle", "import paddle.nn as nn", "import paddle.nn.functional as F"]
         if self.constants:
-            source[2:2] = ["import os", "", "import numpy as np"]
-        needs_math = any("math." in inspect.getsource(getattr(runtime, h)) for h in self._all_helpers())
-        if needs_math:
-            source.insert(2, "import math")
-        source += ["", "# Own parameters start from this; load converted weights before use.",
-                   "INITIALIZER = nn.initializer.TruncatedNormal(std=0.02)", ""]
-        for helper in self._all_helpers():
+            imports = ["import os", "", "import numpy as np", *imports]
+        if any("math." in inspect.getsource(getattr(runtime, h)) for h in helpers):
+            imports.insert(0, "import math")
+        source = [f'"""{header}"""', "", *imports, "", "# Own parameters start from this; load converted weights before use.",
+                  "INITIALIZER = nn.initializer.TruncatedNormal(std=0.02)", ""]
+        for helper in helpers:
             source += ["", inspect.getsource(getattr(runtime, helper)).rstrip(), ""]
-        for _, text in classes:
+        for text in classes:
             source += ["", text.rstrip(), ""]
         source += ["", "def create_model():", f'{INDENT}"""The twin, in eval mode like torch\'s after `.eval()`."""']
         if self.constants:
             source += [f"{INDENT}constants = np.load(os.path.join(os.path.dirname(os.path.abspath(__file__)), \"constants.npz\"))"]
         source += [f"{INDENT}model = {builder}", f"{INDENT}model.eval()", f"{INDENT}return model", ""]
-        return Generated("\n".join(source), self.constants, len(classes))
+        return "\n".join(source)
 
     def _all_helpers(self) -> list[str]:
         """The runtime helpers the twin uses and those they call, in runtime.py's order."""
@@ -627,8 +633,7 @@ class Emitter:
                 return _call("nn.Sequential", [child(n, m) for n, m in children], depth)
             return _call("nn.Sequential", [f"({n!r}, {child(n, m)})" for n, m in children], depth)
         if type(module) is torch.nn.ModuleList:
-            return _call("nn.LayerList", ["[" + ", ".join(child(n, m) for n, m in children) + "]"], depth) if len(children) < 2 else \
-                _call("nn.LayerList", [_call("", [child(n, m) for n, m in children], depth + 1, brackets="[]")], depth)
+            return _call("nn.LayerList", [_call("", [child(n, m) for n, m in children], depth + 1, brackets="[]")], depth)
         if type(module) is torch.nn.ModuleDict:
             return _call("nn.LayerDict", [_call("", [f"{n!r}: {child(n, m)}" for n, m in children], depth + 1, brackets="{}")], depth)
         instance = self.instances[path]
