@@ -181,6 +181,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="Write the rows as JSON.")
     parser.add_argument("--markdown", type=Path, help="Append the table to this file.")
     parser.add_argument("--rerun-failed", action="store_true", help="Port again the rows of --json that did not pass; keep the rest.")
+    parser.add_argument("--resume", action="store_true", help="Keep the rows --json already holds and port only the other models.")
     args = parser.parse_args()
     if args.rerun_failed:
         rerun(args)
@@ -190,9 +191,12 @@ def main() -> None:
         targets += [(None, m) for m in PUBLIC]
     if args.sweep:
         targets += list(smallest_per_module(Path("build/timm-smallest-per-module.json")).items())
-    rows = []
+    rows = json.loads(args.json.read_text()) if args.resume and args.json and args.json.is_file() else []
+    done = {r["model"] for r in rows}
     with tempfile.TemporaryDirectory(prefix="weightport-coverage-") as folder:
         for module, name in targets:
+            if name in done:
+                continue
             row = port_one(name, Path(folder))
             if module is not None:
                 row["module"] = module
