@@ -92,6 +92,8 @@ def port_one(name: str, folder: Path) -> dict:
         )
         return row
     lines = [line for line in done.stderr.strip().splitlines() if line.startswith("Error:")] or done.stderr.strip().splitlines()[-1:]
+    if done.returncode < 0:  # the kernel's out-of-memory killer sends SIGKILL
+        lines = [f"killed by signal {-done.returncode}" + (" (out of memory on this machine)" if done.returncode == -9 else "")]
     row.update(status="cannot port" if done.returncode == 2 else "crash", cause=lines[0].removeprefix("Error: ") if lines else "")
     return row
 
@@ -181,10 +183,15 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="Write the rows as JSON.")
     parser.add_argument("--markdown", type=Path, help="Append the table to this file.")
     parser.add_argument("--rerun-failed", action="store_true", help="Port again the rows of --json that did not pass; keep the rest.")
+    parser.add_argument("--render", action="store_true", help="Only print the table of the rows in --json.")
     parser.add_argument("--resume", action="store_true", help="Keep the rows --json already holds and port only the other models.")
     args = parser.parse_args()
     if args.rerun_failed:
         rerun(args)
+        return
+    if args.render:
+        rows = json.loads(args.json.read_text())
+        report(rows, _title(rows), args.markdown)
         return
     targets: list[tuple[str | None, str]] = [(None, m) for m in args.models]
     if args.public:
@@ -231,8 +238,11 @@ def rerun(args) -> None:
             rows[i] = fresh
             print(json.dumps(fresh), file=sys.stderr, flush=True)
             args.json.write_text(json.dumps(rows, indent=1) + "\n")
-    sweep = any("module" in r for r in rows)
-    report(rows, "timm's architecture modules, the smallest model of each" if sweep else "The public list", args.markdown)
+    report(rows, _title(rows), args.markdown)
+
+
+def _title(rows: list[dict]) -> str:
+    return "timm's architecture modules, the smallest model of each" if any("module" in r for r in rows) else "The public list"
 
 
 if __name__ == "__main__":
