@@ -16,18 +16,15 @@ from .pair import TwinPair, resolve
 
 
 def linear_weights(model, framework: str) -> set[str]:
-    """State-dict keys of the weights of every Linear layer in a model."""
+    """State-dict keys of the weights of every Linear layer in a model (a layer registered under two
+    names, as the state dict lists it, under each)."""
     if framework == "torch":
         import torch
 
-        linear = torch.nn.Linear
+        linear, modules = torch.nn.Linear, model.named_modules(remove_duplicate=False)
     else:
-        linear = quiet_paddle_import().nn.Linear
-    return {
-        f"{name}.weight" if name else "weight"
-        for name, module in named_modules(model, framework)
-        if isinstance(module, linear)
-    }
+        linear, modules = quiet_paddle_import().nn.Linear, named_modules(model, framework)
+    return {f"{name}.weight" if name else "weight" for name, module in modules if isinstance(module, linear)}
 
 
 def table_problems(model: TwinPair | str | Path, **model_kwargs: Any) -> list[str]:

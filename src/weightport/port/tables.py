@@ -25,7 +25,7 @@ BATCHNORM_STATISTICS = ("running_mean", "running_var")  # renamed by the shared 
 def mapping_table(source: str, torch_model: torch.nn.Module, paddle_model) -> str:
     torch_keys = list(torch_model.state_dict())
     transposed, renames = [], []
-    for path, module in torch_model.named_modules():
+    for path, module in torch_model.named_modules(remove_duplicate=False):
         entry = layer_translation(module) or base_translation(module)
         prefix = f"{path}." if path else ""
         for name, spelled in (entry.attributes.items() if entry is not None else ()):
