@@ -129,6 +129,13 @@ class ShadowTracer(torch.fx.Tracer):
                 self._initial[node] = value.detach().clone()
         return self._values[node]
 
+    def keep_only_metadata(self) -> None:
+        """Once traced, replace every computed tensor by a meta tensor of its shape and dtype (all the
+        emitter asks of them), so that a large model's activations are not held while code is written."""
+        for node, value in self._values.items():
+            if node.op != "get_attr" and not isinstance(value, torch.Size):
+                self._values[node] = map_aggregate(value, _as_meta)
+
     def initial_value_of(self, node: torch.fx.Node):
         """A get_attr node's tensor as it was when the graph first read it."""
         self.value_of(node)
@@ -225,6 +232,10 @@ class ShadowTracer(torch.fx.Tracer):
             raise PortError(f"{describe(body.module, body.path)} runs different code on its calls; it cannot become one layer")
 
 
+def _as_meta(value):
+    return torch.empty(value.shape, dtype=value.dtype, device="meta") if isinstance(value, torch.Tensor) else value
+
+
 def _assigns(node: torch.fx.Node) -> bool:
     return (node.op == "call_function" and node.target is operator.setitem) or (node.op == "call_method" and node.target == "__setitem__")
 
@@ -309,5 +320,6 @@ def trace(model: torch.nn.Module, example: tuple, is_layer: Callable[[torch.nn.M
     except Exception as exc:
         raise PortError(f"cannot trace {describe(model, '')}: {type(exc).__name__}: {exc}") from None
     arguments = [n.target for n in graph.nodes if n.op == "placeholder"]
+    tracer.keep_only_metadata()
     bodies = {"": Body("", model, graph, arguments, tracer.value_of, model, tracer.initial_value_of), **tracer.bodies}
     return Trace(training, model, bodies, tracer.by_module)
