@@ -37,17 +37,24 @@ def chunk(x, chunks, dim=0):
     return split(x, size, dim)
 
 
-def pad(x, pad, mode="constant", value=0.0):
-    """torch.nn.functional.pad: `pad` lists (before, after) pairs from the last axis backwards."""
-    pad = [int(p) for p in pad]
+def pad(x, widths, mode="constant", value=0.0):
+    """torch.nn.functional.pad: `widths` lists (before, after) pairs from the last axis backwards."""
+    widths = [int(w) for w in widths]
+    if any(w < 0 for w in widths):  # negative padding crops, which Paddle's pad refuses: pad, then slice
+        out = pad(x, [max(w, 0) for w in widths], mode, value)
+        index = [slice(None)] * x.ndim
+        for i in range(len(widths) // 2):
+            before, after = -min(widths[2 * i], 0), -min(widths[2 * i + 1], 0)
+            index[x.ndim - 1 - i] = slice(before, out.shape[x.ndim - 1 - i] - after)
+        return out[tuple(index)]
     if mode == "constant":
         full = [0] * (2 * x.ndim)
-        for i in range(len(pad) // 2):
+        for i in range(len(widths) // 2):
             axis = x.ndim - 1 - i
-            full[2 * axis], full[2 * axis + 1] = pad[2 * i], pad[2 * i + 1]
+            full[2 * axis], full[2 * axis + 1] = widths[2 * i], widths[2 * i + 1]
         return F.pad(x, full, mode="constant", value=0.0 if value is None else value, pad_from_left_axis=True)
     formats = {3: "NCL", 4: "NCHW", 5: "NCDHW"}
-    return F.pad(x, pad, mode=mode, data_format=formats[x.ndim])
+    return F.pad(x, widths, mode=mode, data_format=formats[x.ndim])
 
 
 def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None):
