@@ -183,6 +183,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="Write the rows as JSON.")
     parser.add_argument("--markdown", type=Path, help="Append the table to this file.")
     parser.add_argument("--rerun-failed", action="store_true", help="Port again the rows of --json that did not pass; keep the rest.")
+    parser.add_argument("--skip", nargs="*", default=[], help="With --rerun-failed: models not to port again.")
     parser.add_argument("--render", action="store_true", help="Only print the table of the rows in --json.")
     parser.add_argument("--resume", action="store_true", help="Keep the rows --json already holds and port only the other models.")
     args = parser.parse_args()
@@ -229,7 +230,7 @@ def rerun(args) -> None:
     rows = json.loads(args.json.read_text())
     with tempfile.TemporaryDirectory(prefix="weightport-coverage-") as folder:
         for i, row in enumerate(rows):
-            if row["status"] == "pass":
+            if row["status"] == "pass" or row["model"] in args.skip:
                 continue
             fresh = port_one(row["model"], Path(folder))
             for kept in ("module", "x2paddle"):
