@@ -80,7 +80,6 @@ class Body:
     path: str  # the module's qualified name in the model ("" for the model itself)
     module: torch.nn.Module
     graph: torch.fx.Graph
-    arguments: list[str]  # the forward's parameters that became placeholders, in order
     values: Callable[[torch.fx.Node], Any]  # each node's real value in the traced call
     root: torch.nn.Module  # the traced copy of the model, which the graph's targets name paths in
     initial_values: Callable[[torch.fx.Node], Any]  # a get_attr node's tensor before any in-place op
@@ -199,11 +198,9 @@ class ShadowTracer(torch.fx.Tracer):
         graph = self.graph = torch.fx.Graph(tracer_cls=type(self))
         try:
             bound = inspect.signature(m.forward).bind(*args, **kwargs)
-            arguments = []
             for name, value in bound.arguments.items():
                 if _contains_proxy(value):
                     bound.arguments[name] = self._placeholder(name, value)
-                    arguments.append(name)
             out = forward(*bound.args, **bound.kwargs)
             self.create_node("output", "output", (self.create_arg(out),), {})
         except PortError:
@@ -212,7 +209,7 @@ class ShadowTracer(torch.fx.Tracer):
             raise PortError(f"cannot trace {describe(m, path)}: {type(exc).__name__}: {exc}") from None
         finally:
             self.graph = parent
-        self._record(Body(path, m, graph, arguments, self.value_of, self.root, self.initial_value_of))
+        self._record(Body(path, m, graph, self.value_of, self.root, self.initial_value_of))
         self._pending_value.append(_real_of(self, out))
         node = self.create_proxy("call_module", path, args, kwargs)
         return _rebuild(out, node)
@@ -319,7 +316,6 @@ def trace(model: torch.nn.Module, example: tuple, is_layer: Callable[[torch.nn.M
         raise
     except Exception as exc:
         raise PortError(f"cannot trace {describe(model, '')}: {type(exc).__name__}: {exc}") from None
-    arguments = [n.target for n in graph.nodes if n.op == "placeholder"]
     tracer.keep_only_metadata()
-    bodies = {"": Body("", model, graph, arguments, tracer.value_of, model, tracer.initial_value_of), **tracer.bodies}
+    bodies = {"": Body("", model, graph, tracer.value_of, model, tracer.initial_value_of), **tracer.bodies}
     return Trace(training, model, bodies, tracer.by_module)
