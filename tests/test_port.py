@@ -210,3 +210,12 @@ def test_a_failed_gate_keeps_the_files_and_says_where(tmp_path):
 def test_unknown_timm_names_are_refused_cleanly(tmp_path):
     result = run("port", "timm:resnet_51", "--out", tmp_path / "x")
     assert result.returncode == 2 and "timm has no model 'resnet_51'" in result.stderr
+
+
+def test_a_ported_folder_passes_training_parity(tiny):
+    result = run("verify", tiny, "--train", "--layers", "--json", "-", check_rc=0)
+    training = json.loads(result.stdout)["models"][0]["training"]
+    assert training["passed"] and training["layers"]["first_divergence"] is None
+    # its dropout and drop-path are switched off on both sides, and said so
+    assert len(training["switched_off"]["torch"]) == len(training["switched_off"]["paddle"]) == 6
+    assert all(s["passed"] for s in training["steps"])

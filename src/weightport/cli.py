@@ -345,15 +345,20 @@ def _print_summary(summary) -> None:
 @click.option("--layers", is_flag=True, help="Compare every module's output on the first batch and name the first whose error jumps.")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False),
               help="Write the per-layer report (computed as for --layers) to this self-contained HTML page.")
+@click.option("--train", is_flag=True,
+              help="Also check training on the first batch: loss, every gradient, running statistics, SGD and AdamW steps.")
+@click.option("--train-tol", type=float, default=1e-5, show_default=True,
+              help="Gate of --train (float64 twins): largest error allowed, as a fraction of each tensor's largest value.")
 @_unsafe_pickle_option
 @_model_options()
 def verify(models, all_models, torch_ckpt, paddle_ckpt, key, tol, atol, batch_size, batches, seed,
            input_size, img_size, images, device, floor, keep, json_path, junit_path, layers, html_path,
-           unsafe_pickle, torch_model, paddle_model, mapping, model_args):
+           train, train_tol, unsafe_pickle, torch_model, paddle_model, mapping, model_args):
     """Run both twins on identical batches and gate on the error (exit 1 when any model fails).
 
     Each MODEL is a registered model's name or a ported folder. Without --torch/--paddle, each
-    model gets deterministic non-trivial random weights that go through the real converter."""
+    model gets deterministic non-trivial random weights that go through the real converter. With
+    --train, both twins also run in training mode (with --layers: each module's output gradient)."""
     from .registry import list_models
     from .verification import verify as run_verify
 
@@ -369,7 +374,7 @@ def verify(models, all_models, torch_ckpt, paddle_ckpt, key, tol, atol, batch_si
             models, tol=tol, atol=atol, torch_ckpt=torch_ckpt, paddle_ckpt=paddle_ckpt, key=key,
             batch_size=batch_size, batches=batches, seed=seed, input_size=input_size, images=images,
             device=device, floor=floor, model_kwargs=_model_kwargs(img_size, model_args), keep=keep,
-            layers=layers or bool(html_path),
+            layers=layers or bool(html_path), train=train, train_tol=train_tol,
         )
     if json_path == "-":
         _print_json(result.as_dict())
@@ -377,6 +382,8 @@ def verify(models, all_models, torch_ckpt, paddle_ckpt, key, tol, atol, batch_si
         if layers:
             _print_layers(result)
         _print_verify(result)
+        if train:
+            _print_training(result, layers)
         if json_path:
             from pathlib import Path
 
@@ -482,45 +489,86 @@ def _percent(ratio: float) -> str:
 
 def _print_layers(result) -> None:
     """Each model's modules in execution order, their errors, and a log-scale chart of them."""
+    for model in result.models:
+        _print_layer_report(model.model, model.layers, "per-layer parity", "first diverging module")
+
+
+def _print_layer_report(model: str, report, title: str, verdict: str) -> None:
     from rich.table import Table
 
     from .layerwise import NOT_COMPARABLE, error_chart
 
     console = _console()
-    for model in result.models:
-        report = model.layers
-        table = Table(title=f"{model.model}: per-layer parity ({report.inputs})")
-        for column in ("#", "module", "kind", "max abs", "rel err", "inputs", "floor x", "note"):
-            table.add_column(column, justify="left" if column in ("module", "kind", "note") else "right",
-                             no_wrap=column == "kind", max_width=28 if column == "kind" else None)
-        for i, layer in enumerate(report.layers, 1):
-            if layer.metrics is None:
-                figures = ["-"] * 4
-            else:
-                figures = [f"{layer.metrics.max_abs:.2e}", f"{layer.rel:.2e}",
-                           "-" if layer.carried is None else f"{layer.carried:.2e}",
-                           "-" if layer.floor_ratio is None else f"{layer.floor_ratio:.2f}"]
-            renamed = f" (paddle: {layer.counterpart})" if layer.counterpart else ""
-            if layer.jump:
-                note = "[bold red]error jumps[/]"
-            elif layer.status == NOT_COMPARABLE:
-                note = f"[yellow]{layer.status}: {layer.reason}[/]"
-            else:
-                note = "" if layer.metrics else f"[dim]{layer.status}[/]"
-            table.add_row(str(i), layer.name + renamed, layer.kind, *figures, note)
-        console.print(table)
-        if report.placeholders:
-            console.print(f"[dim]{report.placeholders} calls of Identity placeholders that one side alone has are not listed[/]")
-        console.print(error_chart(report, console.width))
-        if report.first_divergence:
-            first = next(layer for layer in report.layers if layer.jump)
-            console.print(
-                f"[bold red]{model.model}: first diverging module: {report.first_divergence}[/] "
-                f"(relative error {first.rel:.2e}, its inputs carried {'-' if first.carried is None else f'{first.carried:.2e}'})"
-            )
+    table = Table(title=f"{model}: {title} ({report.inputs})")
+    for column in ("#", "module", "kind", "max abs", "rel err", "inputs", "floor x", "note"):
+        table.add_column(column, justify="left" if column in ("module", "kind", "note") else "right",
+                         no_wrap=column == "kind", max_width=28 if column == "kind" else None)
+    for i, layer in enumerate(report.layers, 1):
+        if layer.metrics is None:
+            figures = ["-"] * 4
         else:
-            console.print(f"{model.model}: no module's error jumps (largest relative error "
-                          f"{max((layer.rel for layer in report.layers if layer.rel is not None), default=0.0):.2e})")
+            figures = [f"{layer.metrics.max_abs:.2e}", f"{layer.rel:.2e}",
+                       "-" if layer.carried is None else f"{layer.carried:.2e}",
+                       "-" if layer.floor_ratio is None else f"{layer.floor_ratio:.2f}"]
+        renamed = f" (paddle: {layer.counterpart})" if layer.counterpart else ""
+        if layer.jump:
+            note = f"[bold red]{layer.reason or 'error jumps'}[/]"
+        elif layer.status == NOT_COMPARABLE:
+            note = f"[yellow]{layer.status}: {layer.reason}[/]"
+        else:
+            note = "" if layer.metrics else f"[dim]{layer.status}[/]"
+        table.add_row(str(i), layer.name + renamed, layer.kind, *figures, note)
+    console.print(table)
+    if report.placeholders:
+        console.print(f"[dim]{report.placeholders} calls of Identity placeholders that one side alone has are not listed[/]")
+    console.print(error_chart(report, console.width))
+    if report.first_divergence:
+        first = next(layer for layer in report.layers if layer.jump)
+        detail = first.reason if first.rel is None else (
+            f"relative error {first.rel:.2e}, its inputs carried {'-' if first.carried is None else f'{first.carried:.2e}'}")
+        console.print(f"[bold red]{model}: {verdict}: {report.first_divergence}[/] ({detail})")
+    else:
+        console.print(f"{model}: no module's error jumps (largest relative error "
+                      f"{max((layer.rel for layer in report.layers if layer.rel is not None), default=0.0):.2e})")
+
+
+def _print_training(result, layers: bool) -> None:
+    """Per model: what was compared in training mode, the worst figures, and each fault by name."""
+    from rich.table import Table
+
+    console = _console()
+    for model in result.models:
+        training = model.training
+        if layers and training.layers is not None:
+            _print_layer_report(model.model, training.layers, "gradient parity per module",
+                                "first module whose gradient diverges, in backward order")
+        table = Table(title=f"{model.model}: training parity in float64 (gate: error <= {training.tol:g} x each tensor's "
+                            "largest value)")
+        for column in ("compared", "tensors", "worst", "max abs", "max rel", "of limit", "result"):
+            table.add_column(column, justify="left" if column in ("compared", "worst", "result") else "right")
+        table.add_row("loss", "1", training.loss, f"{abs(training.torch_loss - training.paddle_loss):.2e}",
+                      f"{training.loss_rel:.2e}", _percent(training.loss_rel / training.tol),
+                      "[green]pass[/]" if training.loss_passed else "[bold red]FAIL[/]")
+        groups = [("gradients", training.gradients), ("running statistics", training.running_stats)]
+        groups += [(f"{step.optimizer} x{step.hyper_parameters['steps']}", step.tensors) for step in training.steps]
+        for label, checks in groups:
+            worst = training.worst(checks, 1)
+            if not worst:
+                table.add_row(label, "0", "-", "-", "-", "-", "-")
+                continue
+            failed = sum(not c.passed for c in checks)
+            table.add_row(label, str(len(checks)), worst[0].torch, f"{worst[0].max_abs:.2e}", f"{worst[0].max_rel:.2e}",
+                          _percent(worst[0].ratio),
+                          "[green]pass[/]" if not failed else f"[bold red]FAIL[/] {failed} tensors")
+        console.print(table)
+        off = {side: names for side, names in training.switched_off.items() if names}
+        if off:
+            console.print("switched off on both sides (stochastic in training): "
+                          + "; ".join(f"{side}: {', '.join(names)}" for side, names in off.items()))
+        if training.unused:
+            console.print(f"[yellow]no gradient on either side (unused in both twins): {', '.join(training.unused)}[/]")
+        for line in training.failures()[:20]:
+            console.print(f"[bold red]{model.model}:[/] {line}")
 
 
 @cli.group("map")

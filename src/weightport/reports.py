@@ -26,10 +26,17 @@ def write_junit(result, path: str | Path) -> None:
             for o in model.outputs
         ]
         lines.insert(0, f"gate: {result.rule}")
+        training = model.training
+        if training is not None:
+            lines.append(f"train (float64, tol {training.tol:g}): loss rel {training.loss_rel:.3e}, {len(training.gradients)} gradients, "
+                         f"{len(training.running_stats)} running statistics, steps {', '.join(s.optimizer for s in training.steps)}")
+            lines += [f"train: {line}" for line in training.failures()]
         if model.passed:
             ET.SubElement(case, "system-out").text = "\n".join(lines)
         else:
             worst = model.worst
-            failure = ET.SubElement(case, "failure", message=f"{model.model}: {worst.name}: {worst.reason}")
+            message = (f"{model.model}: {worst.name}: {worst.reason}" if not worst.passed
+                       else f"{model.model}: training: {training.failures()[0]}")
+            failure = ET.SubElement(case, "failure", message=message)
             failure.text = "\n".join([f"weights: {model.weights}", f"inputs: {model.inputs}", *lines])
     ET.ElementTree(suite).write(path, encoding="unicode", xml_declaration=True)

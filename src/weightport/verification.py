@@ -35,6 +35,7 @@ from .twins import load_paddle, load_torch, randomize_torch
 
 if TYPE_CHECKING:
     from .layerwise import LayerReport
+    from .training import TrainingReport
 
 DEFAULT_TOL = 1e-4
 RELATIVE, ABSOLUTE = "relative", "absolute"
@@ -84,10 +85,20 @@ class ModelResult:
     non_finite_weights: dict[str, dict[str, int]] = field(default_factory=dict)
     conversion: dict[str, Any] | None = None
     layers: LayerReport | None = None  # per-module parity on the first batch, when asked for
+    training: TrainingReport | None = None  # training parity on the first batch, when asked for
 
     @property
     def passed(self) -> bool:
-        return all(o.passed for o in self.outputs)
+        return all(o.passed for o in self.outputs) and (self.training is None or self.training.passed)
+
+    def as_dict(self) -> dict[str, Any]:
+        training, self.training = self.training, None  # its own as_dict adds the verdicts
+        try:
+            data = asdict(self)
+        finally:
+            self.training = training
+        data["training"] = training.as_dict() if training is not None else None
+        return {**data, "passed": self.passed}
 
     @property
     def worst(self) -> OutputResult:
@@ -116,7 +127,7 @@ class VerifyResult:
             "tol": self.tol,
             "atol": self.atol,
             "rule": self.rule,
-            "models": [{**asdict(m), "passed": m.passed} for m in self.models],
+            "models": [m.as_dict() for m in self.models],
         }
 
 
@@ -267,6 +278,8 @@ def verify_model(
     model_kwargs: dict[str, Any] | None = None,
     keep: str | None = None,
     layers: bool = False,
+    train: bool = False,
+    train_tol: float | None = None,
 ) -> ModelResult:
     """Check one model (anything `pair.resolve` takes); see `verify`."""
     started = time.perf_counter()
@@ -274,6 +287,8 @@ def verify_model(
     model_kwargs = model_kwargs or {}
     if batch_size < 1 or batches < 1 or (input_size is not None and input_size < 1):
         raise UserError("--batch-size, --batches and --input-size must be at least 1")
+    if train and batch_size < 2:
+        raise UserError("--train needs at least 2 images per batch (--batch-size 2), so that batch statistics mean something")
     devices = choose_devices(device)
     torch_model, paddle_model, weights, summary, non_finite = _prepare_twins(
         pair, torch_ckpt, paddle_ckpt, key, seed, model_kwargs, keep
@@ -319,6 +334,12 @@ def verify_model(
             pair.table(), torch_model, paddle_model, first_batch, torch_device=devices["torch"],
             model64=model64, inputs=f"the first batch, {list(first_batch.shape)}",
         )
+    training = None
+    if train:
+        from .training import DEFAULT_TRAIN_TOL, check_training
+
+        training = check_training(pair.table(), torch_model, paddle_model, first_batch, seed=seed,
+                                  torch_device=devices["torch"], tol=train_tol or DEFAULT_TRAIN_TOL, layers=layers)
     return ModelResult(
         model=pair.name,
         weights=weights,
@@ -329,6 +350,7 @@ def verify_model(
         non_finite_weights=non_finite,
         conversion=summary.as_dict() if summary else None,
         layers=layer_report,
+        training=training,
     )
 
 
@@ -388,7 +410,9 @@ def verify(
 
     Options: torch_ckpt, paddle_ckpt, key (checkpoint files; only with one model), batch_size,
     batches, seed, input_size, images, device ("auto", "cpu", "gpu"), floor, model_kwargs, keep, layers
-    (per-module parity on the first batch, naming the first module whose error jumps).
+    (per-module parity on the first batch, naming the first module whose error jumps), train and
+    train_tol (training parity on the first batch: loss, gradients, running statistics, optimizer
+    steps; see `weightport.training`).
     """
     models = [models] if isinstance(models, (TwinPair, str, os.PathLike)) else list(models)
     if not models:
@@ -396,6 +420,7 @@ def verify(
     if len(models) > 1 and (options.get("torch_ckpt") or options.get("paddle_ckpt")):
         raise UserError("--torch/--paddle checkpoints go with exactly one model")
     pairs = [resolve(model) for model in models]
-    if not tol > 0 or (atol is not None and not atol > 0):
-        raise UserError("--tol and --atol must be positive")
+    train_tol = options.get("train_tol")
+    if not tol > 0 or (atol is not None and not atol > 0) or (train_tol is not None and not train_tol > 0):
+        raise UserError("--tol, --atol and --train-tol must be positive")
     return VerifyResult(tol, atol, [verify_model(pair, tol=tol, atol=atol, **options) for pair in pairs])

@@ -1,0 +1,505 @@
+"""Training parity: the two twins in train mode on one batch, compared through the mapping table.
+
+Eval-mode logits can agree while fine-tuning goes wrong: a BatchNorm built with torch's momentum
+value (Paddle's is 1 - torch's), a branch whose gradient is cut, a parameter the twin creates but
+never uses, an optimizer convention that differs. So both twins run one training-mode forward on
+the same batch with the same loss, and this module compares
+
+- the loss;
+- every parameter's gradient, through the table (renames and transposes), per tensor; a parameter
+  with a gradient on one side only, or trainable on one side only, fails by name;
+- the running statistics the forward updated (torch's running variance re-expressed with the biased
+  batch variance Paddle uses, the one convention the frameworks do not share);
+- the parameters after two steps of SGD with momentum and of AdamW, same hyper-parameters, each
+  framework's weight decay convention matched, both taken from the same gradients (torch's,
+  carried through the table): the gradients' own differences are compared above, and Adam's first
+  step is about lr x sign(g), which would turn fp32 noise in near-zero gradients into 2 x lr.
+
+Dropout, drop-path and their kin are switched off on both sides (listed in the report). Both twins
+run in float64: in float32, a ReLU or max-pool whose input sits within rounding of its kink passes
+the gradient on one side and blocks it on the other, a discrete difference of a whole element's
+gradient (measured: 40x torch's own fp32-vs-fp64 error in a BatchNorm bias of botnet50_s1), which no
+tolerance can tell from a fault; in float64 faithful twins agree to 1e-7 of each tensor's largest
+gradient or better (docs/training.md). A gradient below GRADIENT_ZERO x the model's largest counts as
+zero: such tensors (a bias in front of a training-mode BatchNorm, a key bias under softmax) are
+rounding noise around an exact zero, and their error is gated against that scale instead.
+"""
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .comparison import flatten_outputs
+from .conversion import transposed
+from .errors import UserError
+from .frameworks import named_modules, quiet_paddle_import
+from .mapping import Table
+
+# Largest error allowed, as a fraction of each tensor's largest value (float64 twins; faithful ones
+# of every registered model stay below 2e-7, docs/training.md).
+DEFAULT_TRAIN_TOL = 1e-5
+# Gradients below this fraction of the model's largest are zero up to rounding (see above).
+GRADIENT_ZERO = 1e-6
+# Parameter updates are compared with the tolerance on the update, plus this many units in the last
+# place of the parameter: the rounding of the step itself.
+STEP_ULPS = 4
+
+OPTIMIZERS = {
+    # Two steps from the same gradients: the second exercises momentum and Adam's moment estimates.
+    "sgd": {"lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4, "steps": 2},
+    "adamw": {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.05, "steps": 2},
+}
+
+# Modules whose train-mode output is random: switched off on both sides. Matched on the class
+# names of the module's type and its bases (torch's Dropout*, timm's DropPath and DropBlock2d,
+# torchvision's StochasticDepth, Paddle's Dropout*, the twins' own DropPath).
+STOCHASTIC = re.compile(r"(\w*Dropout\w*|\w*DropPath\w*|DropBlock\w*|StochasticDepth)")
+_RATES = ("p", "drop_prob", "drop_rate")
+
+
+@dataclass
+class TensorCheck:
+    """One tensor compared between the twins: gradients, running statistics or updated parameters."""
+
+    torch: str  # torch's key
+    paddle: str  # Paddle's key
+    shape: list[int]
+    max_abs: float
+    ref_max: float  # torch's largest magnitude
+    max_rel: float
+    limit: float  # the largest error the gate allows for this tensor
+    ratio: float  # max_abs / limit: under 1 passes
+    convention: float | None = None  # running variance: how far torch's own value is from Paddle's convention (max rel)
+
+    @property
+    def passed(self) -> bool:
+        return self.ratio <= 1.0  # False for NaN
+
+
+@dataclass
+class StepCheck:
+    optimizer: str
+    hyper_parameters: dict[str, Any]
+    paddle_optimizer: str
+    tensors: list[TensorCheck]
+
+    @property
+    def passed(self) -> bool:
+        return all(t.passed for t in self.tensors)
+
+
+@dataclass
+class TrainingReport:
+    loss: str  # what loss both sides computed
+    torch_loss: float
+    paddle_loss: float
+    loss_rel: float
+    switched_off: dict[str, list[str]]  # framework -> "path (Class, rate)" of the stochastic modules made deterministic
+    tol: float
+    gradients: list[TensorCheck] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # parameters with a gradient on one side only, and the like
+    unused: list[str] = field(default_factory=list)  # trainable on both sides, a gradient on neither
+    running_stats: list[TensorCheck] = field(default_factory=list)
+    steps: list[StepCheck] = field(default_factory=list)
+    layers: Any = None  # LayerReport of the modules' output gradients, when asked for
+
+    @property
+    def loss_passed(self) -> bool:
+        return self.loss_rel <= self.tol
+
+    @property
+    def passed(self) -> bool:
+        return (self.loss_passed and not self.problems and all(t.passed for t in self.gradients)
+                and all(t.passed for t in self.running_stats) and all(s.passed for s in self.steps))
+
+    def failures(self) -> list[str]:
+        """Each fault in one line, the worst first within each kind."""
+        lines = [] if self.loss_passed else [f"loss: relative error {self.loss_rel:.3g} > {self.tol:g}"]
+        lines += self.problems
+        for what, checks in (("gradient", self.gradients), ("running statistic", self.running_stats),
+                             *((f"after {s.optimizer}", s.tensors) for s in self.steps)):
+            for check in sorted((c for c in checks if not c.passed), key=lambda c: -np.nan_to_num(c.ratio, nan=np.inf)):
+                lines.append(f"{what} {check.torch}: max abs error {check.max_abs:.3g} "
+                             f"({check.max_rel:.3g} of its largest value; {_percent(check.ratio)} of the limit)")
+        return lines
+
+    def worst(self, checks: list[TensorCheck], count: int = 5) -> list[TensorCheck]:
+        return sorted(checks, key=lambda c: -np.nan_to_num(c.ratio, nan=np.inf))[:count]
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.update(passed=self.passed, loss_passed=self.loss_passed, failures=self.failures())
+        for name in ("gradients", "running_stats"):
+            for item, check in zip(data[name], getattr(self, name)):
+                item["passed"] = check.passed
+        for item, step in zip(data["steps"], self.steps):
+            item["passed"] = step.passed
+            for entry, check in zip(item["tensors"], step.tensors):
+                entry["passed"] = check.passed
+        return data
+
+
+def _percent(ratio: float) -> str:
+    return "NaN" if ratio != ratio else f"{100 * ratio:.3g}%"
+
+
+# --- making both twins deterministic -----------------------------------------------------------
+
+
+def switch_off_stochastic(model, framework: str) -> list[str]:
+    """Put every dropout-like module in eval mode with its rate at 0 (code that reads the rate of
+    a module in train mode, such as timm's attention passing `attn_drop.p` to sdpa, then sees 0).
+    Returns those that would have been active."""
+    active = []
+    for path, module in named_modules(model, framework):
+        if not any(STOCHASTIC.fullmatch(cls.__name__) for cls in type(module).__mro__):
+            continue
+        rates = {name: getattr(module, name) for name in _RATES if isinstance(getattr(module, name, None), (int, float))}
+        for name in rates:
+            setattr(module, name, 0.0)
+        module.eval()
+        rate = max(rates.values(), default=None)
+        if rate is None or rate > 0:
+            active.append(f"{path or '(model)'} ({type(module).__name__}{'' if rate is None else f', {rate:g}'})")
+    return active
+
+
+# --- the loss ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Loss:
+    """The same scalar on both sides: cross-entropy against fixed labels for a classifier's logits,
+    else the sum of each output times a fixed random cotangent."""
+
+    labels: np.ndarray | None
+    cotangents: list[np.ndarray] | None
+
+    @classmethod
+    def for_outputs(cls, outputs: list[tuple[str, np.ndarray]], seed: int) -> Loss:
+        rng = np.random.default_rng(seed + 7919)
+        if len(outputs) == 1 and outputs[0][1].ndim == 2 and outputs[0][1].shape[1] > 1:
+            rows, classes = outputs[0][1].shape
+            return cls(rng.integers(0, classes, rows).astype(np.int64), None)
+        return cls(None, [rng.standard_normal(array.shape).astype(np.float32) for _, array in outputs])
+
+    @property
+    def description(self) -> str:
+        if self.labels is not None:
+            return f"cross-entropy against fixed labels {self.labels.tolist()}"
+        return "sum of each output times a fixed random cotangent"
+
+    def torch(self, output):
+        import torch
+
+        values = [v for _, v in flatten_outputs(output)]
+        if self.labels is not None:
+            return torch.nn.functional.cross_entropy(values[0], torch.from_numpy(self.labels).to(values[0].device))
+        return sum((v * torch.from_numpy(c).to(v.device, v.dtype)).sum() for v, c in zip(values, self.cotangents))
+
+    def paddle(self, output):
+        paddle = quiet_paddle_import()
+        values = [v for _, v in flatten_outputs(output)]
+        if self.labels is not None:
+            return paddle.nn.functional.cross_entropy(values[0], paddle.to_tensor(self.labels))
+        return sum((v * paddle.to_tensor(c).astype(v.dtype)).sum() for v, c in zip(values, self.cotangents))
+
+
+# --- one training forward and backward per side ----------------------------------------------------
+
+
+@dataclass
+class _TorchRun:
+    loss: float
+    objective: Loss
+    gradients: dict[str, np.ndarray | None]  # trainable parameter -> gradient (None: it got none)
+    state_before: dict[str, np.ndarray]
+    state_after: dict[str, np.ndarray]
+    batch_counts: dict[str, int]  # BatchNorm path -> elements per channel of its last training input
+
+
+def _torch_bn_counts(model) -> tuple[dict[str, int], list]:
+    """Hooks recording how many elements per channel each training BatchNorm normalised."""
+    import torch
+
+    counts, handles = {}, []
+    for path, module in model.named_modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            def record(_module, args, path=path):
+                counts[path] = args[0].numel() // args[0].shape[1]
+            handles.append(module.register_forward_pre_hook(record))
+    return counts, handles
+
+
+def _torch_arrays(values: dict) -> dict[str, np.ndarray]:
+    """Copies (a float64 tensor's numpy view would follow the in-place updates to come)."""
+    return {k: np.array(v.detach().cpu().numpy(), dtype=np.float64 if v.is_floating_point() else None) for k, v in values.items()}
+
+
+def run_torch(model, batch: np.ndarray, loss: Loss | int, device: str, on_forward: Callable | None = None) -> _TorchRun:
+    """One training forward and backward; `loss` is the Loss, or the seed of one fitted to the outputs."""
+    import torch
+
+    state_before = _torch_arrays(model.state_dict())
+    counts, handles = _torch_bn_counts(model)
+    model.zero_grad(set_to_none=True)
+    try:
+        output = model(torch.from_numpy(batch).to(device))
+    finally:
+        for handle in handles:
+            handle.remove()
+    if on_forward is not None:
+        on_forward()
+    if not isinstance(loss, Loss):
+        loss = Loss.for_outputs([(n, t.detach().cpu().numpy()) for n, t in flatten_outputs(output)], loss)
+    value = loss.torch(output)
+    value.backward()
+    gradients = {k: None if p.grad is None else np.array(p.grad.detach().cpu().numpy(), dtype=np.float64)
+                 for k, p in model.named_parameters() if p.requires_grad}
+    return _TorchRun(float(value.detach()), loss, gradients, state_before, _torch_arrays(model.state_dict()), counts)
+
+
+@dataclass
+class _PaddleRun:
+    loss: float
+    gradients: dict[str, np.ndarray | None]
+    state_before: dict[str, np.ndarray]
+    state_after: dict[str, np.ndarray]
+
+
+def _paddle_arrays(model) -> dict[str, np.ndarray]:
+    paddle = quiet_paddle_import()
+    return {k: v.numpy().astype(np.float64) if paddle.is_floating_point(v) else v.numpy() for k, v in model.state_dict().items()}
+
+
+def run_paddle(model, batch: np.ndarray, loss: Loss, on_forward: Callable | None = None) -> _PaddleRun:
+    paddle = quiet_paddle_import()
+    state_before = _paddle_arrays(model)
+    model.clear_gradients(set_to_zero=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "When training, we now always track global mean and variance."
+        output = model(paddle.to_tensor(batch))
+    if on_forward is not None:
+        on_forward()
+    value = loss.paddle(output)
+    value.backward()
+    gradients = {k: None if p.grad is None else p.grad.numpy().astype(np.float64)
+                 for k, p in model.named_parameters() if not p.stop_gradient}
+    return _PaddleRun(float(value.detach()), gradients, state_before, _paddle_arrays(model))
+
+
+# --- comparing ------------------------------------------------------------------------------------
+
+
+def _check(torch_key: str, paddle_key: str, reference: np.ndarray, output: np.ndarray, tol: float, *,
+           scale: float = 0.0, slack: float = 0.0) -> TensorCheck:
+    """`output` against `reference`: passes when the error is within tol x the reference's largest
+    magnitude (or x `scale` when larger), plus `slack`."""
+    if reference.shape != output.shape:
+        raise UserError(f"{torch_key} -> {paddle_key}: shapes {list(reference.shape)} and {list(output.shape)} differ")
+    diff = np.abs(reference - output)
+    max_abs = float("nan") if np.isnan(diff).any() else float(diff.max(initial=0.0))
+    ref_max = float(np.abs(reference).max(initial=0.0))
+    limit = tol * max(ref_max, scale) + slack
+    ratio = float("nan") if np.isnan(max_abs) else max_abs / limit if limit > 0 else (float("inf") if max_abs else 0.0)
+    return TensorCheck(torch_key, paddle_key, list(reference.shape), max_abs, ref_max,
+                       max_abs / ref_max if ref_max > 0 else max_abs, limit, ratio)
+
+
+def _to_paddle_layout(array: np.ndarray, transpose: bool) -> np.ndarray:
+    return transposed(array) if transpose else array
+
+
+def _compare_gradients(table: Table, torch_run: _TorchRun, paddle_run: _PaddleRun, tol: float,
+                       report: TrainingReport) -> dict[str, tuple[str, bool]]:
+    """Fill the report's gradient checks and problems; returns torch key -> (Paddle key, transposed)."""
+    plan = table.plan(torch_run.gradients, "paddle")
+    counterpart = {step.source: (step.target, step.transpose) for step in plan.steps}
+    reached = set()
+    zero = GRADIENT_ZERO * max((float(np.abs(g).max(initial=0.0)) for g in torch_run.gradients.values() if g is not None), default=0.0)
+    for key in plan.dropped:
+        report.problems.append(f"{key}: trainable in torch, dropped by the table (Paddle would not train it)")
+    for key, gradient in torch_run.gradients.items():
+        if key not in counterpart:
+            continue
+        paddle_key, transpose = counterpart[key]
+        reached.add(paddle_key)
+        if paddle_key not in paddle_run.gradients:
+            report.problems.append(f"{key}: trainable in torch, but Paddle's {paddle_key} is not a trainable parameter")
+            continue
+        paddle_gradient = paddle_run.gradients[paddle_key]
+        if gradient is None and paddle_gradient is None:
+            report.unused.append(key)
+        elif gradient is None or paddle_gradient is None:
+            side, other = ("paddle", "torch") if gradient is None else ("torch", "paddle")
+            report.problems.append(f"{key}: gets a gradient in {side} only (none reaches {other}'s "
+                                   f"{key if other == 'torch' else paddle_key})")
+        else:
+            report.gradients.append(_check(key, paddle_key, _to_paddle_layout(gradient, transpose), paddle_gradient, tol,
+                                           scale=zero))
+    for paddle_key, gradient in paddle_run.gradients.items():
+        if paddle_key not in reached:
+            got = "and gets a gradient" if gradient is not None else "but gets no gradient: created, never used"
+            report.problems.append(f"{paddle_key}: trainable in Paddle only, {got}")
+    return counterpart
+
+
+def _biased_running_var(before: np.ndarray, after: np.ndarray, momentum: float, count: int) -> np.ndarray:
+    """torch's updated running variance as it would be had the batch variance been biased (Paddle's)."""
+    kept = (1 - momentum) * before
+    return kept + (after - kept) * (count - 1) / count
+
+
+def _torch_stats_in_paddle_convention(model, run: _TorchRun) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """torch's state after the forward, each training BatchNorm's running variance re-expressed; and
+    for those, how far the two conventions are apart (max relative difference)."""
+    import torch
+
+    state, gaps = dict(run.state_after), {}
+    for path, module in model.named_modules():
+        if not isinstance(module, torch.nn.modules.batchnorm._BatchNorm) or path not in run.batch_counts:
+            continue
+        key = f"{path}.running_var" if path else "running_var"
+        if key not in state or run.batch_counts[path] < 2:
+            continue
+        momentum = module.momentum
+        if momentum is None:  # cumulative moving average: this update's weight
+            momentum = 1.0 / float(run.state_after[f"{path}.num_batches_tracked" if path else "num_batches_tracked"])
+        state[key] = _biased_running_var(run.state_before[key], run.state_after[key], momentum, run.batch_counts[path])
+        scale = float(np.abs(run.state_after[key]).max(initial=0.0))
+        gaps[key] = float(np.abs(state[key] - run.state_after[key]).max(initial=0.0)) / scale if scale else 0.0
+    return state, gaps
+
+
+def _compare_running_stats(table: Table, torch_model, torch_run: _TorchRun, paddle_run: _PaddleRun, tol: float,
+                           report: TrainingReport) -> None:
+    """Every non-trainable tensor that either side's forward changed, through the table."""
+    state, gaps = _torch_stats_in_paddle_convention(torch_model, torch_run)
+    plan = table.plan(state, "paddle")
+    changed_in_paddle = {k for k, v in paddle_run.state_after.items()
+                         if k not in paddle_run.gradients and not np.array_equal(v, paddle_run.state_before[k])}
+    seen = set()
+    for step in plan.steps:
+        key = step.source
+        if key in torch_run.gradients or step.target not in paddle_run.state_after:
+            continue
+        changed = not np.array_equal(torch_run.state_after[key], torch_run.state_before[key])
+        if not changed and step.target not in changed_in_paddle:
+            continue
+        seen.add(step.target)
+        if not np.issubdtype(state[key].dtype, np.floating):
+            continue
+        check = _check(key, step.target, _to_paddle_layout(state[key], step.transpose), paddle_run.state_after[step.target], tol)
+        check.convention = gaps.get(key)
+        report.running_stats.append(check)
+    for key in sorted(changed_in_paddle - seen):
+        report.problems.append(f"{key}: Paddle's forward updated it, torch has no statistic that maps to it")
+
+
+# --- optimizer steps --------------------------------------------------------------------------------
+
+
+def _torch_optimizer(name: str, parameters):
+    import torch
+
+    settings = {k: v for k, v in OPTIMIZERS[name].items() if k != "steps"}
+    return torch.optim.SGD(parameters, **settings) if name == "sgd" else torch.optim.AdamW(parameters, **settings)
+
+
+def _paddle_optimizer(name: str, parameters):
+    """Paddle's optimizer with torch's hyper-parameters: Momentum with L2Decay adds wd x p to the
+    gradient as torch's SGD does; AdamW decays the parameter by lr x wd, decoupled, as torch's does."""
+    paddle = quiet_paddle_import()
+    settings = OPTIMIZERS[name]
+    if name == "sgd":
+        return paddle.optimizer.Momentum(learning_rate=settings["lr"], momentum=settings["momentum"], parameters=parameters,
+                                         weight_decay=paddle.regularizer.L2Decay(settings["weight_decay"]))
+    beta1, beta2 = settings["betas"]
+    return paddle.optimizer.AdamW(learning_rate=settings["lr"], beta1=beta1, beta2=beta2, epsilon=settings["eps"],
+                                  parameters=parameters, weight_decay=settings["weight_decay"])
+
+
+PADDLE_OPTIMIZERS = {"sgd": "paddle.optimizer.Momentum with L2Decay(weight_decay)", "adamw": "paddle.optimizer.AdamW"}
+
+
+def _compare_steps(torch_model, paddle_model, torch_run: _TorchRun, counterpart: dict[str, tuple[str, bool]],
+                   tol: float, report: TrainingReport) -> None:
+    """Take each optimizer's steps on both twins from torch's gradients and compare the parameters."""
+    import torch
+
+    torch_params = {k: p for k, p in torch_model.named_parameters() if p.requires_grad}
+    paddle_params = dict(paddle_model.named_parameters())
+    shared = {k: counterpart[k] for k, g in torch_run.gradients.items()
+              if g is not None and k in counterpart and counterpart[k][0] in paddle_params
+              and paddle_params[counterpart[k][0]].grad is not None}
+    torch_start = {k: p.detach().clone() for k, p in torch_params.items()}
+    paddle_start = {k: p.numpy().copy() for k, p in paddle_params.items() if not p.stop_gradient}
+    for key, (paddle_key, transpose) in shared.items():
+        grad = paddle_params[paddle_key].grad
+        grad.set_value(_to_paddle_layout(torch_params[key].grad.detach().cpu().numpy(), transpose).astype(grad.numpy().dtype))
+    for name, settings in OPTIMIZERS.items():
+        optimizers = (_torch_optimizer(name, [torch_params[k] for k in shared]),
+                      _paddle_optimizer(name, [paddle_params[shared[k][0]] for k in shared]))
+        for _ in range(settings["steps"]):
+            for optimizer in optimizers:
+                optimizer.step()
+        checks = []
+        for key, (paddle_key, transpose) in shared.items():
+            start = _to_paddle_layout(torch_start[key].cpu().double().numpy(), transpose)
+            after = _to_paddle_layout(torch_params[key].detach().cpu().double().numpy(), transpose)
+            update = after - start
+            # The tolerance applies to the update; a few ulps of the parameter are the step's own rounding.
+            eps = float(torch.finfo(torch_params[key].dtype).eps)
+            slack = STEP_ULPS * eps * float(np.abs(after).max(initial=0.0))
+            check = _check(key, paddle_key, update, paddle_params[paddle_key].numpy().astype(np.float64) - start, tol, slack=slack)
+            checks.append(check)
+        report.steps.append(StepCheck(name, {k: list(v) if isinstance(v, tuple) else v for k, v in settings.items()},
+                                      PADDLE_OPTIMIZERS[name], checks))
+        with torch.no_grad():
+            for key, value in torch_start.items():
+                torch_params[key].copy_(value)
+        for key, value in paddle_start.items():
+            paddle_params[key].set_value(value)
+
+
+# --- the check ------------------------------------------------------------------------------------
+
+
+def check_training(table: Table, torch_model, paddle_model, batch: np.ndarray, *, seed: int = 0,
+                   torch_device: str = "cpu", tol: float = DEFAULT_TRAIN_TOL, layers: bool = False) -> TrainingReport:
+    """Both twins in train mode and float64 on `batch`: loss, gradients, running statistics, optimizer steps.
+
+    The twins are left in float64 and train mode with their stochastic layers off and their running
+    statistics updated once; their parameters are as they came."""
+    if batch.shape[0] < 2:
+        raise UserError("--train needs at least 2 images per batch (--batch-size 2), so that batch statistics mean something")
+    torch_model.double().train()
+    paddle_model.to(dtype="float64")
+    paddle_model.train()
+    switched_off = {"torch": switch_off_stochastic(torch_model, "torch"), "paddle": switch_off_stochastic(paddle_model, "paddle")}
+    batch = batch.astype(np.float64)
+    recorder = None
+    if layers:
+        from .gradient_layers import GradientRecorder
+
+        recorder = GradientRecorder(table, torch_model, paddle_model)
+    torch_run = run_torch(torch_model, batch, seed, torch_device, on_forward=recorder and recorder.torch_forward_done)
+    try:
+        paddle_run = run_paddle(paddle_model, batch, torch_run.objective, on_forward=recorder and recorder.paddle_forward_done)
+    except (RuntimeError, ValueError, TypeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"the Paddle twin cannot train in float64, which --train needs: {first[:200]}") from None
+    loss_rel = abs(torch_run.loss - paddle_run.loss) / max(abs(torch_run.loss), np.finfo(np.float64).tiny)
+    report = TrainingReport(loss=torch_run.objective.description, torch_loss=torch_run.loss, paddle_loss=paddle_run.loss,
+                            loss_rel=loss_rel, switched_off=switched_off, tol=tol)
+    counterpart = _compare_gradients(table, torch_run, paddle_run, tol, report)
+    _compare_running_stats(table, torch_model, torch_run, paddle_run, tol, report)
+    _compare_steps(torch_model, paddle_model, torch_run, counterpart, tol, report)
+    if recorder is not None:
+        report.layers = recorder.report(f"output gradients on the first batch, {list(batch.shape)}, in backward order")
+    return report
