@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(BIN)/weightport verify resnet50 --floor --keep demo-output
 
 # The linter (rules in pyproject.toml), the unit tests, then the parity gate over every registered
-# model (as a CI job would run it).
+# model, eval and training parity (as a CI job would run it).
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
@@ -28,7 +28,7 @@ test: $(STAMP)
 
 gate: $(STAMP)
 	mkdir -p build
-	$(BIN)/weightport verify --all --batch-size 1 --junit build/verify-junit.xml
+	$(BIN)/weightport verify --all --train --batch-size 2 --junit build/verify-junit.xml
 
 layouts: $(STAMP)
 	$(BIN)/python scripts/update_layouts.py

@@ -493,7 +493,7 @@ def _print_layers(result) -> None:
         _print_layer_report(model.model, model.layers, "per-layer parity", "first diverging module")
 
 
-def _print_layer_report(model: str, report, title: str, verdict: str) -> None:
+def _print_layer_report(model: str, report, title: str, verdict: str, order: str = "execution order") -> None:
     from rich.table import Table
 
     from .layerwise import NOT_COMPARABLE, error_chart
@@ -521,7 +521,7 @@ def _print_layer_report(model: str, report, title: str, verdict: str) -> None:
     console.print(table)
     if report.placeholders:
         console.print(f"[dim]{report.placeholders} calls of Identity placeholders that one side alone has are not listed[/]")
-    console.print(error_chart(report, console.width))
+    console.print(error_chart(report, console.width, order))
     if report.first_divergence:
         first = next(layer for layer in report.layers if layer.jump)
         detail = first.reason if first.rel is None else (
@@ -541,7 +541,7 @@ def _print_training(result, layers: bool) -> None:
         training = model.training
         if layers and training.layers is not None:
             _print_layer_report(model.model, training.layers, "gradient parity per module",
-                                "first module whose gradient diverges, in backward order")
+                                "first module whose gradient diverges, in backward order", "backward order")
         table = Table(title=f"{model.model}: training parity in float64 (gate: error <= {training.tol:g} x each tensor's "
                             "largest value)")
         for column in ("compared", "tensors", "worst", "max abs", "max rel", "of limit", "result"):
@@ -558,7 +558,7 @@ def _print_training(result, layers: bool) -> None:
                 continue
             failed = sum(not c.passed for c in checks)
             table.add_row(label, str(len(checks)), worst[0].torch, f"{worst[0].max_abs:.2e}", f"{worst[0].max_rel:.2e}",
-                          _percent(worst[0].ratio),
+                          _percent(worst[0].ratio) if worst[0].ratio < 10 else f"{worst[0].ratio:.3g}x",
                           "[green]pass[/]" if not failed else f"[bold red]FAIL[/] {failed} tensors")
         console.print(table)
         off = {side: names for side, names in training.switched_off.items() if names}

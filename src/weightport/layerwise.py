@@ -614,8 +614,8 @@ def _colour(layer: LayerResult, report: LayerReport) -> str:
     return "yellow" if layer.rel > report.jump_min_rel else "green"
 
 
-def error_chart(report: LayerReport, width: int = 80):
-    """Each module's relative error as one bar (log scale) in execution order, as rich text lines."""
+def error_chart(report: LayerReport, width: int = 80, order: str = "execution order"):
+    """Each module's relative error as one bar (log scale) in `order`, as rich text lines."""
     from rich.text import Text
 
     chart = Text()
@@ -629,7 +629,7 @@ def error_chart(report: LayerReport, width: int = 80):
                 chart.append(_BARS[round(_decade_position(layer.rel) * (len(_BARS) - 1))], style=_colour(layer, report))
         chart.append("\n")
     low, high = CHART_DECADES
-    chart.append(f"       {_BARS[0]} 1e{low} ... {_BARS[-1]} 1e{high}: relative error per module, in execution order "
+    chart.append(f"       {_BARS[0]} 1e{low} ... {_BARS[-1]} 1e{high}: relative error per module, in {order} "
                  "(· not compared; red: the error jumps)", style="dim")
     return chart
 
