@@ -20,6 +20,30 @@ def test_pattern_placeholders():
     assert p.format({"i": "3", "part": "mlp"}) == "blocks.3.mlp.weight"
 
 
+def test_integer_offsets_and_repeated_placeholders_are_reversible(tmp_path):
+    table = _table(tmp_path, '[[rename]]\ntorch = "features.denseblock{b}.denselayer{l}.{rest:.+}"\n'
+                             'paddle = "db_conv_{b+1}.conv{b+1}_{l}.{rest}"\n')
+    assert table.rename("features.denseblock1.denselayer12.norm1.weight", "paddle") == "db_conv_2.conv2_12.norm1.weight"
+    assert table.rename("db_conv_2.conv2_12.norm1.weight", "torch") == "features.denseblock1.denselayer12.norm1.weight"
+    assert table.rename("db_conv_2.conv3_12.norm1.weight", "torch") == "db_conv_2.conv3_12.norm1.weight"  # the two disagree
+    shifted = Pattern.parse("blocks.{i-1}.conv", "t")
+    assert shifted.match("blocks.0.conv") == {"i": "1"} and shifted.format({"i": "5"}) == "blocks.4.conv"
+    only = _table(tmp_path, '[[rename]]\ntorch = "features.{i:2|3}.block.2.{m}"\npaddle = "blocks.{i-1}.project.{m}"\n', "only")
+    assert only.rename("blocks.1.project.weight", "torch") == "features.2.block.2.weight"
+    assert only.rename("blocks.5.project.weight", "torch") == "blocks.5.project.weight"  # 6 is not 2 or 3
+
+
+def test_adjusted_values_go_there_and_back(tmp_path):
+    import numpy as np
+
+    table = _table(tmp_path, '[[adjust]]\ntorch = "{m:.+}.running_var"\noffset = 0.25\nscale = 2.0\nwhy = "eps"\n')
+    rule = table.plan(["bn.running_var", "bn.weight"], "paddle").steps[0].adjust
+    assert rule.why == "eps" and table.plan(["bn.weight"], "paddle").steps[0].adjust is None
+    values = np.array([1.0, 3.0])
+    assert rule.apply(values, "paddle").tolist() == [2.25, 6.25]
+    assert rule.apply(rule.apply(values, "paddle"), "torch").tolist() == values.tolist()
+
+
 def test_dots_are_literal():
     assert Pattern.parse("fc.weight", "t").match("fcXweight") is None
 
@@ -78,7 +102,9 @@ def test_transposes_follow_the_rule_even_for_square_weights(tmp_path):
         ('[[rename]]\ntorch = "a.{x}"\npaddle = "b.{y}"\n', "same placeholders"),
         ('[[rename]]\ntorch = "a.{x}"\n', "missing paddle"),
         ('[[rename]]\ntorch = "a.{x"\npaddle = "b"\n', "unbalanced brace"),
-        ('[[rename]]\ntorch = "a.{x}.{x}"\npaddle = "b.{x}.{x}"\n', "appears twice"),
+        ('[[adjust]]\ntorch = "a"\nscale = 2.0\n', "missing why"),
+        ('[[adjust]]\ntorch = "a"\nscale = -1.0\nwhy = "w"\n', "scale must be positive"),
+        ('[[adjust]]\ntorch = "a"\nscale = "2"\nwhy = "w"\n', "must be numbers"),
         ('[[rename]]\ntorch = "a.{x:(}"\npaddle = "b.{x}"\n', "bad regular expression"),
         ('[[drop]]\ntorch = "a"\npaddle = "b"\n', "exactly one"),
         ('[[drop]]\ntorch = "a"\nfill = "zero"\n', "fill must be a number"),

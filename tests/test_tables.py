@@ -39,3 +39,15 @@ def test_table_check_catches_a_missing_transpose_and_an_unpaired_key(tiny_model,
     assert "square.weight: Linear weight left untransposed" in problems
     assert any(p.startswith("norm.weight -> norm.weight: no such Paddle key") for p in problems)
     assert "ln.weight: Paddle key not produced from any torch key" in problems
+
+
+def test_table_check_refuses_an_adjust_rule_that_adjusts_nothing_or_integers(tiny_model, tmp_path):
+    from pathlib import Path
+
+    text = (Path(__file__).parent / "tiny_twins.toml").read_text()
+    text += ('\n[[adjust]]\ntorch = "stem.gamma"\nscale = 2.0\nwhy = "a typo"\n'
+             '\n[[adjust]]\ntorch = "stem_bn.num_batches_tracked"\noffset = 1.0\nwhy = "a counter"\n')
+    (tmp_path / "adjusting.toml").write_text(text)
+    problems = table_problems(resolve(tiny_model).with_table(tmp_path / "adjusting.toml"))
+    assert "adjust rule 'stem.gamma': matches no torch key" in problems
+    assert "stem_bn.num_batches_tracked: adjusted by the table, but holds int64" in problems

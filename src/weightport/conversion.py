@@ -39,6 +39,8 @@ class Summary:
     dropped: int = 0
     filled: int = 0
     resized: list[str] = field(default_factory=list)
+    adjusted: dict[str, str] = field(default_factory=dict)  # target key -> why the table changes its values
+    dropped_keys: list[str] = field(default_factory=list)
     classes_from_checkpoint: int | None = None  # a fine-tuned classifier's class count, read from its shapes
     cast_to: str | None = None
     source: str | None = None
@@ -84,10 +86,12 @@ def convert_tensors(
             problems.append(f"two source tensors map to {step.target}")
             continue
         source, want = _fitted_source(step, tensors, expected)
-        target = _convert_one(step, source, want, dtype, resize, problems)
+        target = _convert_one(step, source, want, dtype, resize, problems, to)
         if target is None:
             continue
         out[step.target] = target
+        if step.adjust is not None:
+            summary.adjusted[step.target] = step.adjust.why
         summary.renamed += step.source != step.target
         summary.transposed += step.transpose
         if target.shape != _transposed_shape(source.shape, step.transpose):
@@ -98,6 +102,7 @@ def convert_tensors(
         out[key] = _filled(shape, fill_dtype, rule.fill or 0)
     summary.filled = len(fills)
     summary.dropped = len(plan.dropped)
+    summary.dropped_keys = list(plan.dropped)
     _check_complete(pair.name, plan, out, expected, problems, hint)
     out = {k: out[k] for k in expected if k in out}  # the target twin's own order
     summary.tensors = len(out)
@@ -138,7 +143,7 @@ def _class_counts(pair: TwinPair, plan: Plan, tensors: dict[str, LazyTensor], ex
     return counts, others
 
 
-def _convert_one(step: Step, source: LazyTensor, expected, cast_to, resize: bool, problems: list[str]):
+def _convert_one(step: Step, source: LazyTensor, expected, cast_to, resize: bool, problems: list[str], to: str):
     if expected is None:
         return None  # reported as unexpected by _check_complete
     want_shape, want_dtype = expected
@@ -166,14 +171,19 @@ def _convert_one(step: Step, source: LazyTensor, expected, cast_to, resize: bool
     ):
         problems.append(f"{step.source}: dtype {source.dtype}, but the target twin expects {want_dtype}")
         return None
-    return LazyTensor(out_dtype, want_shape, _loader(source, step, out_dtype, resize_to))
+    if step.adjust is not None and source.dtype not in dtypes.FLOATING:
+        problems.append(f"{step.source}: the table adjusts its values, but it holds {source.dtype}")
+        return None
+    return LazyTensor(out_dtype, want_shape, _loader(source, step, out_dtype, resize_to, to))
 
 
-def _loader(source: LazyTensor, step: Step, out_dtype: str, resize_to) -> Callable[[], np.ndarray]:
+def _loader(source: LazyTensor, step: Step, out_dtype: str, resize_to, to: str) -> Callable[[], np.ndarray]:
     def load() -> np.ndarray:
         array = source.load()
         if step.transpose:
             array = transposed(array)
+        if step.adjust is not None:  # in float64, then rounded once to the target dtype
+            return dtypes.cast(step.adjust.apply(dtypes.cast(np.asarray(array), source.dtype, "float64"), to), "float64", out_dtype)
         if resize_to is not None:
             values = dtypes.cast(np.asarray(array), source.dtype, "float32") if source.dtype != "float64" else array
             try:

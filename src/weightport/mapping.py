@@ -17,8 +17,10 @@ import tomllib
 from .errors import UserError
 
 SIDES = ("torch", "paddle")
-_PLACEHOLDER = re.compile(r"\{(\w+)(?::((?:[^{}]|\{[^{}]*\})+))?\}")
-_TABLE_KEYS = {"description", "include", "rename", "transpose", "drop", "resize"}
+# {name}, {name:REGEX}, or {name+N} / {name-N}: an integer written N more (less) than the value captured
+# on the rule's other side.
+_PLACEHOLDER = re.compile(r"\{(\w+)(?:([+-]\d+)|:((?:[^{}]|\{[^{}]*\})+))?\}")
+_TABLE_KEYS = {"description", "include", "rename", "transpose", "drop", "resize", "adjust"}
 
 
 class TableError(UserError):
@@ -31,39 +33,62 @@ def other_side(side: str) -> str:
 
 @dataclass(frozen=True)
 class Pattern:
-    """A whole-key pattern with named placeholders, usable to match and to format."""
+    """A whole-key pattern with named placeholders, usable to match and to format.
+
+    A placeholder may appear several times (`db_conv_{b+1}.conv{b+1}_{l}`): the key matches only
+    where every occurrence holds the same value."""
 
     text: str
     regex: re.Pattern
-    fields: tuple[str, ...]
+    occurrences: tuple[tuple[str, int | None], ...]  # per capture group: (name, integer offset or None)
+    # Expressions a value written with an offset must still satisfy ({i:2|3} on the other side).
+    checks: tuple[tuple[str, re.Pattern], ...] = ()
+
+    @property
+    def fields(self) -> frozenset[str]:
+        return frozenset(name for name, _ in self.occurrences)
 
     @classmethod
     def parse(cls, text: str, where: str, shared: dict[str, str] | None = None) -> Pattern:
         """Compile `text`; `shared` gives placeholder expressions declared on the rule's other side."""
         if not isinstance(text, str) or not text:
             raise TableError(f"{where}: a pattern must be a non-empty string, got {text!r}")
-        pieces = _PLACEHOLDER.split(text)  # literal, name, regex, literal, name, regex, ..., literal
-        literals, fields, exprs = pieces[0::3], tuple(pieces[1::3]), pieces[2::3]
+        pieces = _PLACEHOLDER.split(text)  # literal, name, offset, regex, literal, ..., literal
+        literals, names, offsets, exprs = pieces[0::4], pieces[1::4], pieces[2::4], pieces[3::4]
         if any("{" in lit or "}" in lit for lit in literals):
             raise TableError(f"{where}: unbalanced brace in pattern {text!r}")
-        if len(set(fields)) != len(fields):
-            raise TableError(f"{where}: a placeholder appears twice in {text!r}")
-        parts = [re.escape(literals[0])]
-        for name, expr, literal in zip(fields, exprs, literals[1:]):
-            expr = expr or (shared or {}).get(name) or "[^.]+"
-            parts += [f"(?P<{name}>{expr})", re.escape(literal)]
+        declared = {**(shared or {}), **{name: expr for name, expr in zip(names, exprs) if expr}}
+        parts, occurrences = [re.escape(literals[0])], []
+        for i, (name, offset, literal) in enumerate(zip(names, offsets, literals[1:])):
+            expr = r"\d+" if offset else declared.get(name, "[^.]+")
+            parts += [f"(?P<g{i}>{expr})", re.escape(literal)]
+            occurrences.append((name, int(offset) if offset else None))
         try:
             regex = re.compile("".join(parts))
+            checks = tuple((name, re.compile(declared[name])) for name, offset in occurrences if offset and name in declared)
         except re.error as exc:
             raise TableError(f"{where}: bad regular expression in {text!r}: {exc}") from None
-        return cls(text, regex, fields)
+        return cls(text, regex, tuple(occurrences), checks)
 
     def match(self, key: str) -> dict[str, str] | None:
         m = self.regex.fullmatch(key)
-        return m.groupdict() if m else None
+        if not m:
+            return None
+        values: dict[str, str] = {}
+        for captured, (name, offset) in zip(m.groups(), self.occurrences):
+            value = str(int(captured) - offset) if offset is not None else captured
+            if offset is not None and int(value) < 0 or values.setdefault(name, value) != value:
+                return None
+        if any(check.fullmatch(values[name]) is None for name, check in self.checks):
+            return None
+        return values
 
     def format(self, values: dict[str, str]) -> str:
-        return _PLACEHOLDER.sub(lambda m: values[m.group(1)], self.text)
+        def placeholder(m: re.Match) -> str:
+            value = values[m.group(1)]
+            return str(int(value) + int(m.group(2))) if m.group(2) else value
+
+        return _PLACEHOLDER.sub(placeholder, self.text)
 
 
 @dataclass(frozen=True)
@@ -97,6 +122,22 @@ class Resize:
 
 
 @dataclass(frozen=True)
+class Adjust:
+    """Values that differ between twins that compute the same function: Paddle's tensor is
+    torch's times `scale` plus `offset`, and torch's is recovered exactly so on the way back.
+    `why` says what in the twins makes it so (shown in conversion summaries)."""
+
+    torch: Pattern
+    scale: float
+    offset: float
+    why: str
+
+    def apply(self, array, to: str):
+        """`array` (float64) taken to side `to`."""
+        return array * self.scale + self.offset if to == "paddle" else (array - self.offset) / self.scale
+
+
+@dataclass(frozen=True)
 class Step:
     """How one source tensor becomes one target tensor."""
 
@@ -104,6 +145,7 @@ class Step:
     target: str
     transpose: bool
     resize: Resize | None
+    adjust: Adjust | None = None
 
 
 @dataclass(frozen=True)
@@ -126,6 +168,7 @@ class Table:
     transposes: tuple[Pattern, ...]
     drops: tuple[Drop, ...]
     resizes: tuple[Resize, ...]
+    adjusts: tuple[Adjust, ...] = ()
 
     def rename(self, key: str, to: str) -> str:
         source = other_side(to)
@@ -145,6 +188,9 @@ class Table:
     def resize_rule(self, torch_key: str) -> Resize | None:
         return next((r for r in self.resizes if r.torch.match(torch_key) is not None), None)
 
+    def adjust_rule(self, torch_key: str) -> Adjust | None:
+        return next((a for a in self.adjusts if a.torch.match(torch_key) is not None), None)
+
     def plan(self, source_keys: Iterable[str], to: str) -> Plan:
         if to not in SIDES:
             raise UserError(f"unknown target framework {to!r}; expected torch or paddle")
@@ -156,7 +202,7 @@ class Table:
                 continue
             target = self.rename(key, to)
             torch_key = key if source == "torch" else target
-            steps.append(Step(key, target, self.is_transposed(torch_key), self.resize_rule(torch_key)))
+            steps.append(Step(key, target, self.is_transposed(torch_key), self.resize_rule(torch_key), self.adjust_rule(torch_key)))
         return Plan(tuple(steps), tuple(dropped), to)
 
 
@@ -172,12 +218,12 @@ def load_table(name_or_path: str | Path) -> Table:
         path = mappings_dir() / f"{name_or_path}.toml"
     if not path.is_file():
         raise TableError(f"mapping table {str(name_or_path)!r} not found ({path})")
-    renames, transposes, drops, resizes = [], [], [], []
-    description = _read_into(path, renames, transposes, drops, resizes, seen=set())
-    return Table(path.stem, description, tuple(renames), tuple(transposes), tuple(drops), tuple(resizes))
+    renames, transposes, drops, resizes, adjusts = [], [], [], [], []
+    description = _read_into(path, renames, transposes, drops, resizes, adjusts, seen=set())
+    return Table(path.stem, description, tuple(renames), tuple(transposes), tuple(drops), tuple(resizes), tuple(adjusts))
 
 
-def _read_into(path: Path, renames, transposes, drops, resizes, seen: set[Path]) -> str:
+def _read_into(path: Path, renames, transposes, drops, resizes, adjusts, seen: set[Path]) -> str:
     path = path.resolve()
     if path in seen:
         return ""
@@ -195,14 +241,14 @@ def _read_into(path: Path, renames, transposes, drops, resizes, seen: set[Path])
         found = next((c for c in candidates if c.is_file()), None)
         if found is None:
             raise TableError(f"{where}: included table {include!r} not found")
-        _read_into(found, renames, transposes, drops, resizes, seen)
+        _read_into(found, renames, transposes, drops, resizes, adjusts, seen)
     for i, rule in enumerate(_list(data, "rename", where)):
         at = f"{where} rename #{i + 1}"
         _expect_keys(rule, {"torch", "paddle"}, set(), at)
         # A placeholder's expression may be written on either side; it holds for both.
-        shared = {m.group(1): m.group(2) for side in SIDES for m in _PLACEHOLDER.finditer(str(rule[side])) if m.group(2)}
+        shared = {m.group(1): m.group(3) for side in SIDES for m in _PLACEHOLDER.finditer(str(rule[side])) if m.group(3)}
         torch_p, paddle_p = Pattern.parse(rule["torch"], at, shared), Pattern.parse(rule["paddle"], at, shared)
-        if sorted(torch_p.fields) != sorted(paddle_p.fields):
+        if torch_p.fields != paddle_p.fields:
             raise TableError(f"{at}: both sides must use the same placeholders ({rule['torch']!r} vs {rule['paddle']!r})")
         renames.append(Rename(torch_p, paddle_p))
     for i, text in enumerate(_list(data, "transpose", where)):
@@ -223,6 +269,17 @@ def _read_into(path: Path, renames, transposes, drops, resizes, seen: set[Path])
         if ":" not in str(rule["function"]):
             raise TableError(f"{at}: function must be written as module:function")
         resizes.append(Resize(Pattern.parse(rule["torch"], at), str(rule["function"])))
+    for i, rule in enumerate(_list(data, "adjust", where)):
+        at = f"{where} adjust #{i + 1}"
+        _expect_keys(rule, {"torch", "why"}, {"scale", "offset"}, at)
+        scale, offset = rule.get("scale", 1.0), rule.get("offset", 0.0)
+        if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in (scale, offset)):
+            raise TableError(f"{at}: scale and offset must be numbers")
+        if not scale > 0 or (scale == 1 and offset == 0):
+            raise TableError(f"{at}: scale must be positive, and scale or offset must change the values")
+        if not isinstance(rule["why"], str) or not rule["why"]:
+            raise TableError(f"{at}: why must say what in the twins makes the values differ")
+        adjusts.append(Adjust(Pattern.parse(rule["torch"], at), float(scale), float(offset), rule["why"]))
     description = data.get("description", "")
     if not isinstance(description, str):
         raise TableError(f"{where}: description must be a string")

@@ -76,6 +76,13 @@ def twin_problems(table: Table, torch_model, paddle_model) -> list[str]:
         if k not in {s.target for s in backward.steps} and k not in back_fills
     ]
 
+    for rule in table.adjusts:
+        matched = [k for k in torch_layout if rule.torch.match(k) is not None]
+        if not matched:
+            problems.append(f"adjust rule {rule.torch.text!r}: matches no torch key")
+        problems += [f"{k}: adjusted by the table, but holds {torch_layout[k][1]}" for k in matched
+                     if torch_layout[k][1] not in ("float64", "float32", "float16", "bfloat16")]
+
     torch_linear = linear_weights(torch_model, "torch")
     paddle_linear = linear_weights(paddle_model, "paddle")
     transposed = {s.source for s in forward.steps if s.transpose}
