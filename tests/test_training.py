@@ -120,3 +120,15 @@ def test_stochastic_layers_are_switched_off_and_listed():
     assert not model[1].training and model[1].p == 0.0 and model[0].training
     x = torch.ones(2, 4)
     assert torch.equal(model(x), model[0](x))
+
+
+def test_a_table_that_rescales_weights_trains_differently_and_says_where():
+    """alexnet's table doubles two Linear weights (paddle.vision's inference-scaling dropout): the
+    gradients agree through the chain rule, the running forward agrees, and the optimizer steps move
+    exactly those two tensors differently; the registry says why."""
+    training = verify("alexnet", train=True, batch_size=2).models[0].training
+    assert training.differs_by_design and all(c.passed for c in training.gradients) and training.loss_passed
+    for step in training.steps:
+        assert sorted(c.torch for c in step.tensors if not c.passed) == ["classifier.1.weight", "classifier.4.weight"]
+    sgd = next(s for s in training.steps if s.optimizer == "sgd")
+    assert all(c.max_rel == pytest.approx(0.75, abs=0.01) for c in sgd.tensors if not c.passed)  # a quarter of the move

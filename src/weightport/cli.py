@@ -317,6 +317,14 @@ def _print_summary(summary) -> None:
         rows.append(("cast to", summary.cast_to))
     if summary.resized:
         rows.append(("resized", f"{len(summary.resized)} tensors for {summary.model_kwargs}: " + ", ".join(summary.resized)))
+    if summary.adjusted:
+        by_reason: dict[str, list[str]] = {}
+        for key, why in summary.adjusted.items():
+            by_reason.setdefault(why, []).append(key)
+        rows += [("adjusted", f"{', '.join(keys)}: {why}") for why, keys in by_reason.items()]
+    trained = [k for k in summary.dropped_keys if not k.endswith("num_batches_tracked")]
+    if trained:
+        rows.append(("dropped keys", ", ".join(trained[:8]) + (f" (+{len(trained) - 8} more)" if len(trained) > 8 else "")))
     for row in rows:
         table.add_row(*row)
     _console().print(table)
@@ -369,13 +377,17 @@ def verify(models, all_models, torch_ckpt, paddle_ckpt, key, tol, atol, batch_si
     models = _pairs(models, torch_model, paddle_model, mapping)
     if not models:
         raise click.UsageError("name at least one model, or pass --all")
+    # --all --train checks training parity where the twins claim it; the others (named one by one,
+    # they are checked and fail) get the eval gate, and the reason is printed.
+    eval_only = [pair for pair in models if all_models and train and pair.training_differs]
+    options = dict(tol=tol, atol=atol, torch_ckpt=torch_ckpt, paddle_ckpt=paddle_ckpt, key=key, batch_size=batch_size,
+                   batches=batches, seed=seed, input_size=input_size, images=images, device=device, floor=floor,
+                   model_kwargs=_model_kwargs(img_size, model_args), keep=keep, layers=layers or bool(html_path),
+                   train_tol=train_tol)
     with _trusting(unsafe_pickle, torch_ckpt, paddle_ckpt):
-        result = run_verify(
-            models, tol=tol, atol=atol, torch_ckpt=torch_ckpt, paddle_ckpt=paddle_ckpt, key=key,
-            batch_size=batch_size, batches=batches, seed=seed, input_size=input_size, images=images,
-            device=device, floor=floor, model_kwargs=_model_kwargs(img_size, model_args), keep=keep,
-            layers=layers or bool(html_path), train=train, train_tol=train_tol,
-        )
+        result = run_verify([pair for pair in models if pair not in eval_only], train=train, **options)
+        if eval_only:
+            result.models += run_verify(eval_only, **options).models
     if json_path == "-":
         _print_json(result.as_dict())
     else:
@@ -384,6 +396,8 @@ def verify(models, all_models, torch_ckpt, paddle_ckpt, key, tol, atol, batch_si
         _print_verify(result)
         if train:
             _print_training(result, layers)
+            for pair in eval_only:
+                _console().print(f"[yellow]{pair.name}: training not compared (eval gate only): {pair.training_differs}[/]")
         if json_path:
             from pathlib import Path
 
@@ -539,6 +553,10 @@ def _print_training(result, layers: bool) -> None:
     console = _console()
     for model in result.models:
         training = model.training
+        if training is None:
+            continue
+        if training.differs_by_design:
+            console.print(f"[yellow]{model.model}: these twins train differently by design: {training.differs_by_design}[/]")
         if layers and training.layers is not None:
             _print_layer_report(model.model, training.layers, "gradient parity per module",
                                 "first module whose gradient diverges, in backward order", "backward order")

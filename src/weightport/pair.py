@@ -42,7 +42,8 @@ class TwinPair:
     """A torch twin and a Paddle twin of one network, with what converting between them needs.
 
     `name`, `family`, `description`, `input_size`, `num_classes` and `preprocessing` describe the
-    network; `kind` says what the pair came from (REGISTERED, FACTORIES, PORTED or CUSTOM, `folder` the
+    network, `training_differs` why its twins train differently although they agree in eval mode
+    (empty when they train alike); `kind` says what the pair came from (REGISTERED, FACTORIES, PORTED or CUSTOM, `folder` the
     ported folder's path) and `sources` names each twin's factory. `create` and
     `create_to_overwrite` build a twin, `table` reads the mapping table (once), `layout` gives a
     twin's state-dict layout (from the manifest when it can), `classifier_dims` and
@@ -71,6 +72,7 @@ class TwinPair:
         description: str = "",
         fixed_args: Mapping[str, Any] | None = None,
         folder: Path | None = None,
+        training_differs: str = "",
     ):
         """`factories` gives, per framework, a function returning that twin's factory (called when
         a twin is built, so that its imports wait until then). `table` is a Table, a built-in
@@ -81,6 +83,7 @@ class TwinPair:
         self.family = family
         self.kind = kind
         self.description = description
+        self.training_differs = training_differs
         self.input_size = input_size
         self.num_classes = num_classes
         self.preprocessing = preprocessing or Preprocessing()
@@ -281,6 +284,7 @@ def _registered(spec: ModelSpec) -> TwinPair:
         num_classes=spec.num_classes,
         preprocessing=spec.preprocessing,
         description=spec.description,
+        training_differs=spec.training_differs,
     )
     _registered_pairs[spec.name] = (spec, pair)
     return pair

@@ -22,7 +22,7 @@ from .factories import import_factory
 
 FRAMEWORKS = ("torch", "paddle")
 # Families shipped with weightport; each is a subpackage of weightport.models.
-BUILTIN_FAMILIES = ("resnet", "fcvit", "cmt", "botnet", "botnet_mhsa")
+BUILTIN_FAMILIES = ("resnet", "fcvit", "cmt", "botnet", "botnet_mhsa", "vision")
 # Entry point group through which other packages register their own models.
 ENTRY_POINT_GROUP = "weightport.models"
 
@@ -51,6 +51,8 @@ class ModelSpec:
     num_classes: int = 1000
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
     description: str = ""
+    # Non-empty when the twins agree in eval mode but train differently, and why (`verify --train`).
+    training_differs: str = ""
 
     def factory(self, framework: str):
         if framework not in FRAMEWORKS:
@@ -68,6 +70,13 @@ def _builtin() -> dict[str, ModelSpec]:
                 raise RuntimeError(f"model {spec.name!r} registered twice")
             specs[spec.name] = spec
     return specs
+
+
+@cache
+def refused() -> dict[str, str]:
+    """Architectures a built-in family declines, and why: names both libraries use for different networks."""
+    return {name: why for family in BUILTIN_FAMILIES
+            for name, why in getattr(importlib.import_module(f"{__package__}.models.{family}"), "REFUSED", {}).items()}
 
 
 @cache
@@ -112,6 +121,8 @@ def get_spec(name: str) -> ModelSpec:
 
 def _unknown(name: str) -> str:
     """The error for an unregistered name: the closest registered names, and what timm offers."""
+    if name in refused():
+        return f"{name} is not supported: {refused()[name]}"
     close = difflib.get_close_matches(name, list(_registry()), n=3, cutoff=0.75)
     message = f"unknown model {name!r}"
     if close:

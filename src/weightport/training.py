@@ -38,10 +38,10 @@ from .comparison import flatten_outputs
 from .conversion import transposed
 from .errors import UserError
 from .frameworks import named_modules, quiet_paddle_import
-from .mapping import Table
+from .mapping import Step, Table
 
 # Largest error allowed, as a fraction of each tensor's largest value (float64 twins; faithful ones
-# of every registered model stay below 3e-7, docs/training.md).
+# of every registered model stay below 1e-6, docs/training.md and docs/torchvision.md).
 DEFAULT_TRAIN_TOL = 1e-5
 # Gradients below this fraction of the model's largest are zero up to rounding (see above).
 GRADIENT_ZERO = 1e-6
@@ -107,6 +107,7 @@ class TrainingReport:
     running_stats: list[TensorCheck] = field(default_factory=list)
     steps: list[StepCheck] = field(default_factory=list)
     layers: Any = None  # LayerReport of the modules' output gradients, when asked for
+    differs_by_design: str = ""  # the registry's word on why these twins cannot train alike, if they cannot
 
     @property
     def loss_passed(self) -> bool:
@@ -156,8 +157,9 @@ def switch_off_stochastic(model, framework: str) -> list[str]:
         if not any(STOCHASTIC.fullmatch(cls.__name__) for cls in type(module).__mro__):
             continue
         rates = {name: getattr(module, name) for name in _RATES if isinstance(getattr(module, name, None), (int, float))}
-        for name in rates:
-            setattr(module, name, 0.0)
+        if getattr(module, "mode", None) != "downscale_in_infer":  # that one scales by 1 - p in eval mode: keep p
+            for name in rates:
+                setattr(module, name, 0.0)
         module.eval()
         rate = max(rates.values(), default=None)
         if rate is None or rate > 0:
@@ -237,11 +239,17 @@ def _torch_arrays(values: dict) -> dict[str, np.ndarray]:
     return {k: np.array(v.detach().cpu().numpy(), dtype=np.float64 if v.is_floating_point() else None) for k, v in values.items()}
 
 
+def _torch_statistics(model) -> dict[str, np.ndarray]:
+    """The state entries that are not trainable parameters (what a forward may update)."""
+    trainable = {k for k, p in model.named_parameters() if p.requires_grad}
+    return _torch_arrays({k: v for k, v in model.state_dict().items() if k not in trainable})
+
+
 def run_torch(model, batch: np.ndarray, loss: Loss | int, device: str, on_forward: Callable | None = None) -> _TorchRun:
     """One training forward and backward; `loss` is the Loss, or the seed of one fitted to the outputs."""
     import torch
 
-    state_before = _torch_arrays(model.state_dict())
+    state_before = _torch_statistics(model)
     counts, handles = _torch_bn_counts(model)
     model.zero_grad(set_to_none=True)
     try:
@@ -255,27 +263,32 @@ def run_torch(model, batch: np.ndarray, loss: Loss | int, device: str, on_forwar
         loss = Loss.for_outputs([(n, t.detach().cpu().numpy()) for n, t in flatten_outputs(output)], loss)
     value = loss.torch(output)
     value.backward()
-    gradients = {k: None if p.grad is None else np.array(p.grad.detach().cpu().numpy(), dtype=np.float64)
+    # Views of the float64 twin's gradients, not copies: a model's worth of memory saved.
+    gradients = {k: None if p.grad is None else np.asarray(p.grad.detach().cpu().numpy(), dtype=np.float64)
                  for k, p in model.named_parameters() if p.requires_grad}
-    return _TorchRun(float(value.detach()), loss, gradients, state_before, _torch_arrays(model.state_dict()), counts)
+    return _TorchRun(float(value.detach()), loss, gradients, state_before, _torch_statistics(model), counts)
 
 
 @dataclass
 class _PaddleRun:
     loss: float
-    gradients: dict[str, np.ndarray | None]
+    gradients: dict[str, Any]  # trainable parameter -> its gradient tensor (None: it got none)
     state_before: dict[str, np.ndarray]
     state_after: dict[str, np.ndarray]
 
 
-def _paddle_arrays(model) -> dict[str, np.ndarray]:
+def _paddle_statistics(model) -> dict[str, np.ndarray]:
+    """The state entries that are not trainable parameters (BatchNorm's _mean and _variance are
+    parameters with stop_gradient: they are here)."""
     paddle = quiet_paddle_import()
-    return {k: v.numpy().astype(np.float64) if paddle.is_floating_point(v) else v.numpy() for k, v in model.state_dict().items()}
+    trainable = {k for k, p in model.named_parameters() if not p.stop_gradient}
+    return {k: v.numpy().astype(np.float64) if paddle.is_floating_point(v) else v.numpy()
+            for k, v in model.state_dict().items() if k not in trainable}
 
 
 def run_paddle(model, batch: np.ndarray, loss: Loss, on_forward: Callable | None = None) -> _PaddleRun:
     paddle = quiet_paddle_import()
-    state_before = _paddle_arrays(model)
+    state_before = _paddle_statistics(model)
     model.clear_gradients(set_to_zero=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "When training, we now always track global mean and variance."
@@ -284,9 +297,8 @@ def run_paddle(model, batch: np.ndarray, loss: Loss, on_forward: Callable | None
         on_forward()
     value = loss.paddle(output)
     value.backward()
-    gradients = {k: None if p.grad is None else p.grad.numpy().astype(np.float64)
-                 for k, p in model.named_parameters() if not p.stop_gradient}
-    return _PaddleRun(float(value.detach()), gradients, state_before, _paddle_arrays(model))
+    gradients = {k: p.grad for k, p in model.named_parameters() if not p.stop_gradient}  # read one at a time
+    return _PaddleRun(float(value.detach()), gradients, state_before, _paddle_statistics(model))
 
 
 # --- comparing ------------------------------------------------------------------------------------
@@ -298,24 +310,47 @@ def _check(torch_key: str, paddle_key: str, reference: np.ndarray, output: np.nd
     magnitude (or x `scale` when larger), plus `slack`."""
     if reference.shape != output.shape:
         raise UserError(f"{torch_key} -> {paddle_key}: shapes {list(reference.shape)} and {list(output.shape)} differ")
-    diff = np.abs(reference - output)
+    max_abs, ref_max = _errors(reference, output)
+    return _verdict(torch_key, paddle_key, list(reference.shape), max_abs, ref_max, tol, scale, slack)
+
+
+def _errors(reference: np.ndarray, output: np.ndarray) -> tuple[float, float]:
+    """Largest absolute difference (NaN if any) and the reference's largest magnitude, with one temporary."""
+    diff = np.subtract(reference, output)
+    np.abs(diff, out=diff)
     max_abs = float("nan") if np.isnan(diff).any() else float(diff.max(initial=0.0))
-    ref_max = float(np.abs(reference).max(initial=0.0))
+    return max_abs, max(float(reference.max(initial=0.0)), -float(reference.min(initial=0.0)))
+
+
+def _verdict(torch_key: str, paddle_key: str, shape: list[int], max_abs: float, ref_max: float, tol: float,
+             scale: float = 0.0, slack: float = 0.0) -> TensorCheck:
     limit = tol * max(ref_max, scale) + slack
     ratio = float("nan") if np.isnan(max_abs) else max_abs / limit if limit > 0 else (float("inf") if max_abs else 0.0)
-    return TensorCheck(torch_key, paddle_key, list(reference.shape), max_abs, ref_max,
-                       max_abs / ref_max if ref_max > 0 else max_abs, limit, ratio)
+    return TensorCheck(torch_key, paddle_key, shape, max_abs, ref_max, max_abs / ref_max if ref_max > 0 else max_abs, limit, ratio)
 
 
 def _to_paddle_layout(array: np.ndarray, transpose: bool) -> np.ndarray:
     return transposed(array) if transpose else array
 
 
+def _as_paddle_value(array: np.ndarray, step: Step) -> np.ndarray:
+    """A torch value as the table gives it to Paddle: transposed, and adjusted where it says so."""
+    array = _to_paddle_layout(array, step.transpose)
+    return step.adjust.apply(array, "paddle") if step.adjust is not None else array
+
+
+def _as_paddle_gradient(array: np.ndarray, step: Step) -> np.ndarray:
+    """A torch gradient in Paddle's terms: transposed, and divided by the table's scale where
+    Paddle's value is torch's x scale (+ offset)."""
+    array = _to_paddle_layout(array, step.transpose)
+    return array / step.adjust.scale if step.adjust is not None else array
+
+
 def _compare_gradients(table: Table, torch_run: _TorchRun, paddle_run: _PaddleRun, tol: float,
-                       report: TrainingReport) -> dict[str, tuple[str, bool]]:
-    """Fill the report's gradient checks and problems; returns torch key -> (Paddle key, transposed)."""
+                       report: TrainingReport) -> dict[str, Step]:
+    """Fill the report's gradient checks and problems; returns torch key -> the table's step for it."""
     plan = table.plan(torch_run.gradients, "paddle")
-    counterpart = {step.source: (step.target, step.transpose) for step in plan.steps}
+    counterpart = {step.source: step for step in plan.steps}
     reached = set()
     zero = GRADIENT_ZERO * max((float(np.abs(g).max(initial=0.0)) for g in torch_run.gradients.values() if g is not None), default=0.0)
     for key in plan.dropped:
@@ -323,7 +358,7 @@ def _compare_gradients(table: Table, torch_run: _TorchRun, paddle_run: _PaddleRu
     for key, gradient in torch_run.gradients.items():
         if key not in counterpart:
             continue
-        paddle_key, transpose = counterpart[key]
+        paddle_key = counterpart[key].target
         reached.add(paddle_key)
         if paddle_key not in paddle_run.gradients:
             report.problems.append(f"{key}: trainable in torch, but Paddle's {paddle_key} is not a trainable parameter")
@@ -336,8 +371,8 @@ def _compare_gradients(table: Table, torch_run: _TorchRun, paddle_run: _PaddleRu
             report.problems.append(f"{key}: gets a gradient in {side} only (none reaches {other}'s "
                                    f"{key if other == 'torch' else paddle_key})")
         else:
-            report.gradients.append(_check(key, paddle_key, _to_paddle_layout(gradient, transpose), paddle_gradient, tol,
-                                           scale=zero))
+            report.gradients.append(_check(key, paddle_key, _as_paddle_gradient(gradient, counterpart[key]),
+                                           np.asarray(paddle_gradient.numpy(), dtype=np.float64), tol, scale=zero))
     for paddle_key, gradient in paddle_run.gradients.items():
         if paddle_key not in reached:
             got = "and gets a gradient" if gradient is not None else "but gets no gradient: created, never used"
@@ -390,7 +425,7 @@ def _compare_running_stats(table: Table, torch_model, torch_run: _TorchRun, padd
         seen.add(step.target)
         if not np.issubdtype(state[key].dtype, np.floating):
             continue
-        check = _check(key, step.target, _to_paddle_layout(state[key], step.transpose), paddle_run.state_after[step.target], tol)
+        check = _check(key, step.target, _as_paddle_value(state[key], step), paddle_run.state_after[step.target], tol)
         check.convention = gaps.get(key)
         report.running_stats.append(check)
     for key in sorted(changed_in_paddle - seen):
@@ -423,44 +458,86 @@ def _paddle_optimizer(name: str, parameters):
 PADDLE_OPTIMIZERS = {"sgd": "paddle.optimizer.Momentum with L2Decay(weight_decay)", "adamw": "paddle.optimizer.AdamW"}
 
 
-def _compare_steps(torch_model, paddle_model, torch_run: _TorchRun, counterpart: dict[str, tuple[str, bool]],
-                   tol: float, report: TrainingReport) -> None:
-    """Take each optimizer's steps on both twins from torch's gradients and compare the parameters."""
-    import torch
+# Elements stepped at a time: optimizers of their own on copies, so memory holds a chunk's states.
+STEP_CHUNK = 1 << 20
 
-    torch_params = {k: p for k, p in torch_model.named_parameters() if p.requires_grad}
+
+def _paddle_parameter_with_gradient(values: np.ndarray, gradient: np.ndarray):
+    """A standalone Paddle parameter holding `values` whose gradient is exactly `gradient` (set by
+    backpropagating through a product with it, Paddle's one public way to give a tensor a gradient)."""
+    paddle = quiet_paddle_import()
+    parameter = paddle.create_parameter(list(values.shape), dtype=str(values.dtype))
+    parameter.set_value(values)
+    (parameter * paddle.to_tensor(gradient)).sum().backward()
+    return parameter
+
+
+def _stepped(name: str, framework: str, values: np.ndarray, gradient: np.ndarray) -> np.ndarray:
+    """`values` after optimizer `name`'s steps from `gradient` (both left as they are), in `framework`."""
+    if framework == "torch":
+        import torch
+
+        parameter = torch.nn.Parameter(torch.from_numpy(np.array(values)))
+        parameter.grad = torch.from_numpy(np.array(gradient))
+        optimizer = _torch_optimizer(name, [parameter])
+    else:
+        parameter = _paddle_parameter_with_gradient(values, gradient)
+        optimizer = _paddle_optimizer(name, [parameter])
+    for _ in range(OPTIMIZERS[name]["steps"]):
+        optimizer.step()
+    return parameter.detach().numpy() if framework == "torch" else parameter.numpy()
+
+
+def _aligned_chunks(torch_array: np.ndarray, paddle_array: np.ndarray, transpose: bool):
+    """Matching pieces of a torch tensor (copied into Paddle's layout) and its Paddle counterpart,
+    about STEP_CHUNK elements each, without a whole transposed copy."""
+    if transpose:
+        rows = max(1, STEP_CHUNK // max(1, paddle_array.shape[1]))
+        for begin in range(0, paddle_array.shape[0], rows):
+            yield np.ascontiguousarray(torch_array[:, begin : begin + rows].T), paddle_array[begin : begin + rows]
+        return
+    flat_torch, flat_paddle = torch_array.reshape(-1), paddle_array.reshape(-1)
+    for begin in range(0, flat_paddle.size, STEP_CHUNK):
+        yield flat_torch[begin : begin + STEP_CHUNK], flat_paddle[begin : begin + STEP_CHUNK]
+
+
+def _compare_steps(torch_model, paddle_model, torch_run: _TorchRun, counterpart: dict[str, Step], tol: float,
+                   report: TrainingReport) -> None:
+    """Each optimizer's steps in both frameworks: torch's from its own values and gradient, Paddle's
+    from its values and torch's gradient as the table carries it; torch's update, in Paddle's terms,
+    against Paddle's.
+
+    SGD and AdamW update each element from its own value, gradient and state alone, so the steps are
+    taken on copies, about STEP_CHUNK elements at a time, by optimizers of their own: memory holds a
+    chunk's optimizer states, not a model's, and the twins are left as they were."""
+    torch_params = dict(torch_model.named_parameters())
     paddle_params = dict(paddle_model.named_parameters())
     shared = {k: counterpart[k] for k, g in torch_run.gradients.items()
-              if g is not None and k in counterpart and counterpart[k][0] in paddle_params
-              and paddle_params[counterpart[k][0]].grad is not None}
-    torch_start = {k: p.detach().clone() for k, p in torch_params.items()}
-    paddle_start = {k: p.numpy().copy() for k, p in paddle_params.items() if not p.stop_gradient}
-    for key, (paddle_key, transpose) in shared.items():
-        grad = paddle_params[paddle_key].grad
-        grad.set_value(_to_paddle_layout(torch_params[key].grad.detach().cpu().numpy(), transpose).astype(grad.numpy().dtype))
+              if g is not None and k in counterpart and counterpart[k].target in paddle_params
+              and paddle_params[counterpart[k].target].grad is not None}
+    checks: dict[str, list[TensorCheck]] = {name: [] for name in OPTIMIZERS}
+    for key, step in shared.items():
+        torch_values = torch_params[key].detach().cpu().numpy()
+        paddle_values = np.asarray(paddle_params[step.target].numpy(), dtype=np.float64)
+        scale = step.adjust.scale if step.adjust is not None else 1.0  # Paddle's value = torch's x scale (+ offset)
+        errors: dict[str, list[tuple[float, float]]] = {name: [] for name in OPTIMIZERS}  # per chunk
+        pieces = zip(_aligned_chunks(torch_values, paddle_values, step.transpose),
+                     _aligned_chunks(torch_run.gradients[key], paddle_values, step.transpose))
+        for (torch_chunk, paddle_chunk), (gradient, _) in pieces:
+            for name in OPTIMIZERS:
+                reference = (_stepped(name, "torch", torch_chunk, gradient) - torch_chunk) * scale
+                update = _stepped(name, "paddle", paddle_chunk, gradient / scale) - paddle_chunk
+                errors[name].append(_errors(reference, update))
+        # The tolerance applies to the update; a few ulps of the parameter are the step's own rounding.
+        slack = STEP_ULPS * float(np.finfo(paddle_values.dtype).eps) * max(float(paddle_values.max(initial=0.0)),
+                                                                             -float(paddle_values.min(initial=0.0)))
+        for name, pieces_errors in errors.items():
+            max_abs = max((e for e, _ in pieces_errors), key=lambda e: np.inf if np.isnan(e) else e)
+            ref_max = max(r for _, r in pieces_errors)
+            checks[name].append(_verdict(key, step.target, list(paddle_values.shape), max_abs, ref_max, tol, slack=slack))
     for name, settings in OPTIMIZERS.items():
-        optimizers = (_torch_optimizer(name, [torch_params[k] for k in shared]),
-                      _paddle_optimizer(name, [paddle_params[shared[k][0]] for k in shared]))
-        for _ in range(settings["steps"]):
-            for optimizer in optimizers:
-                optimizer.step()
-        checks = []
-        for key, (paddle_key, transpose) in shared.items():
-            start = _to_paddle_layout(torch_start[key].cpu().double().numpy(), transpose)
-            after = _to_paddle_layout(torch_params[key].detach().cpu().double().numpy(), transpose)
-            update = after - start
-            # The tolerance applies to the update; a few ulps of the parameter are the step's own rounding.
-            eps = float(torch.finfo(torch_params[key].dtype).eps)
-            slack = STEP_ULPS * eps * float(np.abs(after).max(initial=0.0))
-            check = _check(key, paddle_key, update, paddle_params[paddle_key].numpy().astype(np.float64) - start, tol, slack=slack)
-            checks.append(check)
         report.steps.append(StepCheck(name, {k: list(v) if isinstance(v, tuple) else v for k, v in settings.items()},
-                                      PADDLE_OPTIMIZERS[name], checks))
-        with torch.no_grad():
-            for key, value in torch_start.items():
-                torch_params[key].copy_(value)
-        for key, value in paddle_start.items():
-            paddle_params[key].set_value(value)
+                                      PADDLE_OPTIMIZERS[name], checks[name]))
 
 
 # --- the check ------------------------------------------------------------------------------------

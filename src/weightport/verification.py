@@ -340,6 +340,7 @@ def verify_model(
 
         training = check_training(pair.table(), torch_model, paddle_model, first_batch, seed=seed,
                                   torch_device=devices["torch"], tol=train_tol or DEFAULT_TRAIN_TOL, layers=layers)
+        training.differs_by_design = pair.training_differs
     return ModelResult(
         model=pair.name,
         weights=weights,
