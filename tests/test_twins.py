@@ -16,7 +16,7 @@ from weightport.verification import paddle_forward, random_batch, torch_forward
 paddle = quiet_paddle_import()
 
 # The smallest model of each family.
-FAMILIES = ["resnet18", "fcvit_tiny", "cmt_ti", "botnet26t_256", "botnet50", "botnet50_mhsa"]
+FAMILIES = ["resnet18", "fcvit_tiny", "cmt_ti", "botnet26t_256", "botnet50", "botnet50_mhsa", "mobilenet_v3_small", "inception_v3"]
 
 
 def _trainable(model, framework):
