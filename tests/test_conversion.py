@@ -183,3 +183,16 @@ def test_a_classifier_that_is_not_the_only_difference_is_named_with_the_option()
     with pytest.raises(LayoutError) as error:
         convert_tensors("resnet18", wrong, "paddle")
     assert "num_classes" not in str(error.value)
+
+
+def test_a_tensor_both_resized_and_adjusted_is_resized_then_adjusted(tmp_path):
+    from weightport.pair import TwinPair
+
+    table = tmp_path / "t.toml"
+    table.write_text('[[resize]]\ntorch = "pos"\nfunction = "numpy:resize"\n\n'
+                     '[[adjust]]\ntorch = "pos"\nscale = 2.0\noffset = 1.0\nwhy = "a test"\n')
+    pair = TwinPair("resized and adjusted", table=table, manifest={"paddle": {"pos": ((4,), "float32")}})
+    source = {"pos": LazyTensor.of(np.array([1.0, 2.0], dtype=np.float32), "float32")}
+    tensors, summary = convert_tensors(pair, source, "paddle", resize=True)
+    assert tensors["pos"].load().tolist() == [3.0, 5.0, 3.0, 5.0]
+    assert summary.resized == ["pos"] and summary.adjusted == {"pos": "a test"}

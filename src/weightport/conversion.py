@@ -179,19 +179,19 @@ def _convert_one(step: Step, source: LazyTensor, expected, cast_to, resize: bool
 
 def _loader(source: LazyTensor, step: Step, out_dtype: str, resize_to, to: str) -> Callable[[], np.ndarray]:
     def load() -> np.ndarray:
-        array = source.load()
+        array, dtype = source.load(), source.dtype
         if step.transpose:
             array = transposed(array)
-        if step.adjust is not None:  # in float64, then rounded once to the target dtype
-            return dtypes.cast(step.adjust.apply(dtypes.cast(np.asarray(array), source.dtype, "float64"), to), "float64", out_dtype)
         if resize_to is not None:
-            values = dtypes.cast(np.asarray(array), source.dtype, "float32") if source.dtype != "float64" else array
+            if dtype != "float64":
+                array, dtype = dtypes.cast(np.asarray(array), dtype, "float32"), "float32"
             try:
-                resized = step.resize.load()(np.ascontiguousarray(values), tuple(resize_to))
+                array = np.asarray(step.resize.load()(np.ascontiguousarray(array), tuple(resize_to)), dtype=array.dtype)
             except ValueError as exc:
                 raise UserError(f"cannot resize {step.source} to {list(resize_to)}: {exc}") from None
-            return dtypes.cast(np.asarray(resized, dtype=values.dtype), str(values.dtype), out_dtype)
-        return dtypes.cast(array, source.dtype, out_dtype)
+        if step.adjust is not None:  # in float64, then rounded once to the target dtype
+            array, dtype = step.adjust.apply(dtypes.cast(np.asarray(array), dtype, "float64"), to), "float64"
+        return dtypes.cast(array, dtype, out_dtype)
 
     return load
 
