@@ -57,6 +57,14 @@ class Metrics:
         )
 
 
+def share_of_limit(error: float, limit: float) -> float:
+    """How much of a gate's limit an error uses (under 1 passes): NaN for NaN, infinite for any
+    error against a zero limit."""
+    if np.isnan(error):
+        return float("nan")
+    return error / limit if limit > 0 else (float("inf") if error > 0 else 0.0)
+
+
 def flatten_outputs(value, name: str = "output") -> list[tuple[str, Any]]:
     """Flatten a model's return value (tensor, tuple, list or dict) into named tensors."""
     if isinstance(value, (tuple, list)):

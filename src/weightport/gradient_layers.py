@@ -124,7 +124,8 @@ class GradientRecorder:
         pairs = self._pairs()
         torch_got, paddle_got = set(self.torch.arrived), set(self.paddle.arrived)
         report = LayerReport(inputs=inputs)
-        paddle_first = [t for p in self.paddle.arrived for t, q in pairs.items() if q == p and t not in torch_got]
+        partner = {paddle_key: torch_key for torch_key, paddle_key in pairs.items()}
+        paddle_first = [partner[p] for p in self.paddle.arrived if p in partner and partner[p] not in torch_got]
         for key in [*self.torch.arrived, *paddle_first]:
             if key not in pairs:
                 continue

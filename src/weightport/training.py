@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from .comparison import flatten_outputs
+from .comparison import flatten_outputs, share_of_limit
 from .conversion import transposed
 from .errors import UserError
 from .frameworks import named_modules, quiet_paddle_import
@@ -124,12 +124,13 @@ class TrainingReport:
         lines += self.problems
         for what, checks in (("gradient", self.gradients), ("running statistic", self.running_stats),
                              *((f"after {s.optimizer}", s.tensors) for s in self.steps)):
-            for check in sorted((c for c in checks if not c.passed), key=lambda c: -np.nan_to_num(c.ratio, nan=np.inf)):
+            for check in self.worst([c for c in checks if not c.passed], count=None):
                 lines.append(f"{what} {check.torch}: max abs error {check.max_abs:.3g} "
                              f"({check.max_rel:.3g} of its largest value; {check.ratio:.3g}x the limit)")
         return lines
 
-    def worst(self, checks: list[TensorCheck], count: int = 5) -> list[TensorCheck]:
+    def worst(self, checks: list[TensorCheck], count: int | None = 5) -> list[TensorCheck]:
+        """The checks that used most of their limit first (NaN first of all)."""
         return sorted(checks, key=lambda c: -np.nan_to_num(c.ratio, nan=np.inf))[:count]
 
     def as_dict(self) -> dict[str, Any]:
@@ -319,14 +320,19 @@ def _errors(reference: np.ndarray, output: np.ndarray) -> tuple[float, float]:
     diff = np.subtract(reference, output)
     np.abs(diff, out=diff)
     max_abs = float("nan") if np.isnan(diff).any() else float(diff.max(initial=0.0))
-    return max_abs, max(float(reference.max(initial=0.0)), -float(reference.min(initial=0.0)))
+    return max_abs, _largest_magnitude(reference)
+
+
+def _largest_magnitude(array: np.ndarray) -> float:
+    """max |array| without an array of absolute values."""
+    return max(float(array.max(initial=0.0)), -float(array.min(initial=0.0)))
 
 
 def _verdict(torch_key: str, paddle_key: str, shape: list[int], max_abs: float, ref_max: float, tol: float,
              scale: float = 0.0, slack: float = 0.0) -> TensorCheck:
     limit = tol * max(ref_max, scale) + slack
-    ratio = float("nan") if np.isnan(max_abs) else max_abs / limit if limit > 0 else (float("inf") if max_abs else 0.0)
-    return TensorCheck(torch_key, paddle_key, shape, max_abs, ref_max, max_abs / ref_max if ref_max > 0 else max_abs, limit, ratio)
+    return TensorCheck(torch_key, paddle_key, shape, max_abs, ref_max, max_abs / ref_max if ref_max > 0 else max_abs, limit,
+                       share_of_limit(max_abs, limit))
 
 
 def _to_paddle_layout(array: np.ndarray, transpose: bool) -> np.ndarray:
@@ -352,7 +358,7 @@ def _compare_gradients(table: Table, torch_run: _TorchRun, paddle_run: _PaddleRu
     plan = table.plan(torch_run.gradients, "paddle")
     counterpart = {step.source: step for step in plan.steps}
     reached = set()
-    zero = GRADIENT_ZERO * max((float(np.abs(g).max(initial=0.0)) for g in torch_run.gradients.values() if g is not None), default=0.0)
+    zero = GRADIENT_ZERO * max((_largest_magnitude(g) for g in torch_run.gradients.values() if g is not None), default=0.0)
     for key in plan.dropped:
         report.problems.append(f"{key}: trainable in torch, dropped by the table (Paddle would not train it)")
     for key, gradient in torch_run.gradients.items():
@@ -529,8 +535,7 @@ def _compare_steps(torch_model, paddle_model, torch_run: _TorchRun, counterpart:
                 update = _stepped(name, "paddle", paddle_chunk, gradient / scale) - paddle_chunk
                 errors[name].append(_errors(reference, update))
         # The tolerance applies to the update; a few ulps of the parameter are the step's own rounding.
-        slack = STEP_ULPS * float(np.finfo(paddle_values.dtype).eps) * max(float(paddle_values.max(initial=0.0)),
-                                                                             -float(paddle_values.min(initial=0.0)))
+        slack = STEP_ULPS * float(np.finfo(paddle_values.dtype).eps) * _largest_magnitude(paddle_values)
         for name, pieces_errors in errors.items():
             max_abs = max((e for e, _ in pieces_errors), key=lambda e: np.inf if np.isnan(e) else e)
             ref_max = max(r for _, r in pieces_errors)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .comparison import Metrics, flatten_outputs
+from .comparison import Metrics, flatten_outputs, share_of_limit
 from .conversion import convert, convert_tensors
 from .errors import UserError
 from .formats import read_checkpoint
@@ -52,11 +52,7 @@ class Gate:
 
     @classmethod
     def of(cls, rule: str, error: float, limit: float) -> Gate:
-        if np.isnan(error):
-            ratio = float("nan")
-        else:
-            ratio = error / limit if limit > 0 else (float("inf") if error > 0 else 0.0)
-        return cls(rule, error, limit, ratio)
+        return cls(rule, error, limit, share_of_limit(error, limit))
 
     @property
     def passed(self) -> bool:
@@ -92,12 +88,8 @@ class ModelResult:
         return all(o.passed for o in self.outputs) and (self.training is None or self.training.passed)
 
     def as_dict(self) -> dict[str, Any]:
-        training, self.training = self.training, None  # its own as_dict adds the verdicts
-        try:
-            data = asdict(self)
-        finally:
-            self.training = training
-        data["training"] = training.as_dict() if training is not None else None
+        data = asdict(self)
+        data["training"] = self.training.as_dict() if self.training is not None else None  # with its verdicts
         return {**data, "passed": self.passed}
 
     @property
