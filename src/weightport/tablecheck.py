@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from . import dtypes
 from .frameworks import named_modules, quiet_paddle_import
 from .layout import model_layout
 from .mapping import Table
@@ -81,7 +82,7 @@ def twin_problems(table: Table, torch_model, paddle_model) -> list[str]:
         if not matched:
             problems.append(f"adjust rule {rule.torch.text!r}: matches no torch key")
         problems += [f"{k}: adjusted by the table, but holds {torch_layout[k][1]}" for k in matched
-                     if torch_layout[k][1] not in ("float64", "float32", "float16", "bfloat16")]
+                     if torch_layout[k][1] not in dtypes.FLOATING]
 
     torch_linear = linear_weights(torch_model, "torch")
     paddle_linear = linear_weights(paddle_model, "paddle")

@@ -550,12 +550,11 @@ def _compare_steps(torch_model, paddle_model, torch_run: _TorchRun, counterpart:
 
 def check_training(table: Table, torch_model, paddle_model, batch: np.ndarray, *, seed: int = 0,
                    torch_device: str = "cpu", tol: float = DEFAULT_TRAIN_TOL, layers: bool = False) -> TrainingReport:
-    """Both twins in train mode and float64 on `batch`: loss, gradients, running statistics, optimizer steps.
+    """Both twins in train mode and float64 on `batch` (of at least 2 images, as `verify_model`
+    checks): loss, gradients, running statistics, optimizer steps.
 
     The twins are left in float64 and train mode with their stochastic layers off and their running
     statistics updated once; their parameters are as they came."""
-    if batch.shape[0] < 2:
-        raise UserError("--train needs at least 2 images per batch (--batch-size 2), so that batch statistics mean something")
     torch_model.double().train()
     paddle_model.to(dtype="float64")
     paddle_model.train()
