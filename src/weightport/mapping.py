@@ -77,7 +77,7 @@ class Pattern:
         values: dict[str, str] = {}
         for captured, (name, offset) in zip(m.groups(), self.occurrences):
             value = str(int(captured) - offset) if offset is not None else captured
-            if offset is not None and int(value) < 0 or values.setdefault(name, value) != value:
+            if (offset is not None and int(value) < 0) or values.setdefault(name, value) != value:
                 return None
         if any(check.fullmatch(values[name]) is None for name, check in self.checks):
             return None
@@ -124,7 +124,8 @@ class Resize:
 @dataclass(frozen=True)
 class Adjust:
     """Values that differ between twins that compute the same function: Paddle's tensor is
-    torch's times `scale` plus `offset`, and torch's is recovered exactly so on the way back.
+    torch's times `scale` plus `offset`, and torch's is recovered by the inverse on the way back
+    (to rounding: the arithmetic is done in float64).
     `why` says what in the twins makes it so (shown in conversion summaries)."""
 
     torch: Pattern
