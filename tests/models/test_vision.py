@@ -52,10 +52,12 @@ def test_torchvision_checkpoints_load_into_paddle_vision_and_back(name, tmp_path
     torchvision_model.eval()
     torch.save(torchvision_model.state_dict(), tmp_path / "torchvision.pth")
     summary = convert(name, tmp_path / "torchvision.pth", tmp_path / "paddle.pdparams")
+    (tmp_path / "torchvision.pth").unlink()  # VGG's checkpoints are 550 MB: one or two on disk at a time
 
     paddle_model = pair.create("paddle")  # paddle.vision's own model
     assert type(paddle_model).__module__.startswith("paddle.vision.models")
     _strictly_loaded(paddle_model, paddle.load(str(tmp_path / "paddle.pdparams")))
+    (tmp_path / "paddle.pdparams").unlink()
     paddle_model.eval()
     batch = random_batch(2, INPUT_SIZE.get(name, 64), seed=1)
     reference = _logits(torch_forward, torchvision_model, batch)
@@ -65,8 +67,10 @@ def test_torchvision_checkpoints_load_into_paddle_vision_and_back(name, tmp_path
 
     paddle.save(paddle_model.state_dict(), str(tmp_path / "saved.pdparams"))
     convert(name, tmp_path / "saved.pdparams", tmp_path / "back.pth")
+    (tmp_path / "saved.pdparams").unlink()
     back = pair.create("torch")
     back.load_state_dict(torch.load(tmp_path / "back.pth", weights_only=True), strict=True)
+    (tmp_path / "back.pth").unlink()
     back.eval()
     assert Metrics.compare(reference, _logits(torch_forward, back, batch)).max_rel < 1e-6
 
