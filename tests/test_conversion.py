@@ -196,3 +196,36 @@ def test_a_tensor_both_resized_and_adjusted_is_resized_then_adjusted(tmp_path):
     tensors, summary = convert_tensors(pair, source, "paddle", resize=True)
     assert tensors["pos"].load().tolist() == [3.0, 5.0, 3.0, 5.0]
     assert summary.resized == ["pos"] and summary.adjusted == {"pos": "a test"}
+
+
+def test_a_lossless_drop_refuses_trained_values_and_converts_its_fill(tmp_path):
+    from weightport.pair import TwinPair
+
+    table = tmp_path / "t.toml"
+    table.write_text('[[drop]]\ntorch = "head.bias"\nfill = 0\nlossless = true\nwhy = "the Paddle head has no bias"\n')
+    manifest = {"paddle": {"head.weight": ((2, 2), "float32")}, "torch": {"head.weight": ((2, 2), "float32"),
+                                                                       "head.bias": ((2,), "float32")}}
+    pair = TwinPair("headless", table=table, manifest=manifest)
+    weight = LazyTensor.of(np.ones((2, 2), dtype=np.float32), "float32")
+    trained = {"head.weight": weight, "head.bias": LazyTensor.of(np.array([0.0, 0.25], dtype=np.float32), "float32")}
+    with pytest.raises(UserError, match=r"head.bias holds values other than 0 \(1 of 2, up to 0.25 away\).*the Paddle head has no bias"):
+        convert_tensors(pair, trained, "paddle")
+    zeros = {**trained, "head.bias": LazyTensor.of(np.zeros(2, dtype=np.float32), "float32")}
+    tensors, summary = convert_tensors(pair, zeros, "paddle")
+    assert list(tensors) == ["head.weight"] and summary.dropped_keys == ["head.bias"]
+    back, summary = convert_tensors(pair, tensors, "torch")
+    assert back["head.bias"].load().tolist() == [0.0, 0.0] and summary.filled == 1
+
+
+@pytest.mark.parametrize("rule, error", [
+    ('lossless = true\nwhy = "x"', "needs the fill"),
+    ('fill = 0\nlossless = true', "needs the fill"),
+    ('fill = 0\nlossless = "yes"\nwhy = "x"', "lossless must be true or false"),
+])
+def test_a_lossless_drop_must_say_its_fill_and_why(tmp_path, rule, error):
+    from weightport.mapping import TableError, load_table
+
+    table = tmp_path / "t.toml"
+    table.write_text(f'[[drop]]\ntorch = "head.bias"\n{rule}\n')
+    with pytest.raises(TableError, match=error):
+        load_table(table)

@@ -71,6 +71,7 @@ def convert_tensors(
         raise UserError(f"unsupported --dtype {dtype!r}; choose from {', '.join(dtypes.CASTABLE)}")
     table = pair.table()
     plan = table.plan(tensors, to)
+    _refuse_lost_values(plan, tensors, table)
     expected = pair.layout(to, **model_kwargs)
     counts, others = _class_counts(pair, plan, tensors, expected)
     classes = next(iter(counts)) if len(counts) == 1 and not others and "num_classes" not in model_kwargs else None
@@ -109,6 +110,25 @@ def convert_tensors(
     summary.parameters = sum(t.numel for t in out.values())
     summary.bytes = sum(t.nbytes for t in out.values())
     return out, summary
+
+
+def _refuse_lost_values(plan: Plan, tensors: dict[str, LazyTensor], table) -> None:
+    """A tensor dropped by a lossless rule must hold only its fill: anything else is trained numbers
+    that the target twin has no place for. Only these tensors are read before the plan is checked."""
+    source = other_side(plan.to)
+    for key in plan.dropped:
+        rule = table.drop_rule(key, source)
+        if not rule.lossless:
+            continue
+        tensor = tensors[key]
+        values = dtypes.cast(np.asarray(tensor.load()), tensor.dtype, "float64") if tensor.dtype in dtypes.FLOATING \
+            else np.asarray(tensor.load(), dtype=np.float64)
+        off = np.abs(values - rule.fill)
+        if off.size and off.max() > 0:
+            raise UserError(
+                f"{key} holds values other than {rule.fill:g} ({np.count_nonzero(off)} of {off.size}, up to {off.max():.3g} away) "
+                f"and the {plan.to} twin has no place for them: {rule.why}; refusing to drop trained numbers"
+            )
 
 
 def _transposed_shape(shape: tuple[int, ...], transpose: bool) -> tuple[int, ...]:

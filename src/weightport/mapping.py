@@ -102,11 +102,17 @@ class Rename:
 
 @dataclass(frozen=True)
 class Drop:
-    """Keys present on `side` only: dropped when converting away, filled when converting towards it."""
+    """Keys present on `side` only: dropped when converting away, filled when converting towards it.
+
+    A `lossless` drop is a tensor the other twin has no place for but that the filled value leaves
+    without effect (a bias of zeros): converting away refuses it unless it holds only `fill`, so
+    trained numbers are never lost; `why` says where the other twin lacks it."""
 
     side: str
     pattern: Pattern
     fill: float | int | None
+    lossless: bool = False
+    why: str = ""
 
 
 @dataclass(frozen=True)
@@ -256,14 +262,19 @@ def _read_into(path: Path, renames, transposes, drops, resizes, adjusts, seen: s
         transposes.append(Pattern.parse(text, f"{where} transpose #{i + 1}"))
     for i, rule in enumerate(_list(data, "drop", where)):
         at = f"{where} drop #{i + 1}"
-        _expect_keys(rule, set(), {"torch", "paddle", "fill"}, at)
+        _expect_keys(rule, set(), {"torch", "paddle", "fill", "lossless", "why"}, at)
         sides = [s for s in SIDES if s in rule]
         if len(sides) != 1:
             raise TableError(f"{at}: name exactly one of torch or paddle")
         fill = rule.get("fill")
         if fill is not None and (isinstance(fill, bool) or not isinstance(fill, (int, float))):
             raise TableError(f"{at}: fill must be a number")
-        drops.append(Drop(sides[0], Pattern.parse(rule[sides[0]], at), fill))
+        lossless, why = rule.get("lossless", False), rule.get("why", "")
+        if not isinstance(lossless, bool) or not isinstance(why, str):
+            raise TableError(f"{at}: lossless must be true or false, why a string")
+        if lossless and (fill is None or not why):
+            raise TableError(f"{at}: a lossless drop needs the fill that leaves it without effect, and why the other twin lacks it")
+        drops.append(Drop(sides[0], Pattern.parse(rule[sides[0]], at), fill, lossless, why))
     for i, rule in enumerate(_list(data, "resize", where)):
         at = f"{where} resize #{i + 1}"
         _expect_keys(rule, {"torch", "function"}, set(), at)

@@ -121,6 +121,18 @@ def randomize_torch(model, seed: int = 0) -> None:
         value.copy_(new)
 
 
+def fill_lossless_drops(model, table) -> None:
+    """Give the torch tensors that `table` drops losslessly on the way to Paddle their fill, so that
+    random weights are weights the Paddle twin can hold (conversion refuses anything else)."""
+    import torch
+
+    with torch.no_grad():
+        for key, value in model.state_dict().items():
+            rule = table.drop_rule(key, "torch")
+            if rule is not None and rule.lossless:
+                value.fill_(rule.fill)
+
+
 @contextlib.contextmanager
 def overwrite_only(framework: str):
     """Build a twin whose weights are overwritten before anyone reads them, skipping most of its

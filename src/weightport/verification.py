@@ -31,7 +31,7 @@ from .formats import read_checkpoint
 from .formats.checkpoint import LazyTensor, paddle_array_tensor
 from .inspect import non_finite_tensors
 from .pair import TwinPair, resolve
-from .twins import load_paddle, load_torch, randomize_torch
+from .twins import fill_lossless_drops, load_paddle, load_torch, randomize_torch
 
 if TYPE_CHECKING:
     from .layerwise import LayerReport
@@ -185,6 +185,7 @@ def _prepare_twins(pair: TwinPair, torch_ckpt, paddle_ckpt, key, seed, model_kwa
         # Built-in default: random non-trivial weights, saved by torch, converted through the
         # real file path, and read back by Paddle's own loader.
         randomize_torch(torch_model, seed)
+        fill_lossless_drops(torch_model, pair.table())
         folder = keep or tempfile.mkdtemp(prefix="weightport-verify-")
         Path(folder).mkdir(parents=True, exist_ok=True)
         import torch
