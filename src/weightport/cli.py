@@ -227,12 +227,15 @@ def _import_from_cwd() -> None:
 @click.option("--key", help="Which state dict to convert when SRC holds several (e.g. state_dict_ema).")
 @click.option("--dtype", type=click.Choice(["float32", "float16", "bfloat16"]), help="Cast floating tensors (default: keep).")
 @click.option("--img-size", type=int, help="Convert for a twin built for this input size (resizes size-dependent tensors).")
+@click.option("--prefix", metavar="PREFIX.",
+              help="Where the model sits in a bigger checkpoint, e.g. a detector's backbone.: taken from SRC's keys "
+              "when they have it (only the keys under it), else put before every key written to DST.")
 @click.option("--force", is_flag=True, help="Overwrite DST if it exists.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary table.")
 @_unsafe_pickle_option
 @_model_options()
-def convert(paths, to, key, dtype, img_size, force, as_json, quiet, unsafe_pickle,
+def convert(paths, to, key, dtype, img_size, prefix, force, as_json, quiet, unsafe_pickle,
             torch_model, paddle_model, mapping, model_args):
     """Convert checkpoint SRC of MODEL into DST (direction from the extensions, or --to).
 
@@ -253,7 +256,7 @@ def convert(paths, to, key, dtype, img_size, force, as_json, quiet, unsafe_pickl
 
     with _trusting(unsafe_pickle, src), _progress(enabled=not quiet and not as_json and sys.stdout.isatty()) as bar:
         summary = run_convert(
-            model, src, dst, to=to, key=key, dtype=dtype, force=force,
+            model, src, dst, to=to, key=key, dtype=dtype, force=force, prefix=prefix,
             model_kwargs=_model_kwargs(img_size, model_args),
             on_start=bar and bar.start, on_tensor=bar and bar.advance,
         )
@@ -302,6 +305,7 @@ def _print_summary(summary) -> None:
         ("direction", f"{summary.source_format} -> {summary.to}"),
         ("weights from", summary.wrapper or "(bare state dict)"),
         ("prefix stripped", summary.stripped_prefix or "-"),
+        *_prefix_rows(summary),
         ("tensors", str(summary.tensors)),
         ("values", f"{summary.parameters:,}"),
         ("bytes", _human_bytes(summary.bytes)),
@@ -328,6 +332,22 @@ def _print_summary(summary) -> None:
     for row in rows:
         table.add_row(*row)
     _console().print(table)
+
+
+def _prefix_rows(summary) -> list[tuple[str, str]]:
+    """--prefix: where it applied, and what the source held outside it, by leading module name."""
+    if summary.prefix_on == "destination":
+        return [("prefix", f"{summary.prefix} put before every written key")]
+    if summary.prefix_on != "source":
+        return []
+    rows = [("prefix", f"{summary.prefix} taken off the keys under it; only those converted")]
+    if summary.outside_prefix:
+        groups: dict[str, int] = {}
+        for key in summary.outside_prefix:
+            groups[key.split(".", 1)[0]] = groups.get(key.split(".", 1)[0], 0) + 1
+        listed = ", ".join(f"{name}.* ({count})" for name, count in groups.items())
+        rows.append(("left out", f"{len(summary.outside_prefix)} tensors outside {summary.prefix}: {listed}"))
+    return rows
 
 
 @cli.command()

@@ -47,6 +47,11 @@ class Summary:
     source_format: str | None = None
     wrapper: str | None = None
     stripped_prefix: str = ""
+    # --prefix: where the model's keys sit in a bigger checkpoint (a detector's `backbone.`), whether
+    # it was taken from the source's keys or put before the written ones, and the keys left outside it.
+    prefix: str = ""
+    prefix_on: str | None = None  # "source" or "destination"
+    outside_prefix: list[str] = field(default_factory=list)
     destination: str | None = None
     model_kwargs: dict[str, Any] = field(default_factory=dict)
 
@@ -274,11 +279,15 @@ def convert(
     dtype: str | None = None,
     force: bool = False,
     model_kwargs: dict[str, Any] | None = None,
+    prefix: str | None = None,
     on_start: Callable[[int], None] | None = None,
     on_tensor: Callable[[str, LazyTensor], None] | None = None,
 ) -> Summary:
     """Convert checkpoint `src` of `model` (anything `pair.resolve` takes) into `dst`, checked and atomic.
 
+    `prefix` (e.g. "backbone.") names where the model sits in a bigger checkpoint: when `src` has
+    keys under it, only those are converted (the prefix taken off, the others listed in
+    `Summary.outside_prefix`); otherwise every key written to `dst` gets it.
     `on_start(total_bytes)` is called once the plan is checked, `on_tensor` after each tensor is written."""
     pair = resolve(model)
     if to is not None and to not in SIDES:
@@ -286,6 +295,7 @@ def convert(
     check_destination(dst, force)
     dst_format = output_format(dst)
     to = to or {"torch": "torch", "paddle": "paddle"}.get(dst_format)
+    check_prefix(prefix)
     checkpoint = read_checkpoint(src, key)
     from_side = source_side(checkpoint.format, to)
     to = to or other_side(from_side)
@@ -293,15 +303,48 @@ def convert(
         raise UserError(f"{src} is {FORMAT_NAMES[checkpoint.format]} and {dst} asks for {to} as well; nothing to convert")
     if dst_format != "safetensors" and dst_format != to:
         raise UserError(f"{dst}: a .{Path(dst).suffix.lstrip('.')} file cannot hold {to} weights")
+    source, outside = under_prefix(checkpoint.tensors, prefix) if prefix else (checkpoint.tensors, [])
+    prefix_on = None if not prefix else "source" if source else "destination"
+    if prefix_on == "destination":
+        source = checkpoint.tensors
     # Asking for a twin of another configuration (e.g. --img-size) is what permits resizing.
-    tensors, summary = convert_tensors(
-        pair, checkpoint.tensors, to, dtype=dtype, resize=bool(model_kwargs), model_kwargs=model_kwargs
-    )
+    try:
+        tensors, summary = convert_tensors(
+            pair, source, to, dtype=dtype, resize=bool(model_kwargs), model_kwargs=model_kwargs
+        )
+    except LayoutError as exc:
+        hint = "" if prefix else _prefix_hint(pair, source, from_side)
+        raise LayoutError(f"{exc}\n  ({hint})" if hint else str(exc)) from None
     _describe_source(summary, checkpoint)
+    summary.prefix, summary.prefix_on, summary.outside_prefix = prefix or "", prefix_on, outside
     if on_start:
         on_start(summary.bytes)
-    summary.destination = str(write_checkpoint(dst, tensors.items(), force=force, on_tensor=on_tensor))
+    written = ((prefix + k, t) for k, t in tensors.items()) if prefix_on == "destination" else tensors.items()
+    summary.destination = str(write_checkpoint(dst, written, force=force, on_tensor=on_tensor))
     return summary
+
+
+def check_prefix(prefix: str | None) -> None:
+    if prefix is not None and (not prefix.endswith(".") or prefix.startswith(".") or ".." in prefix):
+        raise UserError(f"--prefix {prefix!r}: a prefix is dotted module names ending in '.', e.g. backbone.")
+
+
+def under_prefix(tensors: dict[str, LazyTensor], prefix: str) -> tuple[dict[str, LazyTensor], list[str]]:
+    """The tensors whose keys start with `prefix`, the prefix taken off, and the keys of the others."""
+    inside = {k[len(prefix) :]: t for k, t in tensors.items() if k.startswith(prefix)}
+    return inside, [k for k in tensors if not k.startswith(prefix)]
+
+
+def _prefix_hint(pair: TwinPair, tensors: dict[str, LazyTensor], side: str) -> str:
+    """For a checkpoint that does not fit: the leading module names of its keys that the model does
+    not have, as a detector's backbone., neck., head. (its weights may sit under one of them)."""
+    own = {k.split(".", 1)[0] for k in pair.layout(side)}
+    foreign = sorted({k.split(".", 1)[0] for k in tensors if "." in k} - own)
+    if not foreign:
+        return ""
+    listed = ", ".join(f"{name}." for name in foreign[:6]) + (", ..." if len(foreign) > 6 else "")
+    example = "backbone" if "backbone" in foreign else foreign[0]
+    return f"its keys start with {listed} which {pair.name} has not: if its weights sit under one, pass --prefix, e.g. --prefix {example}."
 
 
 def _describe_source(summary: Summary, checkpoint: Checkpoint) -> None:

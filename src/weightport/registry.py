@@ -48,7 +48,7 @@ class ModelSpec:
     torch_factory: str  # "module:function"
     paddle_factory: str  # "module:function"
     input_size: int = 224
-    num_classes: int = 1000
+    num_classes: int = 1000  # 0 for a backbone: no classifier
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
     description: str = ""
     # Non-empty when the twins agree in eval mode but train differently, and why (`verify --train`).
