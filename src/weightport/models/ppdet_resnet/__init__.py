@@ -49,7 +49,7 @@ MODELS = [
         description="BoTNet port's backbone: PaddleDetection ResNet-50 with leaderj1001-style MHSA as every res5 "
         "branch2b (four maps) <-> botnet50_mhsa without its classifier; --img-size resizes rel_h/rel_w",
         training_differs="the reference's projection shortcut convs have a bias that PaddleDetection's ConvNormLayer "
-        "lacks: trainable in torch, absent in Paddle (converted only while it is zero, and BatchNorm's batch mean "
-        "cancels it, so from a converted checkpoint it stays zero in training)",
+        "lacks: trainable in torch, absent in Paddle (converted only while it is zero; the following BatchNorm's "
+        "batch mean cancels it, so its gradient is zero up to rounding, but an optimizer may still move it)",
     ),
 ]
