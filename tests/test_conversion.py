@@ -229,3 +229,22 @@ def test_a_lossless_drop_must_say_its_fill_and_why(tmp_path, rule, error):
     table.write_text(f'[[drop]]\ntorch = "head.bias"\n{rule}\n')
     with pytest.raises(TableError, match=error):
         load_table(table)
+
+
+def test_a_folding_drop_carries_its_values_into_another_tensor_and_comes_back_as_its_fill(tmp_path):
+    from weightport.pair import TwinPair
+
+    table = tmp_path / "t.toml"
+    table.write_text('[[drop]]\ntorch = "{m}.conv.bias"\nfill = 0\ninto = "{m}.bn.mean"\nscale = -1.0\nwhy = "no conv bias"\n')
+    vector = ((3,), "float32")
+    manifest = {"paddle": {"a.bn.mean": vector}, "torch": {"a.conv.bias": vector, "a.bn.mean": vector}}
+    pair = TwinPair("folded", table=table, manifest=manifest)
+    source = {"a.conv.bias": LazyTensor.of(np.array([1.0, 2.0, 0.5], dtype=np.float32), "float32"),
+              "a.bn.mean": LazyTensor.of(np.array([4.0, 4.0, 4.0], dtype=np.float32), "float32")}
+    tensors, summary = convert_tensors(pair, source, "paddle")
+    assert tensors["a.bn.mean"].load().tolist() == [3.0, 2.0, 3.5]
+    assert summary.folded == {"a.conv.bias": "a.bn.mean"} and summary.adjusted == {"a.bn.mean": "no conv bias"}
+    back, _ = convert_tensors(pair, tensors, "torch")
+    assert back["a.conv.bias"].load().tolist() == [0.0, 0.0, 0.0] and back["a.bn.mean"].load().tolist() == [3.0, 2.0, 3.5]
+    with pytest.raises(LayoutError, match="folds it into a.bn.mean, which the checkpoint lacks"):
+        convert_tensors(pair, {"a.conv.bias": source["a.conv.bias"]}, "paddle")

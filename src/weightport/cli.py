@@ -326,7 +326,10 @@ def _print_summary(summary) -> None:
         for key, why in summary.adjusted.items():
             by_reason.setdefault(why, []).append(key)
         rows += [("adjusted", f"{', '.join(keys)}: {why}") for why, keys in by_reason.items()]
-    trained = [k for k in summary.dropped_keys if not k.endswith("num_batches_tracked")]
+    if summary.folded:
+        rows.append(("folded", ", ".join(f"{k} into {t}" for k, t in list(summary.folded.items())[:4])
+                     + (f" (+{len(summary.folded) - 4} more)" if len(summary.folded) > 4 else "")))
+    trained = [k for k in summary.dropped_keys if not k.endswith("num_batches_tracked") and k not in summary.folded]
     if trained:
         rows.append(("dropped keys", ", ".join(trained[:8]) + (f" (+{len(trained) - 8} more)" if len(trained) > 8 else "")))
     for row in rows:

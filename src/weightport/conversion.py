@@ -40,6 +40,7 @@ class Summary:
     filled: int = 0
     resized: list[str] = field(default_factory=list)
     adjusted: dict[str, str] = field(default_factory=dict)  # target key -> why the table changes its values
+    folded: dict[str, str] = field(default_factory=dict)  # source key -> the target key that carries its values
     dropped_keys: list[str] = field(default_factory=list)
     classes_from_checkpoint: int | None = None  # a fine-tuned classifier's class count, read from its shapes
     cast_to: str | None = None
@@ -77,6 +78,7 @@ def convert_tensors(
     table = pair.table()
     plan = table.plan(tensors, to)
     _refuse_lost_values(plan, tensors, table)
+    folds = _folds(plan, table)
     expected = pair.layout(to, **model_kwargs)
     counts, others = _class_counts(pair, plan, tensors, expected)
     classes = next(iter(counts)) if len(counts) == 1 and not others and "num_classes" not in model_kwargs else None
@@ -92,16 +94,22 @@ def convert_tensors(
             problems.append(f"two source tensors map to {step.target}")
             continue
         source, want = _fitted_source(step, tensors, expected)
-        target = _convert_one(step, source, want, dtype, resize, problems, to)
+        folded = folds.pop(step.source, [])
+        target = _convert_one(step, source, want, dtype, resize, problems, to, [(tensors[k], rule) for k, rule in folded])
         if target is None:
             continue
         out[step.target] = target
         if step.adjust is not None:
             summary.adjusted[step.target] = step.adjust.why
+        for key, rule in folded:
+            summary.folded[key] = step.target
+            summary.adjusted[step.target] = rule.why
         summary.renamed += step.source != step.target
         summary.transposed += step.transpose
         if target.shape != _transposed_shape(source.shape, step.transpose):
             summary.resized.append(step.target)
+    problems += [f"{key}: the table folds it into {into}, which the checkpoint lacks"
+                 for into, folded in folds.items() for key, _ in folded]
     fills = plan.fills(expected, table)
     for key, rule in fills.items():
         shape, fill_dtype = expected[key]
@@ -136,6 +144,17 @@ def _refuse_lost_values(plan: Plan, tensors: dict[str, LazyTensor], table) -> No
             )
 
 
+def _folds(plan: Plan, table) -> dict[str, list[tuple[str, Any]]]:
+    """Dropped source keys whose values a fold rule adds into another source tensor, by that tensor."""
+    source = other_side(plan.to)
+    folds: dict[str, list] = {}
+    for key in plan.dropped:
+        rule = table.drop_rule(key, source)
+        if rule.into is not None:
+            folds.setdefault(rule.into_key(key), []).append((key, rule))
+    return folds
+
+
 def _transposed_shape(shape: tuple[int, ...], transpose: bool) -> tuple[int, ...]:
     return tuple(reversed(shape)) if transpose else tuple(shape)
 
@@ -168,7 +187,8 @@ def _class_counts(pair: TwinPair, plan: Plan, tensors: dict[str, LazyTensor], ex
     return counts, others
 
 
-def _convert_one(step: Step, source: LazyTensor, expected, cast_to, resize: bool, problems: list[str], to: str):
+def _convert_one(step: Step, source: LazyTensor, expected, cast_to, resize: bool, problems: list[str], to: str,
+                 folded: list[tuple[LazyTensor, Any]]):
     if expected is None:
         return None  # reported as unexpected by _check_complete
     want_shape, want_dtype = expected
@@ -196,15 +216,25 @@ def _convert_one(step: Step, source: LazyTensor, expected, cast_to, resize: bool
     ):
         problems.append(f"{step.source}: dtype {source.dtype}, but the target twin expects {want_dtype}")
         return None
-    if step.adjust is not None and source.dtype not in dtypes.FLOATING:
+    if (step.adjust is not None or folded) and source.dtype not in dtypes.FLOATING:
         problems.append(f"{step.source}: the table adjusts its values, but it holds {source.dtype}")
         return None
-    return LazyTensor(out_dtype, want_shape, _loader(source, step, out_dtype, resize_to, to))
+    misfits = [f"{step.source}: the table folds a tensor of shape {list(t.shape)} into it, of shape {list(source.shape)}"
+               for t, _ in folded if tuple(t.shape) != tuple(source.shape) or t.dtype not in dtypes.FLOATING]
+    if misfits:
+        problems += misfits
+        return None
+    return LazyTensor(out_dtype, want_shape, _loader(source, step, out_dtype, resize_to, to, folded))
 
 
-def _loader(source: LazyTensor, step: Step, out_dtype: str, resize_to, to: str) -> Callable[[], np.ndarray]:
+def _loader(source: LazyTensor, step: Step, out_dtype: str, resize_to, to: str,
+            folded: list[tuple[LazyTensor, Any]]) -> Callable[[], np.ndarray]:
     def load() -> np.ndarray:
         array, dtype = source.load(), source.dtype
+        if folded:  # in float64, rounded once to the target dtype
+            array, dtype = dtypes.cast(np.asarray(array), dtype, "float64"), "float64"
+            for tensor, rule in folded:
+                array = array + rule.scale * dtypes.cast(np.asarray(tensor.load()), tensor.dtype, "float64")
         if step.transpose:
             array = transposed(array)
         if resize_to is not None:

@@ -106,13 +106,22 @@ class Drop:
 
     A `lossless` drop is a tensor the other twin has no place for but that the filled value leaves
     without effect (a bias of zeros): converting away refuses it unless it holds only `fill`, so
-    trained numbers are never lost; `why` says where the other twin lacks it."""
+    trained numbers are never lost. A drop with `into` is a tensor whose effect another one carries
+    exactly (a conv bias before a BatchNorm, in its running mean): converting away adds it, times
+    `scale`, into that tensor (named on the same side); converting towards it creates it with
+    `fill`. `why` says where the other twin lacks it."""
 
     side: str
     pattern: Pattern
     fill: float | int | None
     lossless: bool = False
     why: str = ""
+    into: Pattern | None = None
+    scale: float = 1.0
+
+    def into_key(self, key: str) -> str:
+        """The key on this side that absorbs `key` (a key this rule drops)."""
+        return self.into.format(self.pattern.match(key))
 
 
 @dataclass(frozen=True)
@@ -262,19 +271,24 @@ def _read_into(path: Path, renames, transposes, drops, resizes, adjusts, seen: s
         transposes.append(Pattern.parse(text, f"{where} transpose #{i + 1}"))
     for i, rule in enumerate(_list(data, "drop", where)):
         at = f"{where} drop #{i + 1}"
-        _expect_keys(rule, set(), {"torch", "paddle", "fill", "lossless", "why"}, at)
+        _expect_keys(rule, set(), {"torch", "paddle", "fill", "lossless", "why", "into", "scale"}, at)
         sides = [s for s in SIDES if s in rule]
         if len(sides) != 1:
             raise TableError(f"{at}: name exactly one of torch or paddle")
-        fill = rule.get("fill")
-        if fill is not None and (isinstance(fill, bool) or not isinstance(fill, (int, float))):
-            raise TableError(f"{at}: fill must be a number")
+        fill, scale = rule.get("fill"), rule.get("scale", 1.0)
+        if any(v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))) for v in (fill, scale)):
+            raise TableError(f"{at}: fill and scale must be numbers")
         lossless, why = rule.get("lossless", False), rule.get("why", "")
         if not isinstance(lossless, bool) or not isinstance(why, str):
             raise TableError(f"{at}: lossless must be true or false, why a string")
-        if lossless and (fill is None or not why):
-            raise TableError(f"{at}: a lossless drop needs the fill that leaves it without effect, and why the other twin lacks it")
-        drops.append(Drop(sides[0], Pattern.parse(rule[sides[0]], at), fill, lossless, why))
+        if (lossless or "into" in rule) and (fill is None or not why):
+            raise TableError(f"{at}: a lossless or folding drop needs the fill that leaves it without effect, "
+                             "and why the other twin lacks it")
+        pattern = Pattern.parse(rule[sides[0]], at)
+        into = Pattern.parse(rule["into"], at) if "into" in rule else None
+        if into is not None and (lossless or not into.fields <= pattern.fields):
+            raise TableError(f"{at}: into may use only the dropped key's placeholders, and a folded tensor is not lossless")
+        drops.append(Drop(sides[0], pattern, fill, lossless, why, into, float(scale)))
     for i, rule in enumerate(_list(data, "resize", where)):
         at = f"{where} resize #{i + 1}"
         _expect_keys(rule, {"torch", "function"}, set(), at)

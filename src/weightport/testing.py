@@ -1,6 +1,8 @@
-"""Assertions the test suite uses for every model family: table checks and twin parity."""
+"""Assertions the test suite uses for every model family: table checks, twin parity, checkpoint round trips."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .comparison import Metrics
@@ -22,3 +24,69 @@ def parity(model, batch_size: int = 1, seed: int = 0, **model_kwargs: Any) -> Me
     seeded batch, on the CPU: the metrics of their worst-agreeing output."""
     result = verify_model(model, batch_size=batch_size, seed=seed, device="cpu", model_kwargs=model_kwargs)
     return result.worst.metrics
+
+
+def load_paddle_strictly(model, state: dict) -> None:
+    """Load `state` into a Paddle layer after checking every name and shape: Paddle's
+    set_state_dict only warns on a missing or misshaped key."""
+    own = model.state_dict()
+    assert sorted(state) == sorted(own), (sorted(set(own) - set(state))[:5], sorted(set(state) - set(own))[:5])
+    misshaped = [k for k in own if list(state[k].shape) != list(own[k].shape)]
+    assert not misshaped, misshaped[:5]
+    model.set_state_dict(state)
+
+
+@dataclass
+class RoundTrip:
+    """How far the Paddle twin (after conversion) and torch twin (after the way back) are from the
+    torch twin's outputs, worst output first; `summary` is the conversion to Paddle's."""
+
+    there: Metrics
+    back: Metrics
+    summary: Any
+
+
+def checkpoint_round_trip(model, folder: Path, input_size: int, batch_size: int = 2, seed: int = 3,
+                          **model_kwargs: Any) -> RoundTrip:
+    """A torch-saved checkpoint of the torch twin (random non-trivial weights) converts and loads
+    strictly into the Paddle twin; a `paddle.save`d checkpoint of that twin converts back and loads
+    strictly into the torch twin; both are run on one seeded batch against the original.
+    Each file is removed once read: zoo checkpoints reach hundreds of MB."""
+    import torch
+
+    from .conversion import convert
+    from .frameworks import quiet_paddle_import
+    from .twins import fill_lossless_drops, randomize_torch
+    from .verification import paddle_forward, random_batch, torch_forward
+
+    paddle = quiet_paddle_import()
+    pair = resolve(model)
+    folder = Path(folder)
+    original = pair.create_to_overwrite("torch", **model_kwargs)
+    randomize_torch(original, seed=seed)
+    fill_lossless_drops(original, pair.table())
+    original.eval()
+    torch.save(original.state_dict(), folder / "torch.pth")
+    summary = convert(pair, folder / "torch.pth", folder / "paddle.pdparams", model_kwargs=model_kwargs)
+    (folder / "torch.pth").unlink()
+    paddle_twin = pair.create("paddle", **model_kwargs)
+    load_paddle_strictly(paddle_twin, paddle.load(str(folder / "paddle.pdparams")))
+    (folder / "paddle.pdparams").unlink()
+    paddle_twin.eval()
+    batch = random_batch(batch_size, input_size, seed=1)
+    reference = [array for _, array in torch_forward(original, batch)]
+
+    def worst(outputs) -> Metrics:
+        arrays = [array for _, array in outputs]
+        assert len(arrays) == len(reference)
+        return max((Metrics.compare(r, a) for r, a in zip(reference, arrays)), key=lambda m: m.max_rel)
+
+    there = worst(paddle_forward(paddle_twin, batch))
+    paddle.save(paddle_twin.state_dict(), str(folder / "saved.pdparams"))
+    convert(pair, folder / "saved.pdparams", folder / "back.pth", model_kwargs=model_kwargs)
+    (folder / "saved.pdparams").unlink()
+    back_twin = pair.create("torch", **model_kwargs)
+    back_twin.load_state_dict(torch.load(folder / "back.pth", weights_only=True), strict=True)
+    (folder / "back.pth").unlink()
+    back_twin.eval()
+    return RoundTrip(there, worst(torch_forward(back_twin, batch)), summary)

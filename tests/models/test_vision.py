@@ -21,7 +21,7 @@ from weightport.errors import UserError  # noqa: E402
 from weightport.frameworks import quiet_paddle_import  # noqa: E402
 from weightport.models.vision import MODELS, REFUSED, TRAINING_DIFFERS  # noqa: E402
 from weightport.pair import resolve  # noqa: E402
-from weightport.twins import randomize_torch  # noqa: E402
+from weightport.testing import checkpoint_round_trip, load_paddle_strictly  # noqa: E402
 from weightport.verification import paddle_forward, random_batch, torch_forward  # noqa: E402
 
 paddle = quiet_paddle_import()
@@ -36,43 +36,13 @@ def _logits(forward, model, batch) -> np.ndarray:
     return forward(model, batch)[0][1]
 
 
-def _strictly_loaded(model, state: dict) -> None:
-    """Paddle's set_state_dict only warns on a missing or misshaped key: check every one first."""
-    own = model.state_dict()
-    assert sorted(state) == sorted(own)
-    assert all(list(state[k].shape) == list(own[k].shape) for k in own)
-    model.set_state_dict(state)
-
-
 @pytest.mark.parametrize("name", NAMES)
 def test_torchvision_checkpoints_load_into_paddle_vision_and_back(name, tmp_path):
-    pair = resolve(name)
-    torchvision_model = pair.create_to_overwrite("torch")
-    randomize_torch(torchvision_model, seed=3)
-    torchvision_model.eval()
-    torch.save(torchvision_model.state_dict(), tmp_path / "torchvision.pth")
-    summary = convert(name, tmp_path / "torchvision.pth", tmp_path / "paddle.pdparams")
-    (tmp_path / "torchvision.pth").unlink()  # VGG's checkpoints are 550 MB: one or two on disk at a time
-
-    paddle_model = pair.create("paddle")  # paddle.vision's own model
-    assert type(paddle_model).__module__.startswith("paddle.vision.models")
-    _strictly_loaded(paddle_model, paddle.load(str(tmp_path / "paddle.pdparams")))
-    (tmp_path / "paddle.pdparams").unlink()
-    paddle_model.eval()
-    batch = random_batch(2, INPUT_SIZE.get(name, 64), seed=1)
-    reference = _logits(torch_forward, torchvision_model, batch)
-    metrics = Metrics.compare(reference, _logits(paddle_forward, paddle_model, batch))
-    assert metrics.max_rel < 2e-5, (name, metrics)
-    assert bool(summary.adjusted) == (name in TRAINING_DIFFERS)
-
-    paddle.save(paddle_model.state_dict(), str(tmp_path / "saved.pdparams"))
-    convert(name, tmp_path / "saved.pdparams", tmp_path / "back.pth")
-    (tmp_path / "saved.pdparams").unlink()
-    back = pair.create("torch")
-    back.load_state_dict(torch.load(tmp_path / "back.pth", weights_only=True), strict=True)
-    (tmp_path / "back.pth").unlink()
-    back.eval()
-    assert Metrics.compare(reference, _logits(torch_forward, back, batch)).max_rel < 1e-6
+    assert type(resolve(name).create("paddle")).__module__.startswith("paddle.vision.models")  # paddle.vision's own
+    trip = checkpoint_round_trip(name, tmp_path, INPUT_SIZE.get(name, 64))
+    assert trip.there.max_rel < 2e-5, (name, trip.there)
+    assert trip.back.max_rel < 1e-6, (name, trip.back)
+    assert bool(trip.summary.adjusted) == (name in TRAINING_DIFFERS)
 
 
 def test_inception_checkpoints_lose_only_their_auxiliary_classifier_and_say_so(tmp_path):
@@ -84,7 +54,7 @@ def test_inception_checkpoints_lose_only_their_auxiliary_classifier_and_say_so(t
     assert summary.dropped_keys and all(k.startswith("AuxLogits.") or k.endswith("num_batches_tracked") for k in summary.dropped_keys)
     assert set(summary.adjusted) >= {"fc.weight", "inception_stem.conv_1a_3x3.1._variance"}
     paddle_model = resolve("inception_v3").create("paddle")
-    _strictly_loaded(paddle_model, paddle.load(str(tmp_path / "inception.pdparams")))
+    load_paddle_strictly(paddle_model, paddle.load(str(tmp_path / "inception.pdparams")))
     paddle_model.eval()
     batch = random_batch(1, 107, seed=2)
     metrics = Metrics.compare(_logits(torch_forward, with_aux, batch), _logits(paddle_forward, paddle_model, batch))
