@@ -5,7 +5,8 @@ loads strictly into the Paddle twin, whose four feature maps then agree with the
 `paddle.save`d checkpoint converts back and loads strictly into the torch twin. Then the cases
 people meet: a timm classification checkpoint (its classifier dropped and listed), a detector's
 checkpoint (`--prefix backbone.` both ways), the BoTNet at another input size (rel_h / rel_w
-resized as F.interpolate resizes them in both frameworks), and the reference's shortcut bias.
+resized as F.interpolate resizes them in both frameworks), and the reference's shortcut bias
+(folded into the BatchNorm after it).
 """
 from __future__ import annotations
 
@@ -22,12 +23,11 @@ from click.testing import CliRunner  # noqa: E402
 from weightport.cli import cli  # noqa: E402
 from weightport.comparison import Metrics  # noqa: E402
 from weightport.conversion import convert  # noqa: E402
-from weightport.errors import UserError  # noqa: E402
 from weightport.frameworks import quiet_paddle_import  # noqa: E402
 from weightport.models.ppdet_resnet import MODELS  # noqa: E402
 from weightport.pair import resolve  # noqa: E402
 from weightport.testing import check_table, count_trainable, parity  # noqa: E402
-from weightport.twins import fill_lossless_drops, randomize_torch  # noqa: E402
+from weightport.twins import randomize_torch  # noqa: E402
 from weightport.verification import paddle_forward, random_batch, torch_forward  # noqa: E402
 
 paddle = quiet_paddle_import()
@@ -53,8 +53,7 @@ def _worst(reference, outputs) -> float:
 
 def _random_torch_twin(pair, seed=3, **kwargs):
     model = pair.create_to_overwrite("torch", **kwargs)
-    randomize_torch(model, seed=seed)
-    fill_lossless_drops(model, pair.table())  # the BoTNet's shortcut biases: Paddle holds only zeros
+    randomize_torch(model, seed=seed)  # the BoTNet's shortcut biases too: the table folds them
     return model.eval()
 
 
@@ -247,26 +246,32 @@ def test_botnet_parity_at_two_sizes(img_size):
     assert parity(BOTNET, batch_size=1, img_size=img_size).max_rel < TOL
 
 
-def test_trained_shortcut_bias_is_refused_by_name(tmp_path):
+def test_shortcut_bias_folds_into_the_running_mean_and_back(tmp_path):
+    """BN(Wx + b) with running mean m is BN(Wx) with m - b: a trained bias converts exactly, and
+    comes back as zeros with the folded mean, computing the same."""
     pair = resolve(BOTNET)
     model = _random_torch_twin(pair, img_size=SIZE)
-    with torch.no_grad():
-        model.layer2[0].shortcut[0].bias[3] = 0.25
+    biases = {s: getattr(model, f"layer{s}")[0].shortcut[0].bias.detach().clone() for s in range(1, 5)}
+    assert all(b.abs().min() > 0 for b in biases.values())
     torch.save(model.state_dict(), tmp_path / "trained.pth")
     result = CliRunner().invoke(cli, ["convert", BOTNET, str(tmp_path / "trained.pth"), str(tmp_path / "out.pdparams"),
-                                      "--img-size", str(SIZE)])
-    assert result.exit_code == 2
-    assert "layer2.0.shortcut.0.bias" in result.output and "ConvNormLayer" in result.output
-    assert not (tmp_path / "out.pdparams").exists()
-    with pytest.raises(UserError, match="refusing to drop trained numbers"):
-        convert(BOTNET, tmp_path / "trained.pth", tmp_path / "out.pdparams", model_kwargs={"img_size": SIZE})
+                                      "--img-size", str(SIZE), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["folded"] == {f"layer{s}.0.shortcut.0.bias": f"res{s + 1}.res{s + 1}a.short.norm._mean"
+                                                   for s in range(1, 5)}
+    paddle_model = pair.create("paddle", img_size=SIZE)
+    _strictly_loaded(paddle_model, paddle.load(str(tmp_path / "out.pdparams")))
+    paddle_model.eval()
+    batch = random_batch(2, SIZE, seed=6)
+    reference = torch_forward(model, batch)
+    assert _worst(reference, paddle_forward(paddle_model, batch)) < TOL
 
-
-def test_zero_shortcut_bias_converts_and_comes_back_as_zeros(tmp_path):
-    pair = resolve(BOTNET)
-    torch.save(_random_torch_twin(pair, img_size=SIZE).state_dict(), tmp_path / "zero.pth")
-    there = convert(BOTNET, tmp_path / "zero.pth", tmp_path / "out.pdparams", model_kwargs={"img_size": SIZE})
-    assert {f"layer{s}.0.shortcut.0.bias" for s in range(1, 5)} <= set(there.dropped_keys)
     convert(BOTNET, tmp_path / "out.pdparams", tmp_path / "back.pth", model_kwargs={"img_size": SIZE})
-    back = torch.load(tmp_path / "back.pth", weights_only=True)
-    assert all(not back[f"layer{s}.0.shortcut.0.bias"].any() for s in range(1, 5))
+    back_state = torch.load(tmp_path / "back.pth", weights_only=True)
+    for s, bias in biases.items():
+        assert not back_state[f"layer{s}.0.shortcut.0.bias"].any()
+        folded = model.state_dict()[f"layer{s}.0.shortcut.1.running_mean"] - bias
+        assert torch.allclose(back_state[f"layer{s}.0.shortcut.1.running_mean"], folded, rtol=0, atol=1e-6)
+    back = pair.create("torch", img_size=SIZE)
+    back.load_state_dict(back_state, strict=True)
+    assert _worst(reference, torch_forward(back.eval(), batch)) < TOL

@@ -49,7 +49,7 @@ MODELS = [
         description="BoTNet port's backbone: PaddleDetection ResNet-50 with leaderj1001-style MHSA as every res5 "
         "branch2b (four maps) <-> botnet50_mhsa without its classifier; --img-size resizes rel_h/rel_w",
         training_differs="the reference's projection shortcut convs have a bias that PaddleDetection's ConvNormLayer "
-        "lacks: trainable in torch, absent in Paddle (converted only while it is zero; the following BatchNorm's "
-        "batch mean cancels it, so its gradient is zero up to rounding, but an optimizer may still move it)",
+        "lacks: the table folds it into the following BatchNorm's running mean (exact in eval; in training the batch "
+        "mean cancels it and the running means stay m - b apart), but it is trainable in torch and absent in Paddle",
     ),
 ]
