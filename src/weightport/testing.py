@@ -44,6 +44,7 @@ class RoundTrip:
     there: Metrics
     back: Metrics
     summary: Any
+    shapes: list[tuple[int, ...]]  # of the torch twin's outputs
 
 
 def checkpoint_round_trip(model, folder: Path, input_size: int, batch_size: int = 2, seed: int = 3,
@@ -89,4 +90,4 @@ def checkpoint_round_trip(model, folder: Path, input_size: int, batch_size: int 
     back_twin.load_state_dict(torch.load(folder / "back.pth", weights_only=True), strict=True)
     (folder / "back.pth").unlink()
     back_twin.eval()
-    return RoundTrip(there, worst(torch_forward(back_twin, batch)), summary)
+    return RoundTrip(there, worst(torch_forward(back_twin, batch)), summary, [r.shape for r in reference])

@@ -26,9 +26,14 @@ from weightport.conversion import convert  # noqa: E402
 from weightport.frameworks import quiet_paddle_import  # noqa: E402
 from weightport.models.ppdet_resnet import MODELS  # noqa: E402
 from weightport.pair import resolve  # noqa: E402
-from weightport.testing import check_table, count_trainable, parity  # noqa: E402
+from weightport.testing import check_table, checkpoint_round_trip, count_trainable, load_paddle_strictly, parity  # noqa: E402
 from weightport.twins import randomize_torch  # noqa: E402
-from weightport.verification import paddle_forward, random_batch, torch_forward  # noqa: E402
+from weightport.verification import (  # noqa: E402
+    paddle_forward,
+    random_batch,
+    torch_forward,
+    verify_model,  # noqa: E402
+)
 
 paddle = quiet_paddle_import()
 
@@ -36,14 +41,6 @@ NAMES = [spec.name for spec in MODELS]
 BOTNET = "ppdet_botnet50_mhsa"
 SIZE = 64  # every map stays at least 2 x 2; the BoTNet's MHSA attends over 4 x 4 and 2 x 2
 TOL = 2e-5  # fp32 twins; the measured worst is about 1e-6
-
-
-def _strictly_loaded(model, state: dict) -> None:
-    """Paddle's set_state_dict only warns on a missing or misshaped key: check every one first."""
-    own = model.state_dict()
-    assert sorted(state) == sorted(own)
-    assert all(list(state[k].shape) == list(own[k].shape) for k in own)
-    model.set_state_dict(state)
 
 
 def _worst(reference, outputs) -> float:
@@ -58,33 +55,20 @@ def _random_torch_twin(pair, seed=3, **kwargs):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_table(name):
-    check_table(name)
-
-
-@pytest.mark.parametrize("name", NAMES)
 def test_four_maps_agree_both_ways(name, tmp_path):
-    pair = resolve(name)
-    kwargs = {"img_size": SIZE} if name == BOTNET else {}
-    torch_model = _random_torch_twin(pair, **kwargs)
-    torch.save(torch_model.state_dict(), tmp_path / "torch.pth")
-    convert(name, tmp_path / "torch.pth", tmp_path / "paddle.pdparams", model_kwargs=kwargs)
-    (tmp_path / "torch.pth").unlink()
-    paddle_model = pair.create("paddle", **kwargs)
-    _strictly_loaded(paddle_model, paddle.load(str(tmp_path / "paddle.pdparams")))
-    (tmp_path / "paddle.pdparams").unlink()
-    paddle_model.eval()
-    batch = random_batch(2, SIZE, seed=1)
-    reference = torch_forward(torch_model, batch)
-    assert [list(r[1].shape)[1:] for r in reference] == [[256, 16, 16], [512, 8, 8], [1024, 4, 4], [2048, 2, 2]]
-    assert _worst(reference, paddle_forward(paddle_model, batch)) < TOL
+    trip = checkpoint_round_trip(name, tmp_path, SIZE, **({"img_size": SIZE} if name == BOTNET else {}))
+    assert [list(shape)[1:] for shape in trip.shapes] == [[256, 16, 16], [512, 8, 8], [1024, 4, 4], [2048, 2, 2]]
+    assert trip.there.max_rel < TOL and trip.back.max_rel < 1e-6, trip
 
-    paddle.save(paddle_model.state_dict(), str(tmp_path / "saved.pdparams"))
-    convert(name, tmp_path / "saved.pdparams", tmp_path / "back.pth", model_kwargs=kwargs)
-    back = pair.create("torch", **kwargs)
-    back.load_state_dict(torch.load(tmp_path / "back.pth", weights_only=True), strict=True)
-    back.eval()
-    assert _worst(reference, torch_forward(back, batch)) < 1e-6
+
+def test_botnet_trains_alike_but_for_the_shortcut_biases_paddle_lacks():
+    """The folded bias: the running means agree through the fold, and the biases themselves are
+    the only training difference (ModelSpec.training_differs)."""
+    result = verify_model(BOTNET, batch_size=2, device="cpu", train=True, input_size=SIZE, model_kwargs={"img_size": SIZE})
+    training = result.training
+    assert all(check.passed for check in training.running_stats) and training.running_stats
+    assert sorted(training.problems) == [f"layer{s}.0.shortcut.0.bias: trainable in torch, dropped by the table "
+                                         "(Paddle would not train it)" for s in (1, 2, 3, 4)]
 
 
 def test_paddledetection_names():
@@ -128,7 +112,7 @@ def test_classification_checkpoint_loses_its_classifier_and_says_so(classificati
     table = CliRunner().invoke(cli, ["convert", "ppdet_resnet50", str(classification_checkpoint), str(out), "--force"])
     assert "fc.weight, fc.bias" in table.output
     paddle_model = resolve("ppdet_resnet50").create("paddle")
-    _strictly_loaded(paddle_model, paddle.load(str(out)))
+    load_paddle_strictly(paddle_model, paddle.load(str(out)))
     paddle_model.eval()
     batch = random_batch(1, SIZE, seed=2)
     assert _worst(torch_forward(_timm_features(classification_checkpoint), batch), paddle_forward(paddle_model, batch)) < TOL
@@ -231,7 +215,7 @@ def test_botnet_converted_to_another_input_size(tmp_path):
     state = paddle.load(str(tmp_path / "96.pdparams"))
     assert list(state["res5.res5a.branch2b.0.rel_h"].shape) == [1, 4, 128, 1, 6]
     assert list(state["res5.res5b.branch2b.rel_w"].shape) == [1, 4, 128, 3, 1]
-    _strictly_loaded(paddle_model, state)
+    load_paddle_strictly(paddle_model, state)
     paddle_model.eval()
     convert(BOTNET, tmp_path / "96.pdparams", tmp_path / "96.pth", model_kwargs={"img_size": 96})
     torch_model = pair.create("torch", img_size=96)
@@ -260,7 +244,7 @@ def test_shortcut_bias_folds_into_the_running_mean_and_back(tmp_path):
     assert json.loads(result.output)["folded"] == {f"layer{s}.0.shortcut.0.bias": f"res{s + 1}.res{s + 1}a.short.norm._mean"
                                                    for s in range(1, 5)}
     paddle_model = pair.create("paddle", img_size=SIZE)
-    _strictly_loaded(paddle_model, paddle.load(str(tmp_path / "out.pdparams")))
+    load_paddle_strictly(paddle_model, paddle.load(str(tmp_path / "out.pdparams")))
     paddle_model.eval()
     batch = random_batch(2, SIZE, seed=6)
     reference = torch_forward(model, batch)
