@@ -19,7 +19,7 @@ from .errors import LayoutError, UserError
 from .formats import FORMAT_NAMES, check_destination, output_format, read_checkpoint, write_checkpoint
 from .formats.checkpoint import Checkpoint, LazyTensor
 from .layout import Layout
-from .mapping import SIDES, Plan, Step, other_side
+from .mapping import SIDES, Plan, Step, Table, other_side
 from .pair import TwinPair, resolve
 
 MAX_LISTED = 20  # problems listed before the rest are only counted
@@ -117,7 +117,7 @@ def convert_tensors(
     summary.filled = len(fills)
     summary.dropped = len(plan.dropped)
     summary.dropped_keys = list(plan.dropped)
-    _check_complete(pair.name, plan, out, expected, problems, hint)
+    _check_complete(pair.name, table, plan, out, expected, problems, hint)
     out = {k: out[k] for k in expected if k in out}  # the target twin's own order
     summary.tensors = len(out)
     summary.parameters = sum(t.numel for t in out.values())
@@ -275,10 +275,13 @@ def _filled(shape, dtype: str, value) -> LazyTensor:
     return LazyTensor(dtype, tuple(shape), lambda: np.full(shape, value, dtype=dtypes.storage_dtype(dtype)))
 
 
-def _check_complete(model: str, plan: Plan, out: dict, expected: Layout, problems: list[str], hint: str = "") -> None:
+def _check_complete(model: str, table: Table, plan: Plan, out: dict, expected: Layout, problems: list[str], hint: str = "") -> None:
     unexpected = [f"{s.source} -> {s.target}: no such key in the {plan.to} twin" for s in plan.steps if s.target not in expected]
     attempted = {s.target for s in plan.steps}  # a failed attempt is already in `problems`
-    missing = [f"{k}: not produced by any source tensor" for k in expected if k not in out and k not in attempted]
+    source = other_side(plan.to)
+    # Named as the checkpoint would name it too: a file that lacks a tensor lacks it under its own name.
+    missing = [f"{k}: not produced by any source tensor (the checkpoint has no {source} {table.rename(k, source)})"
+               for k in expected if k not in out and k not in attempted]
     problems = problems + unexpected + missing
     if problems:
         listed = "\n  ".join(problems[:MAX_LISTED])
