@@ -108,11 +108,11 @@ def list_cmd(as_json: bool):
     from rich.table import Table
 
     table = Table(title="weightport models")
-    for column in ("model", "family", "input", "parameters", "table"):
+    for column in ("model", "family", "input", "parameters", "table", "twins (torch <-> Paddle layout)"):
         table.add_column(column, justify="right" if column in ("input", "parameters") else "left")
     for row in rows:
         params = f"{row['parameters']:,}" if row["parameters"] is not None else "?"
-        table.add_row(row["name"], row["family"], str(row["input_size"]), params, row["table"])
+        table.add_row(row["name"], row["family"], str(row["input_size"]), params, row["table"], row["description"])
     _console().print(table)
 
 

@@ -22,7 +22,7 @@ _SCALES = {"x0_5": "lcnet_050", "x0_75": "lcnet_075", "x1_0": "lcnet_100"}
 MODELS = [
     ModelSpec(
         name=f"ppcls_pplcnet_{scale}",
-        family="paddleclas",
+        family="ppcls_lcnet",
         table="ppcls_pplcnet",
         torch_factory=f"weightport.models.ppcls_lcnet.modeling_torch:ppcls_pplcnet_{scale}",
         paddle_factory=f"weightport.models.ppcls_lcnet.modeling_paddle:ppcls_pplcnet_{scale}",
