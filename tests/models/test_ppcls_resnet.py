@@ -23,6 +23,7 @@ from weightport.errors import LayoutError  # noqa: E402
 from weightport.frameworks import quiet_paddle_import  # noqa: E402
 from weightport.models.ppcls_resnet import MODELS  # noqa: E402
 from weightport.pair import resolve  # noqa: E402
+from weightport.testing import load_paddle_strictly  # noqa: E402
 from weightport.twins import randomize_torch  # noqa: E402
 from weightport.verification import paddle_forward, random_batch, torch_forward  # noqa: E402
 
@@ -44,14 +45,6 @@ def _logits(forward, model, batch) -> np.ndarray:
     return forward(model, batch)[0][1]
 
 
-def _strictly_loaded(model, state: dict) -> None:
-    """Paddle's set_state_dict only warns on a missing or misshaped key: check every one first."""
-    own = model.state_dict()
-    assert sorted(state) == sorted(own)
-    assert all(list(state[k].shape) == list(own[k].shape) for k in own)
-    model.set_state_dict(state)
-
-
 def _randomized_torch_twin(name: str, seed: int = 3):
     model = resolve(name).create_to_overwrite("torch")
     randomize_torch(model, seed=seed)
@@ -64,7 +57,7 @@ def _to_paddle(name: str, torch_model, tmp_path):
     convert(name, tmp_path / "timm.pth", tmp_path / "ppcls.pdparams")
     (tmp_path / "timm.pth").unlink()
     paddle_model = resolve(name).create("paddle")
-    _strictly_loaded(paddle_model, paddle.load(str(tmp_path / "ppcls.pdparams")))
+    load_paddle_strictly(paddle_model, paddle.load(str(tmp_path / "ppcls.pdparams")))
     (tmp_path / "ppcls.pdparams").unlink()
     return paddle_model.eval()
 
