@@ -22,7 +22,7 @@ from .factories import import_factory
 
 FRAMEWORKS = ("torch", "paddle")
 # Families shipped with weightport; each is a subpackage of weightport.models.
-BUILTIN_FAMILIES = ("resnet", "fcvit", "cmt", "botnet", "botnet_mhsa", "vision")
+BUILTIN_FAMILIES = ("resnet", "fcvit", "cmt", "botnet", "botnet_mhsa", "vision", "ppcls_hgnet")
 # Entry point group through which other packages register their own models.
 ENTRY_POINT_GROUP = "weightport.models"
 
