@@ -22,7 +22,9 @@ from .factories import import_factory
 
 FRAMEWORKS = ("torch", "paddle")
 # Families shipped with weightport; each is a subpackage of weightport.models.
-BUILTIN_FAMILIES = ("resnet", "fcvit", "cmt", "botnet", "botnet_mhsa", "vision", "ppcls_resnet", "ppcls_lcnet", "ppdet_resnet")
+BUILTIN_FAMILIES = (
+    "resnet", "fcvit", "cmt", "botnet", "botnet_mhsa", "vision", "ppcls_resnet", "ppcls_lcnet", "ppcls_hgnet", "ppdet_resnet",
+)
 # Entry point group through which other packages register their own models.
 ENTRY_POINT_GROUP = "weightport.models"
 
