@@ -5,7 +5,7 @@ _small, _base) and `pp_hgnet_v2.py` (PPHGNetV2_B0 ... B6), rewritten with Paddle
 defaults. Torch twins: timm 1.0's `hgnet.py`, whose weights were ported from PaddleClas, so the
 networks are the same but for three things (docs/ppcls_hgnet.md): module names (the tables),
 PPHGNet_base's downscale-in-infer dropout before fc (folded into fc's weight), and, in V2 B0-B3,
-timm's zero padding of the stem's max-pool, kept as timm has it (a border difference, measured in the docs).
+timm's zero padding of the stem's max-pool, which the B0-B3 torch twins replace by PaddleClas's.
 """
 from ...registry import ModelSpec, Preprocessing
 
