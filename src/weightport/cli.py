@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import threading
+from collections import Counter
 
 import click
 
@@ -345,9 +346,7 @@ def _prefix_rows(summary) -> list[tuple[str, str]]:
         return []
     rows = [("prefix", f"{summary.prefix} taken off the keys under it; only those converted")]
     if summary.outside_prefix:
-        groups: dict[str, int] = {}
-        for key in summary.outside_prefix:
-            groups[key.split(".", 1)[0]] = groups.get(key.split(".", 1)[0], 0) + 1
+        groups = Counter(key.split(".", 1)[0] for key in summary.outside_prefix)
         listed = ", ".join(f"{name}.* ({count})" for name, count in groups.items())
         rows.append(("left out", f"{len(summary.outside_prefix)} tensors outside {summary.prefix}: {listed}"))
     return rows

@@ -78,7 +78,7 @@ def convert_tensors(
     table = pair.table()
     plan = table.plan(tensors, to)
     _refuse_lost_values(plan, tensors, table)
-    folds = _folds(plan, table)
+    folds = table.folds(plan.dropped, other_side(to))
     expected = pair.layout(to, **model_kwargs)
     counts, others = _class_counts(pair, plan, tensors, expected)
     classes = next(iter(counts)) if len(counts) == 1 and not others and "num_classes" not in model_kwargs else None
@@ -142,17 +142,6 @@ def _refuse_lost_values(plan: Plan, tensors: dict[str, LazyTensor], table) -> No
                 f"{key} holds values other than {rule.fill:g} ({np.count_nonzero(off)} of {off.size}, up to {off.max():.3g} away) "
                 f"and the {plan.to} twin has no place for them: {rule.why}; refusing to drop trained numbers"
             )
-
-
-def _folds(plan: Plan, table) -> dict[str, list[tuple[str, Any]]]:
-    """Dropped source keys whose values a fold rule adds into another source tensor, by that tensor."""
-    source = other_side(plan.to)
-    folds: dict[str, list] = {}
-    for key in plan.dropped:
-        rule = table.drop_rule(key, source)
-        if rule.into is not None:
-            folds.setdefault(rule.into_key(key), []).append((key, rule))
-    return folds
 
 
 def _transposed_shape(shape: tuple[int, ...], transpose: bool) -> tuple[int, ...]:
@@ -336,10 +325,10 @@ def convert(
         raise UserError(f"{src} is {FORMAT_NAMES[checkpoint.format]} and {dst} asks for {to} as well; nothing to convert")
     if dst_format != "safetensors" and dst_format != to:
         raise UserError(f"{dst}: a .{Path(dst).suffix.lstrip('.')} file cannot hold {to} weights")
-    source, outside = under_prefix(checkpoint.tensors, prefix) if prefix else (checkpoint.tensors, [])
-    prefix_on = None if not prefix else "source" if source else "destination"
-    if prefix_on == "destination":
-        source = checkpoint.tensors
+    source, outside, prefix_on = checkpoint.tensors, [], None
+    if prefix:
+        inside, others = under_prefix(checkpoint.tensors, prefix)
+        source, outside, prefix_on = (inside, others, "source") if inside else (checkpoint.tensors, [], "destination")
     # Asking for a twin of another configuration (e.g. --img-size) is what permits resizing.
     try:
         tensors, summary = convert_tensors(

@@ -198,6 +198,16 @@ class Table:
     def drop_rule(self, key: str, side: str) -> Drop | None:
         return next((d for d in self.drops if d.side == side and d.pattern.match(key) is not None), None)
 
+    def folds(self, keys: Iterable[str], side: str) -> dict[str, list[tuple[str, Drop]]]:
+        """The keys among `keys` (named on `side`) that a drop rule folds into another tensor, by
+        the key of the tensor that absorbs them."""
+        folds: dict[str, list[tuple[str, Drop]]] = {}
+        for key in keys:
+            rule = self.drop_rule(key, side)
+            if rule is not None and rule.into is not None:
+                folds.setdefault(rule.into_key(key), []).append((key, rule))
+        return folds
+
     def is_transposed(self, torch_key: str) -> bool:
         return any(p.match(torch_key) is not None for p in self.transposes)
 

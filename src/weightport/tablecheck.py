@@ -78,12 +78,9 @@ def twin_problems(table: Table, torch_model, paddle_model) -> list[str]:
     ]
 
     for side, layout in (("torch", torch_layout), ("paddle", paddle_layout)):
-        for key in layout:
-            rule = table.drop_rule(key, side)
-            if rule is not None and rule.into is not None:
-                into = rule.into_key(key)
-                if layout.get(into, (None,))[0] != layout[key][0]:
-                    problems.append(f"{key}: folded into {into}, which the {side} twin lacks or holds in another shape")
+        problems += [f"{key}: folded into {into}, which the {side} twin lacks or holds in another shape"
+                     for into, folded in table.folds(layout, side).items() for key, _ in folded
+                     if layout.get(into, (None,))[0] != layout[key][0]]
     for rule in table.adjusts:
         matched = [k for k in torch_layout if rule.torch.match(k) is not None]
         if not matched:

@@ -417,10 +417,10 @@ def _compare_running_stats(table: Table, torch_model, torch_run: _TorchRun, padd
                            report: TrainingReport) -> None:
     """Every non-trainable tensor that either side's forward changed, through the table."""
     state, gaps = _torch_stats_in_paddle_convention(torch_model, torch_run)
-    for key, value in torch_model.state_dict().items():  # a tensor the table folds into another: that one carries it
-        rule = table.drop_rule(key, "torch")
-        if rule is not None and rule.into is not None and rule.into_key(key) in state:
-            state[rule.into_key(key)] = state[rule.into_key(key)] + rule.scale * value.detach().cpu().double().numpy()
+    torch_state = torch_model.state_dict()
+    for into, folded in table.folds(torch_state, "torch").items():  # in Paddle, `into` carries what is folded into it
+        if into in state:
+            state[into] = state[into] + sum(rule.scale * torch_state[key].detach().cpu().double().numpy() for key, rule in folded)
     plan = table.plan(state, "paddle")
     changed_in_paddle = {k for k, v in paddle_run.state_after.items()
                          if k not in paddle_run.gradients and not np.array_equal(v, paddle_run.state_before[k])}

@@ -126,6 +126,8 @@ def test_prefix_both_ways(classification_checkpoint, tmp_path):
                                       "--prefix", "backbone."])
     assert result.exit_code == 0, result.output
     assert "backbone. put before every written key" in result.output
+    written = convert("ppdet_resnet50", classification_checkpoint, tmp_path / "api.pdparams", prefix="backbone.")
+    assert written.prefix_on == "destination" and written.outside_prefix == []  # no key of the source was left out
     state = paddle.load(str(det))
     own = resolve("ppdet_resnet50").layout("paddle")
     assert sorted(state) == sorted(f"backbone.{k}" for k in own)
