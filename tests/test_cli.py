@@ -129,7 +129,7 @@ def test_convert_refuses_to_overwrite(resnet50_wrapped_ckpt, tmp_path):
         (("convert", "resnet50", "{tmp}/garbage.pth", "{tmp}/b.pdparams"), "unknown file format"),
         (("convert", "resnet50", "{tmp}/hostile.pdparams", "{tmp}/b.pth"), "refused to load"),
         (("convert", "resnet50", "{tmp}/garbage.pth", "{tmp}/b.txt"), "unknown output extension"),
-        (("inspect", "{tmp}"), "is a directory"),
+        (("inspect", "{tmp}"), "is a folder without a checkpoint"),
         (("verify", "resnet50", "--torch", "{tmp}/absent.pth"), "no such file"),
     ],
 )

@@ -215,7 +215,7 @@ def test_unreadable_files(tmp_path, content, reason):
 def test_missing_file_and_directory(tmp_path):
     with pytest.raises(CheckpointError, match="no such file"):
         read_checkpoint(tmp_path / "absent.pth")
-    with pytest.raises(CheckpointError, match="is a directory"):
+    with pytest.raises(CheckpointError, match="is a folder without a checkpoint: no index file"):
         read_checkpoint(tmp_path)
 
 

@@ -785,7 +785,7 @@ def _(d, canary, valid):
     return written(d / "empty.safetensors", b"")
 
 
-@entry("a directory named like a checkpoint", r"is a directory")
+@entry("a directory named like a checkpoint", r"is a folder without a checkpoint")
 def _(d, canary, valid):
     path = d / "folder.pth"
     path.mkdir()

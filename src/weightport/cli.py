@@ -135,7 +135,8 @@ def inspect(file: str, key: str | None, as_json: bool, show_all: bool, unsafe_pi
     from rich.table import Table
 
     console = _console()
-    console.print(f"[bold]{report['path']}[/]: {report['format_description']}")
+    shards = f" in {report['shards']} shards" if report["shards"] else ""
+    console.print(f"[bold]{report['path']}[/]: {report['format_description']}{shards}")
     if report["wrapper"]:
         console.print(f"weights taken from [bold]{report['wrapper']}[/] (state dicts in the file: {', '.join(report['candidates'])})")
     if report["stripped_prefix"]:
@@ -231,14 +232,22 @@ def _import_from_cwd() -> None:
 @click.option("--prefix", metavar="PREFIX.",
               help="Where the model sits in a bigger checkpoint, e.g. a detector's backbone.: taken from SRC's keys "
               "when they have it (only the keys under it), else put before every key written to DST.")
-@click.option("--force", is_flag=True, help="Overwrite DST if it exists.")
+@click.option("--max-shard-size", metavar="SIZE",
+              help="Write DST as a folder of shards of at most SIZE each (e.g. 5GB, decimal units as Hugging Face "
+              "counts; 2GiB binary). A DST ending in / or an existing folder is a folder too (5GB shards).")
+@click.option("--format", "file_format", type=click.Choice(["pdparams", "safetensors", "bin"]),
+              help="The shards' format in a folder DST (default: pdparams for Paddle, safetensors for torch).")
+@click.option("--force", is_flag=True, help="Overwrite DST if it exists (for a folder: replace the checkpoint it holds).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary table.")
 @_unsafe_pickle_option
 @_model_options()
-def convert(paths, to, key, dtype, img_size, prefix, force, as_json, quiet, unsafe_pickle,
+def convert(paths, to, key, dtype, img_size, prefix, max_shard_size, file_format, force, as_json, quiet, unsafe_pickle,
             torch_model, paddle_model, mapping, model_args):
     """Convert checkpoint SRC of MODEL into DST (direction from the extensions, or --to).
+
+    SRC is a file, or a folder of shards (Hugging Face's or Paddle's) or its index file; DST a
+    file, or a folder of shards written whole or not at all.
 
     MODEL is a registered model's name or a ported folder. For your own twins, leave out MODEL
     and name their factories and table instead:
@@ -258,6 +267,7 @@ def convert(paths, to, key, dtype, img_size, prefix, force, as_json, quiet, unsa
     with _trusting(unsafe_pickle, src), _progress(enabled=not quiet and not as_json and sys.stdout.isatty()) as bar:
         summary = run_convert(
             model, src, dst, to=to, key=key, dtype=dtype, force=force, prefix=prefix,
+            max_shard_size=max_shard_size, file_format=file_format,
             model_kwargs=_model_kwargs(img_size, model_args),
             on_start=bar and bar.start, on_tensor=bar and bar.advance,
         )
@@ -304,6 +314,9 @@ def _print_summary(summary) -> None:
     table.add_column()
     rows = [
         ("direction", f"{summary.source_format} -> {summary.to}"),
+        *([("source shards", str(summary.source_shards))] if summary.source_shards else []),
+        *([("written", f"{len(summary.shards)} files: " + ", ".join(summary.shards[:3])
+            + (", ..." if len(summary.shards) > 3 else ""))] if summary.shards else []),
         ("weights from", summary.wrapper or "(bare state dict)"),
         ("prefix stripped", summary.stripped_prefix or "-"),
         *_prefix_rows(summary),

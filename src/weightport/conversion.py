@@ -16,7 +16,7 @@ import numpy as np
 
 from . import dtypes
 from .errors import LayoutError, UserError
-from .formats import FORMAT_NAMES, check_destination, output_format, read_checkpoint, write_checkpoint
+from .formats import FORMAT_NAMES, check_destination, output_format, read_checkpoint, sharded, write_checkpoint, write_sharded
 from .formats.checkpoint import Checkpoint, LazyTensor
 from .layout import Layout
 from .mapping import SIDES, Plan, Step, Table, other_side
@@ -46,6 +46,7 @@ class Summary:
     cast_to: str | None = None
     source: str | None = None
     source_format: str | None = None
+    source_shards: int = 0  # a folder source's shard count (0 for a single file)
     wrapper: str | None = None
     stripped_prefix: str = ""
     # --prefix: where the model's keys sit in a bigger checkpoint (a detector's `backbone.`), whether
@@ -54,6 +55,7 @@ class Summary:
     prefix_on: str | None = None  # "source" or "destination"
     outside_prefix: list[str] = field(default_factory=list)
     destination: str | None = None
+    shards: list[str] = field(default_factory=list)  # a folder destination's files, the index last
     model_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -302,11 +304,16 @@ def convert(
     force: bool = False,
     model_kwargs: dict[str, Any] | None = None,
     prefix: str | None = None,
+    max_shard_size: str | int | None = None,
+    file_format: str | None = None,
     on_start: Callable[[int], None] | None = None,
     on_tensor: Callable[[str, LazyTensor], None] | None = None,
 ) -> Summary:
     """Convert checkpoint `src` of `model` (anything `pair.resolve` takes) into `dst`, checked and atomic.
 
+    `src` may be a file, or a folder of shards (or its index file). `dst` is a file, or a folder of
+    shards when it ends in a separator, is an existing folder or `max_shard_size` is given (bytes, or
+    a size such as "5GB"); `file_format` then names the shards' format (pdparams, safetensors or bin).
     `prefix` (e.g. "backbone.") names where the model sits in a bigger checkpoint: when `src` has
     keys under it, only those are converted (the prefix taken off, the others listed in
     `Summary.outside_prefix`); otherwise every key written to `dst` gets it.
@@ -314,16 +321,24 @@ def convert(
     pair = resolve(model)
     if to is not None and to not in SIDES:
         raise UserError(f"--to must be torch or paddle, not {to!r}")
-    check_destination(dst, force)
-    dst_format = output_format(dst)
-    to = to or {"torch": "torch", "paddle": "paddle"}.get(dst_format)
+    to_folder = sharded.wants_folder(dst, max_shard_size)
+    shard_size = sharded.parse_size(max_shard_size) if isinstance(max_shard_size, str) else max_shard_size
+    if to_folder:
+        sharded.check_folder_destination(dst, force)
+        dst_format = None
+    else:
+        if file_format is not None:
+            raise UserError(f"--format is for a folder of shards; {dst}'s extension names its format")
+        check_destination(dst, force)
+        dst_format = output_format(dst)
+        to = to or {"torch": "torch", "paddle": "paddle"}.get(dst_format)
     check_prefix(prefix)
     checkpoint = read_checkpoint(src, key)
     from_side = source_side(checkpoint.format, to)
     to = to or other_side(from_side)
     if from_side == to:
         raise UserError(f"{src} is {FORMAT_NAMES[checkpoint.format]} and {dst} asks for {to} as well; nothing to convert")
-    if dst_format != "safetensors" and dst_format != to:
+    if dst_format is not None and dst_format != "safetensors" and dst_format != to:
         raise UserError(f"{dst}: a .{Path(dst).suffix.lstrip('.')} file cannot hold {to} weights")
     source, outside, prefix_on = checkpoint.tensors, [], None
     if prefix:
@@ -341,8 +356,14 @@ def convert(
     summary.prefix, summary.prefix_on, summary.outside_prefix = prefix or "", prefix_on, outside
     if on_start:
         on_start(summary.bytes)
-    written = ((prefix + k, t) for k, t in tensors.items()) if prefix_on == "destination" else tensors.items()
-    summary.destination = str(write_checkpoint(dst, written, force=force, on_tensor=on_tensor))
+    written = [(prefix + k, t) for k, t in tensors.items()] if prefix_on == "destination" else list(tensors.items())
+    if to_folder:
+        files = write_sharded(dst, written, to, file_format, shard_size, force=force, on_tensor=on_tensor)
+        summary.destination, summary.shards = str(dst), [p.name for p in files]
+    else:
+        safetensors_format = "np" if to == "paddle" else "pt"
+        summary.destination = str(write_checkpoint(dst, written, force=force, on_tensor=on_tensor,
+                                                   safetensors_format=safetensors_format))
     return summary
 
 
@@ -374,3 +395,4 @@ def _describe_source(summary: Summary, checkpoint: Checkpoint) -> None:
     summary.source_format = checkpoint.format
     summary.wrapper = checkpoint.wrapper
     summary.stripped_prefix = checkpoint.stripped_prefix
+    summary.source_shards = len(checkpoint.shards)

@@ -33,6 +33,7 @@ def inspect_checkpoint(path: str, key: str | None = None) -> dict:
         "path": ckpt.path,
         "format": ckpt.format,
         "format_description": FORMAT_NAMES[ckpt.format],
+        "shards": len(ckpt.shards),  # 0 for a single file
         "wrapper": ckpt.wrapper,
         "candidates": list(ckpt.candidates),
         "stripped_prefix": ckpt.stripped_prefix,

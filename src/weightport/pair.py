@@ -175,6 +175,20 @@ class TwinPair:
         with overwrite_only(framework):
             return self._built(factory, kwargs)
 
+    def skeleton(self, framework: str = "torch", **kwargs: Any):
+        """The `framework` twin's structure with no memory for its tensors (see `twins.without_weights`),
+        for its layout; a twin whose construction computes with its tensors' values cannot be built
+        so, and is built to be overwritten instead."""
+        from .twins import without_weights
+
+        factory = self.factory(framework)
+        kwargs = self._factory_kwargs(kwargs)
+        try:
+            with without_weights(framework):
+                return self._built(factory, kwargs)
+        except (NotImplementedError, RuntimeError):  # e.g. .item() of a meta tensor
+            return self.create_to_overwrite(framework, **kwargs)
+
     def _built(self, factory: Factory, kwargs: dict[str, Any]):
         try:
             model = factory(**kwargs)
@@ -242,7 +256,7 @@ class TwinPair:
         classes = kwargs.get("num_classes")
         if manifest and set(kwargs) <= {"num_classes"} and (classes is None or manifest.get("classifier")):
             return manifest_layout(manifest, framework, classes)
-        return model_layout(self.create_to_overwrite(framework, **model_kwargs), framework)
+        return model_layout(self.skeleton(framework, **model_kwargs), framework)
 
     def classifier_dims(self, framework: str) -> dict[str, int]:
         """The tensors of the `framework` twin whose shape follows the class count, each with the

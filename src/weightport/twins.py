@@ -134,6 +134,22 @@ def fill_lossless_drops(model, table) -> None:
 
 
 @contextlib.contextmanager
+def without_weights(framework: str):
+    """Build a twin's structure alone, for its layout: on torch's meta device, under Paddle's
+    `LazyGuard`. No tensor gets memory, so the layout of an 8B-parameter twin costs what a small one's does."""
+    if framework == "paddle":
+        from .frameworks import quiet_paddle_import
+
+        with quiet_paddle_import().LazyGuard():
+            yield
+        return
+    import torch
+
+    with torch.device("meta"):
+        yield
+
+
+@contextlib.contextmanager
 def overwrite_only(framework: str):
     """Build a twin whose weights are overwritten before anyone reads them, skipping most of its
     initialisation (the bulk of building one).
@@ -147,9 +163,7 @@ def overwrite_only(framework: str):
     caller's state.
     """
     if framework == "paddle":
-        from .frameworks import quiet_paddle_import
-
-        with quiet_paddle_import().LazyGuard():
+        with without_weights(framework):
             yield
         return
     import torch

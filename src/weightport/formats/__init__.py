@@ -143,7 +143,12 @@ def _read_unrestricted(path: str, fmt: str) -> object:
 
 
 def read_checkpoint(path: str | Path, key: str | None = None) -> Checkpoint:
-    """Read the state dict a checkpoint holds (`key` picks one of several, e.g. EMA weights)."""
+    """Read the state dict a checkpoint holds (`key` picks one of several, e.g. EMA weights); a
+    folder of shards or its index file reads as one checkpoint."""
+    from . import sharded
+
+    if sharded.is_sharded_path(path):
+        return sharded.read(path, key, read_raw)
     fmt, obj = read_raw(path)
     return select_state_dict(str(path), fmt, obj, key)
 
@@ -173,27 +178,13 @@ def write_checkpoint(
     entries: Iterable[tuple[str, LazyTensor]],
     force: bool = False,
     on_tensor: Callable[[str, LazyTensor], None] | None = None,
+    safetensors_format: str = "pt",
 ) -> Path:
-    """Write `entries` in the format the extension names, atomically; never leave a partial file."""
+    """Write `entries` in the format the extension names, atomically; never leave a partial file.
+    `safetensors_format` is the metadata a safetensors file carries: "pt", or "np" for Paddle's loaders."""
     path = check_destination(path, force)
-    fmt = output_format(path)
-    if fmt == "torch":
-        from .torch_zip import write
-    elif fmt == "paddle":
-        from .pdparams import write
-    else:
-        from .safetensors import write
+    tmp = write_temporary(path.parent, path.name, entries, on_tensor=on_tensor, safetensors_format=safetensors_format)
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-    except OSError as exc:
-        raise UserError(f"{path}: cannot write in {path.parent}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            with _writing_behind(f.fileno()):
-                write(f, entries, on_tensor=on_tensor)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
         _move_into_place(tmp, path, force)
     except OSError as exc:
         raise UserError(f"{path}: cannot write: {exc.strerror or exc}") from None
@@ -201,6 +192,78 @@ def write_checkpoint(
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def write_sharded(
+    folder: str | Path,
+    entries: Iterable[tuple[str, LazyTensor]],
+    side: str,
+    file_format: str | None = None,
+    max_shard_size: int | None = None,
+    force: bool = False,
+    on_tensor: Callable[[str, LazyTensor], None] | None = None,
+) -> list[Path]:
+    """Write `entries` (`side`'s weights) as a folder of shards in `file_format` (by default .pdparams
+    for Paddle, safetensors for torch), each within `max_shard_size` bytes; return the files, index last."""
+    from . import sharded
+
+    file_format = file_format or sharded.DEFAULT_FORMAT[side]
+    layout = sharded.LAYOUTS.get((side, file_format))
+    if layout is None:
+        choices = " or ".join(f for s, f in sharded.LAYOUTS if s == side)
+        raise UserError(f"--format {file_format}: {side} shards are {choices}")
+    try:
+        return sharded.write(folder, entries, layout, max_shard_size or sharded.DEFAULT_MAX_SHARD_SIZE,
+                             write_temporary, _move_into_place, force=force, on_tensor=on_tensor)
+    except OSError as exc:
+        raise UserError(f"{folder}: cannot write: {exc.strerror or exc}") from None
+
+
+def write_temporary(
+    folder: Path,
+    name: str,
+    entries: Iterable[tuple[str, LazyTensor]] | bytes,
+    on_tensor: Callable[[str, LazyTensor], None] | None = None,
+    safetensors_format: str | None = "pt",
+) -> str:
+    """Write a complete file for `folder / name` (its format from the name's extension; `entries`
+    may also be the bytes of a small file) under a temporary name beside it, synced to disk; return
+    that name. Nothing is left behind when writing fails."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".partial")
+    except OSError as exc:
+        raise UserError(f"{folder / name}: cannot write in {folder}: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if isinstance(entries, bytes):
+                f.write(entries)
+            else:
+                with _writing_behind(f.fileno()):
+                    _writer(folder / name, safetensors_format)(f, entries, on_tensor=on_tensor)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+    except BaseException as exc:
+        os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise UserError(f"{folder / name}: cannot write: {exc.strerror or exc}") from None
+        raise
+    return tmp
+
+
+def _writer(path: Path, safetensors_format: str | None) -> Callable:
+    fmt = output_format(path)
+    if fmt == "torch":
+        from .torch_zip import write
+    elif fmt == "paddle":
+        from .pdparams import write
+    else:
+        from functools import partial
+
+        from .safetensors import write
+
+        return partial(write, metadata_format=safetensors_format or "pt")
+    return write
 
 
 WRITE_BEHIND_EVERY = 0.05  # seconds between flushes of what a writer has written so far

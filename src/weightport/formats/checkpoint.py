@@ -67,6 +67,7 @@ class Checkpoint:
     candidates: tuple[str, ...] = ()  # every key holding a state dict
     stripped_prefix: str = ""
     extras: dict[str, str] = field(default_factory=dict)  # other top-level entries, summarised
+    shards: tuple[str, ...] = ()  # a sharded checkpoint's shard files, beside its index
 
     @property
     def nbytes(self) -> int:

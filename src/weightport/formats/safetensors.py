@@ -117,9 +117,10 @@ def _entry(path: str, name: str, entry, file: OpenFile, data_start: int, data_le
     return LazyTensor(dtype, shape, load), (begin, end)
 
 
-def write(file, entries: Iterable[tuple[str, LazyTensor]], on_tensor=None) -> None:
+def write(file, entries: Iterable[tuple[str, LazyTensor]], on_tensor=None, metadata_format: str = "pt") -> None:
+    """`metadata_format` is what the header's metadata says: "pt" for torch, "np" for Paddle's loaders."""
     entries = list(entries)
-    header, offset = {"__metadata__": {"format": "pt"}}, 0
+    header, offset = {"__metadata__": {"format": metadata_format}}, 0
     for name, tensor in entries:
         header[name] = {"dtype": CODE_OF[tensor.dtype], "shape": list(tensor.shape), "data_offsets": [offset, offset + tensor.nbytes]}
         offset += tensor.nbytes
