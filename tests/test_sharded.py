@@ -274,19 +274,20 @@ def test_the_layout_of_a_twin_beyond_the_machines_memory_is_read_without_allocat
 
     (tmp_path / "giant.py").write_text(GIANT)
     script = (
-        "import resource\n"
         "from weightport.pair import TwinPair\n"
         "pair = TwinPair.from_factories('giant:torch_net', 'giant:paddle_net')\n"
+        "twins = [pair.skeleton(side) for side in ('torch', 'paddle')]  # alive while memory is read\n"
         "for side in ('torch', 'paddle'):\n"
         "    print(side, pair.layout(side)['0.weight'])\n"
-        "print('rss', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n"
+        "print(*[line for line in open('/proc/self/status') if line.startswith('RssAnon')])\n"
     )
     done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300,
                           env={**__import__("os").environ, "PYTHONPATH": str(tmp_path)})
     assert done.returncode == 0, done.stderr[-2000:]
     lines = done.stdout.split("\n")
     assert lines[0] == "torch ((8388608, 8192), 'float32')" and lines[1] == "paddle ((8388608, 8192), 'float32')"
-    assert int(lines[2].split()[1]) < 3000  # MB: the interpreter and both frameworks, no weights
+    # Anonymous memory, not RSS: the frameworks' libraries count in RSS as far as the page cache maps them.
+    assert int(lines[2].split()[1]) < 1500 * 1024  # kB: the interpreter and both frameworks, no weights
 
 
 @pytest.mark.parametrize("model", ["resnet50", "cmt_ti", "vgg11_bn", "ppcls_pphgnetv2_b0"])

@@ -61,7 +61,7 @@ def _in_memory(model: str, src: str, dst, to: str):
     for step in resolve(model).table().plan(source, to).steps:
         array = source[step.source].load()
         tensors[step.target] = LazyTensor.of(np.ascontiguousarray(array.T) if step.transpose else array, tensors[step.target].dtype)
-    return write_checkpoint(dst, tensors.items())
+    return write_checkpoint(dst, tensors.items(), safetensors_format="np" if to == "paddle" else "pt")
 
 
 CASES = [
