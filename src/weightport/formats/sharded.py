@@ -118,7 +118,6 @@ def read(path: str | Path, key: str | None, read_raw: Callable[[str], tuple[str,
     for tensor, shard in weight_map.items():
         shards.setdefault(shard, []).append(tensor)
     tensors: dict[str, LazyTensor] = {}
-    where: dict[str, str] = {}
     formats = set()
     for shard in sorted(shards):
         shard_path = index_path.parent / shard
@@ -131,12 +130,11 @@ def read(path: str | Path, key: str | None, read_raw: Callable[[str], tuple[str,
         if not (isinstance(obj, dict) and all(isinstance(k, str) and isinstance(v, LazyTensor) for k, v in obj.items())):
             raise CheckpointError(shard_path, "a shard must hold a plain dict of tensors")
         for name, tensor in obj.items():
-            if name in where:
-                raise CheckpointError(index_path, f"tensor {name!r} is found in two shards, {where[name]} and {shard}")
+            if name in tensors:  # taken from the shard the index names, which this one is not
+                raise CheckpointError(index_path, f"tensor {name!r} is found in two shards, {weight_map[name]} and {shard}")
             if weight_map.get(name) != shard:
                 said = f"puts it in {weight_map[name]}" if name in weight_map else "does not name it"
                 raise CheckpointError(index_path, f"shard {shard} holds tensor {name!r}, but the index {said}")
-            where[name] = shard
             tensors[name] = tensor
         absent = [t for t in shards[shard] if t not in obj]
         if absent:
