@@ -210,10 +210,10 @@ def verify(original: str, paddle: str, back: str, dims: str) -> dict:
 STEPS = {"_generate": generate, "_copy": copy, "_convert": convert_folder, "_verify": verify}
 # What each step imports, imported before it is timed (the copy imports nothing).
 IMPORTS = {
-    "generate": ("numpy", "weightport.formats", "weightport.formats.safetensors"),
-    "convert_folder": ("numpy", "weightport.conversion", "weightport.pair", "weightport.formats.safetensors",
+    "generate": ("numpy", "weightport.formats", "weightport.formats.safetensors_file"),
+    "convert_folder": ("numpy", "weightport.conversion", "weightport.pair", "weightport.formats.safetensors_file",
                        "weightport.formats.pdparams"),
-    "verify": ("numpy", "weightport.formats", "weightport.formats.safetensors", "weightport.formats.pdparams"),
+    "verify": ("numpy", "weightport.formats", "weightport.formats.safetensors_file", "weightport.formats.pdparams"),
 }
 
 

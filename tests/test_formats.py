@@ -279,7 +279,7 @@ def test_write_back_error_met_while_writing_fails_the_write(tmp_path, monkeypatc
     import errno
     import time
 
-    from weightport import formats
+    from weightport.formats import atomic
 
     flushed = []
 
@@ -291,8 +291,8 @@ def test_write_back_error_met_while_writing_fails_the_write(tmp_path, monkeypatc
         time.sleep(0.1)  # long enough for the flushing thread to run
         return np.ones(2, dtype=np.float32)
 
-    monkeypatch.setattr(formats, "_datasync", failing_datasync)
-    monkeypatch.setattr(formats, "WRITE_BEHIND_EVERY", 0.01)
+    monkeypatch.setattr(atomic, "_datasync", failing_datasync)
+    monkeypatch.setattr(atomic, "WRITE_BEHIND_EVERY", 0.01)
     for ext in ("pth", "pdparams", "safetensors"):
         with pytest.raises(UserError, match="Input/output error"):
             write_checkpoint(tmp_path / f"out.{ext}", [("a", LazyTensor("float32", (2,), slow))])

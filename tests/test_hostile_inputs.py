@@ -951,7 +951,7 @@ def test_the_valid_files_are_accepted(valid_files, tiny_model, tmp_path):
 
 @pytest.mark.parametrize("ext", ["pth", "pdparams", "safetensors"])
 def test_non_finite_weights_are_reported_by_inspect(tmp_path, ext):
-    from weightport.dtypes import float32_to_bfloat16
+    from weightport.formats.dtypes import float32_to_bfloat16
 
     values = np.array([1.0, np.nan, np.inf, -np.inf, 2.0], dtype=np.float32)
     tensors = {

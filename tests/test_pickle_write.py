@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from weightport.formats.pickle_write import FRAME_TARGET, Global, Persistent, PickleWriter, Reduce
+from weightport.formats.pickles.writer import FRAME_TARGET, Global, Persistent, PickleWriter, Reduce
 
 
 def values(with_bytes: bool):

@@ -18,11 +18,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.test_hostile_inputs import StorageId, hand_pickle, legacy_file, tensor_call, torch_zip
-from weightport.dtypes import storage_dtype
 from weightport.errors import UserError
 from weightport.formats import _LEGACY_MAGIC, read_checkpoint, write_checkpoint
 from weightport.formats.checkpoint import LazyTensor
-from weightport.formats.safetensors import CODES
+from weightport.formats.dtypes import storage_dtype
+from weightport.formats.safetensors_file import CODES
 
 HANG_S = 30  # one small file read in longer than this is a hang
 MEMORY_SLACK = 8 << 20  # what reading any small file may allocate, on top of a multiple of its size

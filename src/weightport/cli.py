@@ -125,7 +125,7 @@ def list_cmd(as_json: bool):
 @_unsafe_pickle_option
 def inspect(file: str, key: str | None, as_json: bool, show_all: bool, unsafe_pickle: bool):
     """Show what a checkpoint holds: format, wrapper, tensors, shapes, dtypes, totals."""
-    from .inspect import inspect_checkpoint
+    from .formats.inspection import inspect_checkpoint
 
     with _trusting(unsafe_pickle, file):
         report = inspect_checkpoint(file, key)

@@ -14,9 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from . import dtypes
 from .errors import LayoutError, UserError
-from .formats import FORMAT_NAMES, check_destination, output_format, read_checkpoint, sharded, write_checkpoint, write_sharded
+from .formats import FORMAT_NAMES, check_destination, dtypes, output_format, read_checkpoint, sharded, write_checkpoint, write_sharded
 from .formats.checkpoint import Checkpoint, LazyTensor
 from .layout import Layout
 from .mapping import SIDES, Plan, Step, Table, other_side

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from . import dtypes
+from .formats import dtypes
 from .frameworks import named_modules, quiet_paddle_import
 from .layout import model_layout
 from .mapping import Table

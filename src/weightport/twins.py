@@ -11,8 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from . import dtypes
 from .errors import LayoutError
+from .formats import dtypes
 from .formats.checkpoint import LazyTensor
 from .layout import model_layout
 

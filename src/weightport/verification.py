@@ -29,7 +29,7 @@ from .conversion import convert, convert_tensors
 from .errors import UserError
 from .formats import read_checkpoint
 from .formats.checkpoint import LazyTensor, paddle_array_tensor
-from .inspect import non_finite_tensors
+from .formats.inspection import non_finite_tensors
 from .pair import TwinPair, resolve
 from .twins import fill_lossless_drops, load_paddle, load_torch, randomize_torch
 

@@ -12,14 +12,13 @@ import os
 import pickle
 import stat
 import sys
-import tempfile
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 
 from ..errors import CheckpointError, UserError
+from .atomic import check_destination, move_into_place, write_beside
 from .checkpoint import Checkpoint, LazyTensor, first_line, framework_objects_to_lazy, select_state_dict
 
 EXTENSIONS = {
@@ -95,9 +94,9 @@ def read_raw(path: str | Path) -> tuple[str, object]:
         from . import pdparams
 
         return fmt, pdparams.read(path)
-    from . import safetensors
+    from . import safetensors_file
 
-    return fmt, safetensors.read(path)
+    return fmt, safetensors_file.read(path)
 
 
 _TRUSTED_PICKLES: ContextVar[frozenset[str]] = ContextVar("weightport_trusted_pickles", default=frozenset())
@@ -161,18 +160,6 @@ def output_format(path: str | Path) -> str:
     return fmt
 
 
-def check_destination(path: str | Path, force: bool) -> Path:
-    """Refuse to overwrite unless asked, and fail early on a destination that cannot be written."""
-    path = Path(path)
-    if path.is_dir():
-        raise UserError(f"{path}: is a directory")
-    if path.exists() and not force:
-        raise UserError(f"{path}: already exists (use --force to overwrite)")
-    if not path.parent.is_dir():
-        raise UserError(f"{path}: folder {path.parent} does not exist")
-    return path
-
-
 def write_checkpoint(
     path: str | Path,
     entries: Iterable[tuple[str, LazyTensor]],
@@ -185,7 +172,7 @@ def write_checkpoint(
     path = check_destination(path, force)
     tmp = write_temporary(path.parent, path.name, entries, on_tensor=on_tensor, safetensors_format=safetensors_format)
     try:
-        _move_into_place(tmp, path, force)
+        move_into_place(tmp, path, force)
     except OSError as exc:
         raise UserError(f"{path}: cannot write: {exc.strerror or exc}") from None
     finally:
@@ -214,7 +201,7 @@ def write_sharded(
         raise UserError(f"--format {file_format}: {side} shards are {choices}")
     try:
         return sharded.write(folder, entries, layout, max_shard_size or sharded.DEFAULT_MAX_SHARD_SIZE,
-                             write_temporary, _move_into_place, force=force, on_tensor=on_tensor)
+                             write_temporary, move_into_place, force=force, on_tensor=on_tensor)
     except OSError as exc:
         raise UserError(f"{folder}: cannot write: {exc.strerror or exc}") from None
 
@@ -229,26 +216,10 @@ def write_temporary(
     """Write a complete file for `folder / name` (its format from the name's extension; `entries`
     may also be the bytes of a small file) under a temporary name beside it, synced to disk; return
     that name. Nothing is left behind when writing fails."""
-    try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".partial")
-    except OSError as exc:
-        raise UserError(f"{folder / name}: cannot write in {folder}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            if isinstance(entries, bytes):
-                f.write(entries)
-            else:
-                with _writing_behind(f.fileno()):
-                    _writer(folder / name, safetensors_format)(f, entries, on_tensor=on_tensor)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-    except BaseException as exc:
-        os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise UserError(f"{folder / name}: cannot write: {exc.strerror or exc}") from None
-        raise
-    return tmp
+    if isinstance(entries, bytes):
+        return write_beside(folder, name, lambda f: f.write(entries))
+    writer = _writer(folder / name, safetensors_format)
+    return write_beside(folder, name, lambda f: writer(f, entries, on_tensor=on_tensor))
 
 
 def _writer(path: Path, safetensors_format: str | None) -> Callable:
@@ -260,57 +231,7 @@ def _writer(path: Path, safetensors_format: str | None) -> Callable:
     else:
         from functools import partial
 
-        from .safetensors import write
+        from .safetensors_file import write
 
         return partial(write, metadata_format=safetensors_format or "pt")
     return write
-
-
-WRITE_BEHIND_EVERY = 0.05  # seconds between flushes of what a writer has written so far
-
-
-@contextmanager
-def _writing_behind(fd: int) -> Iterator[None]:
-    """While the block writes, a second thread flushes what the kernel holds of the file to disk
-    every WRITE_BEHIND_EVERY seconds: the disk writes while conversion computes, and the final
-    fsync waits only for the tail (for a 200 MB checkpoint it was a fifth of the conversion).
-    An error met there is raised here, as the kernel reports a write-back error only once."""
-    stop = threading.Event()
-    errors: list[OSError] = []
-
-    def flush() -> None:
-        while not stop.wait(WRITE_BEHIND_EVERY):
-            try:
-                _datasync(fd)
-            except OSError as exc:
-                errors.append(exc)
-                return
-
-    thread = threading.Thread(target=flush, name="weightport-write-behind", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
-    if errors:
-        raise errors[0]
-
-
-_datasync = getattr(os, "fdatasync", os.fsync)  # macOS has no fdatasync
-
-
-def _move_into_place(tmp: str, path: Path, force: bool) -> None:
-    if force:
-        os.replace(tmp, path)
-        return
-    try:
-        os.link(tmp, path)  # atomic and never overwrites: a racing writer gets FileExistsError
-    except FileExistsError:
-        raise UserError(f"{path}: already exists (use --force to overwrite)") from None
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

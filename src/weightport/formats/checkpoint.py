@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from ..dtypes import itemsize, name_of, storage_dtype
 from ..errors import CheckpointError, UserError
-from .restricted_pickle import Record
+from .dtypes import itemsize, name_of, storage_dtype
+from .pickles.restricted import Record
 
 # Wrapper keys, in order of preference: the plain weights come before the EMA ones.
 PLAIN_KEYS = ("state_dict", "model", "model_state_dict", "module", "net", "params")
@@ -25,7 +25,7 @@ STRIPPED_PREFIXES = ("module.", "_orig_mod.")
 class LazyTensor:
     """A tensor whose bytes are read (or memory-mapped) only when `load` is called."""
 
-    dtype: str  # a weightport.dtypes name
+    dtype: str  # a weightport.formats.dtypes name
     shape: tuple[int, ...]
     loader: Callable[[], np.ndarray]
 

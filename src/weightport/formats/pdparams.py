@@ -18,12 +18,12 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from ..dtypes import name_of
 from ..errors import CheckpointError, UserError
 from .checkpoint import LazyTensor, OpenFile, check_shape, convert_containers, raw_bytes
-from .pickle_scan import FileBytes
-from .pickle_write import Global, PickleWriter, Reduce
-from .restricted_pickle import restricted_load
+from .dtypes import name_of
+from .pickles.restricted import restricted_load
+from .pickles.scan import FileBytes
+from .pickles.writer import Global, PickleWriter, Reduce
 
 NAME_TABLE = "StructuredToParameterName@@"
 SPLIT_INFO = "UnpackBigParamInfor@@"

@@ -13,10 +13,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from ..dtypes import itemsize
 from ..errors import CheckpointError
 from .checkpoint import first_line, framework_objects_to_lazy
-from .restricted_pickle import restricted_load
+from .dtypes import itemsize
+from .pickles.restricted import restricted_load
 from .torch_zip import check_layout, storage_reference, torch_globals
 
 _COUNT_BYTES = 8  # each storage is preceded by its element count

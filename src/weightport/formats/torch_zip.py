@@ -19,11 +19,11 @@ from dataclasses import dataclass
 import numpy as np
 from isal.isal_zlib import crc32  # ISA-L's CRC-32: zlib's values, several times as fast
 
-from ..dtypes import itemsize, storage_dtype
 from ..errors import CheckpointError
 from .checkpoint import LazyTensor, check_shape, file_region, raw_bytes
-from .pickle_write import Global, Persistent, PickleWriter, Reduce
-from .restricted_pickle import record, restricted_load
+from .dtypes import itemsize, storage_dtype
+from .pickles.restricted import record, restricted_load
+from .pickles.writer import Global, Persistent, PickleWriter, Reduce
 
 STORAGE_TYPES = {
     "DoubleStorage": "float64",

@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from ..errors import CheckpointError
-from .pickle_scan import Unsupported, scan
+from ...errors import CheckpointError
+from .scan import Unsupported, scan
 
 
 class Record:

@@ -11,9 +11,9 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from ..dtypes import itemsize, storage_dtype
 from ..errors import CheckpointError
 from .checkpoint import LazyTensor, OpenFile, check_shape, raw_bytes
+from .dtypes import itemsize, storage_dtype
 
 CODES = {
     "F64": "float64",

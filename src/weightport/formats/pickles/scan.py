@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import CheckpointError
+from ...errors import CheckpointError
 
 MIN_MAPPED = 1 << 12  # byte strings shorter than this are read; longer ones stay in the file
 MAX_LONG_BYTES = 1 << 10  # LONG4 integers of more bytes than this are refused

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import UserError
+from ..errors import UserError
 
 # dtype name -> numpy storage dtype (little-endian)
 STORAGE = {

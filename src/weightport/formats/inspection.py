@@ -5,8 +5,7 @@ from collections import Counter
 
 import numpy as np
 
-from . import dtypes
-from .formats import FORMAT_NAMES, read_checkpoint
+from . import FORMAT_NAMES, dtypes, read_checkpoint
 
 
 def non_finite_counts(array: np.ndarray, dtype: str) -> tuple[int, int]:
