@@ -172,7 +172,7 @@ def copy(src: str, dst: str) -> dict:
 
 def convert_folder(src: str, dst: str, to: str, dims: str, table: str, max_shard_size: str) -> dict:
     from weightport.conversion import convert
-    from weightport.pair import TwinPair
+    from weightport.models.pair import TwinPair
 
     pair = TwinPair("synthetic-llama", table=table, manifest=layouts(json.loads(dims)))
     summary = convert(pair, src, dst.rstrip("/") + "/", to=to, max_shard_size=max_shard_size)
@@ -211,7 +211,7 @@ STEPS = {"_generate": generate, "_copy": copy, "_convert": convert_folder, "_ver
 # What each step imports, imported before it is timed (the copy imports nothing).
 IMPORTS = {
     "generate": ("numpy", "weightport.formats", "weightport.formats.safetensors_file"),
-    "convert_folder": ("numpy", "weightport.conversion", "weightport.pair", "weightport.formats.safetensors_file",
+    "convert_folder": ("numpy", "weightport.conversion", "weightport.models.pair", "weightport.formats.safetensors_file",
                        "weightport.formats.pdparams"),
     "verify": ("numpy", "weightport.formats", "weightport.formats.safetensors_file", "weightport.formats.pdparams"),
 }

@@ -32,9 +32,9 @@ def phases(model: str, batch_size: str) -> None:
     from weightport import convert
     from weightport.formats import read_checkpoint
     from weightport.frameworks import quiet_paddle_import
-    from weightport.pair import resolve
-    from weightport.twins import load_paddle, randomize_torch
-    from weightport.verification import paddle_forward, random_batch, torch_forward
+    from weightport.models.pair import resolve
+    from weightport.models.weights import load_paddle, randomize_torch
+    from weightport.parity.verification import paddle_forward, random_batch, torch_forward
 
     quiet_paddle_import()  # the frameworks' own import time counts only in the whole process
     seconds = {}
@@ -70,7 +70,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md", help="Markdown file the table goes into.")
     args = parser.parse_args()
-    from weightport.registry import list_models
+    from weightport.models.registry import list_models
 
     models = args.models or list_models()
     env = {**os.environ, "GLOG_minloglevel": "2", "PYTHONPATH": str(ROOT / "src"), "CUDA_VISIBLE_DEVICES": ""}

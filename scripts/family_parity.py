@@ -12,9 +12,9 @@ import argparse
 import json
 import time
 
-from weightport.pair import resolve
-from weightport.registry import get_spec, list_models
-from weightport.verification import verify
+from weightport.models.pair import resolve
+from weightport.models.registry import get_spec, list_models
+from weightport.parity.verification import verify
 
 
 def measure(name: str) -> dict:

@@ -104,7 +104,7 @@ def x2paddle_one(name: str, folder: Path) -> str:
     save = folder / f"x2paddle_{name}"
     code = (
         "import sys, numpy, timm, torch\n"
-        "from weightport.twins import randomize_torch\n"
+        "from weightport.models.weights import randomize_torch\n"
         "from x2paddle.convert import pytorch2paddle\n"
         f"model = timm.create_model({name!r}).eval(); randomize_torch(model, seed=0)\n"
         "x = torch.randn(1, *model.pretrained_cfg['input_size'], generator=torch.Generator().manual_seed(0))\n"

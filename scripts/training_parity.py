@@ -16,10 +16,10 @@ import time
 
 import numpy as np
 
-from weightport.pair import resolve
-from weightport.registry import list_models
-from weightport.training import GRADIENT_ZERO, run_paddle, run_torch
-from weightport.verification import _prepare_twins, random_batch, verify
+from weightport.models.pair import resolve
+from weightport.models.registry import list_models
+from weightport.parity.training import GRADIENT_ZERO, run_paddle, run_torch
+from weightport.parity.verification import _prepare_twins, random_batch, verify
 
 
 def float64_figures(name: str) -> dict:

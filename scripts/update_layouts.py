@@ -5,9 +5,9 @@ The test suite fails when a manifest and its twins disagree; run this after chan
 """
 import sys
 
-from weightport.layout import write_manifest
-from weightport.pair import TwinPair
-from weightport.registry import list_models
+from weightport.models.pair import TwinPair
+from weightport.models.registry import list_models
+from weightport.tables.layouts import write_manifest
 
 
 def main(names: list[str]) -> None:

@@ -11,8 +11,8 @@ os.environ.setdefault("GLOG_minloglevel", "2")
 @pytest.fixture(scope="session")
 def resnet50_torch():
     """timm's resnet50 in eval mode with deterministic non-trivial weights (BatchNorm statistics too)."""
-    from weightport.pair import create_model
-    from weightport.twins import randomize_torch
+    from weightport.models.pair import create_model
+    from weightport.models.weights import randomize_torch
 
     model = create_model("resnet50", "torch")
     randomize_torch(model, seed=7)
@@ -43,7 +43,7 @@ def tiny_model():
     from pathlib import Path
 
     from tests.tiny_twins import SPEC
-    from weightport.registry import _registry
+    from weightport.models.registry import _registry
 
     specs = _registry()
     table = str(Path(__file__).parent / "tiny_twins.toml")

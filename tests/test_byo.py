@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from weightport.errors import UserError
-from weightport.factories import parse_model_args
-from weightport.pair import TwinPair
+from weightport.models.factories import parse_model_args
+from weightport.models.pair import TwinPair
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = ("--torch-model", "tests.tiny_twins:torch_tiny", "--paddle-model", "tests.tiny_twins:paddle_tiny")
@@ -152,7 +152,7 @@ def test_drafted_table_converts_and_verifies_without_edits(twins, tmp_path):
     import torch
 
     from weightport import create_model
-    from weightport.twins import randomize_torch
+    from weightport.models.weights import randomize_torch
 
     model = create_model(TwinPair.from_factories(twins[1], twins[3], table), "torch")
     randomize_torch(model, seed=3)
@@ -260,8 +260,8 @@ def test_model_args_are_python_literals_or_words():
 
 
 def test_factory_pairs_are_named_by_their_factories_and_known_by_no_name():
-    from weightport.pair import resolve
-    from weightport.registry import list_models
+    from weightport.models.pair import resolve
+    from weightport.models.registry import list_models
 
     table = REPO / "tests" / "tiny_twins.toml"
     pair = TwinPair.from_factories("tests.tiny_twins:torch_tiny", "tests.tiny_twins:paddle_tiny", table, input_size=8)
@@ -298,7 +298,7 @@ def test_entry_point_packages_add_their_models(tmp_path):
     import os
 
     (tmp_path / "tiny_plugin.py").write_text(textwrap.dedent(f"""
-        from weightport.registry import ModelSpec
+        from weightport.models.registry import ModelSpec
 
         def models():
             return [ModelSpec(name="plugin_tiny", family="plugin", table={str(REPO / "tests" / "tiny_twins.toml")!r},
@@ -324,7 +324,7 @@ def test_entry_point_packages_add_their_models(tmp_path):
 
 def test_draft_of_a_registered_model_pairs_by_name():
     """timm's and paddle.vision's ResNet-18 share their module names: nothing to rename."""
-    from weightport.draft import draft_table
+    from weightport.tables.draft import draft_table
 
     draft = draft_table("resnet18", input_size=32)
     assert draft.modules == 41 and draft.pairs == 102 and not draft.unpaired and not draft.problems

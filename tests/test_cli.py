@@ -225,7 +225,7 @@ def test_fine_tuned_resnet50_converts_and_verifies_without_options(tmp_path):
     import timm
     import torch
 
-    from weightport.twins import randomize_torch
+    from weightport.models.weights import randomize_torch
 
     model = timm.create_model("resnet50", num_classes=10)
     randomize_torch(model, seed=1)

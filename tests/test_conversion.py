@@ -10,8 +10,8 @@ from weightport.conversion import convert_tensors
 from weightport.errors import LayoutError, UserError
 from weightport.formats import read_checkpoint, write_checkpoint
 from weightport.formats.checkpoint import LazyTensor
-from weightport.pair import create_model
-from weightport.twins import load_paddle, randomize_torch, torch_state
+from weightport.models.pair import create_model
+from weightport.models.weights import load_paddle, randomize_torch, torch_state
 
 
 def _tiny_torch(seed=0):
@@ -30,7 +30,7 @@ def test_tiny_twins_square_linear_is_transposed(tiny_model):
     assert summary.transposed == 2 and summary.dropped == 1
     paddle_model = create_model(tiny_model, "paddle")
     load_paddle(paddle_model, tensors)
-    from weightport.verification import paddle_forward, random_batch, torch_forward
+    from weightport.parity.verification import paddle_forward, random_batch, torch_forward
 
     batch = random_batch(3, 8, seed=1)
     (_, ref), = torch_forward(model, batch)
@@ -159,7 +159,7 @@ def _zeros(layout: dict) -> dict[str, LazyTensor]:
 def test_a_fine_tuned_head_is_read_from_its_shapes():
     """Only the classifier differs, in its class dimension: the twins are the ones built for that
     many classes, with their layout still from the manifest (no framework imported)."""
-    from weightport.pair import expected_layout
+    from weightport.models.pair import expected_layout
 
     tensors = _zeros(expected_layout("resnet18", "torch", num_classes=10))
     assert tensors["fc.weight"].shape == (10, 512) and tensors["conv1.weight"].shape == (64, 3, 7, 7)
@@ -171,7 +171,7 @@ def test_a_fine_tuned_head_is_read_from_its_shapes():
 
 
 def test_a_classifier_that_is_not_the_only_difference_is_named_with_the_option():
-    from weightport.pair import expected_layout
+    from weightport.models.pair import expected_layout
 
     tensors = _zeros(expected_layout("resnet18", "torch", num_classes=10))
     tensors["conv1.weight"] = LazyTensor.of(np.zeros((32, 3, 7, 7), np.float32), "float32")
@@ -186,7 +186,7 @@ def test_a_classifier_that_is_not_the_only_difference_is_named_with_the_option()
 
 
 def test_a_tensor_both_resized_and_adjusted_is_resized_then_adjusted(tmp_path):
-    from weightport.pair import TwinPair
+    from weightport.models.pair import TwinPair
 
     table = tmp_path / "t.toml"
     table.write_text('[[resize]]\ntorch = "pos"\nfunction = "numpy:resize"\n\n'
@@ -199,7 +199,7 @@ def test_a_tensor_both_resized_and_adjusted_is_resized_then_adjusted(tmp_path):
 
 
 def test_a_lossless_drop_refuses_trained_values_and_converts_its_fill(tmp_path):
-    from weightport.pair import TwinPair
+    from weightport.models.pair import TwinPair
 
     table = tmp_path / "t.toml"
     table.write_text('[[drop]]\ntorch = "head.bias"\nfill = 0\nlossless = true\nwhy = "the Paddle head has no bias"\n')
@@ -223,7 +223,7 @@ def test_a_lossless_drop_refuses_trained_values_and_converts_its_fill(tmp_path):
     ('fill = 0\nlossless = "yes"\nwhy = "x"', "lossless must be true or false"),
 ])
 def test_a_lossless_drop_must_say_its_fill_and_why(tmp_path, rule, error):
-    from weightport.mapping import TableError, load_table
+    from weightport.tables.rules import TableError, load_table
 
     table = tmp_path / "t.toml"
     table.write_text(f'[[drop]]\ntorch = "head.bias"\n{rule}\n')
@@ -232,7 +232,7 @@ def test_a_lossless_drop_must_say_its_fill_and_why(tmp_path, rule, error):
 
 
 def test_a_folding_drop_carries_its_values_into_another_tensor_and_comes_back_as_its_fill(tmp_path):
-    from weightport.pair import TwinPair
+    from weightport.models.pair import TwinPair
 
     table = tmp_path / "t.toml"
     table.write_text('[[drop]]\ntorch = "{m}.conv.bias"\nfill = 0\ninto = "{m}.bn.mean"\nscale = -1.0\nwhy = "no conv bias"\n')

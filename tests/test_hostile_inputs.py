@@ -218,7 +218,7 @@ def valid_files(tmp_path_factory):
     import torch
 
     from tests.tiny_twins import torch_tiny
-    from weightport.layout import model_layout
+    from weightport.tables.layouts import model_layout
 
     folder = tmp_path_factory.mktemp("valid")
     torch.manual_seed(0)
@@ -992,7 +992,7 @@ def test_non_finite_weights_are_reported_by_verify(valid_files, tiny_model, tmp_
 @pytest.fixture(scope="module")
 def resnet18_checkpoint(tmp_path_factory):
     """resnet18's torch layout with seeded values, written by weightport (no framework needed)."""
-    from weightport.pair import expected_layout
+    from weightport.models.pair import expected_layout
 
     rng = np.random.default_rng(0)
     tensors = {}

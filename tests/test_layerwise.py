@@ -10,9 +10,8 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
-from weightport.comparison import Metrics
 from weightport.formats import read_checkpoint, write_checkpoint
-from weightport.layerwise import (
+from weightport.parity.layerwise import (
     COMPARED,
     NOT_COMPARABLE,
     PADDLE_ONLY,
@@ -25,8 +24,9 @@ from weightport.layerwise import (
     error_chart,
     match_modules,
 )
-from weightport.mapping import load_table
-from weightport.verification import verify
+from weightport.parity.metrics import Metrics
+from weightport.parity.verification import verify
+from weightport.tables.rules import load_table
 
 
 def test_perturbed_conv_in_resnet50_is_named_by_the_cli(resnet50_wrapped_ckpt, tmp_path):

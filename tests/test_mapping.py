@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from weightport.mapping import Pattern, TableError, load_table
+from weightport.tables.rules import Pattern, TableError, load_table
 
 
 def _table(tmp_path, text, name="t"):

@@ -29,10 +29,10 @@ def test_non_editable_install_ships_the_tables_and_manifests(tmp_path):
         check=True, capture_output=True,
     )
     code = (
-        "from weightport.mapping import load_table, mappings_dir\n"
-        "from weightport.pair import expected_layout\n"
-        "from weightport.pair import resolve\n"
-        "from weightport.registry import list_models, get_spec\n"
+        "from weightport.tables.rules import load_table, mappings_dir\n"
+        "from weightport.models.pair import expected_layout\n"
+        "from weightport.models.pair import resolve\n"
+        "from weightport.models.registry import list_models, get_spec\n"
         f"assert str(mappings_dir()).startswith({str(target)!r}), mappings_dir()\n"
         "for name in list_models():\n"
         "    load_table(get_spec(name).table)\n"

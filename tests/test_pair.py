@@ -21,7 +21,7 @@ import weightport
 from weightport.cli import cli
 from weightport.errors import UserError
 from weightport.formats import read_checkpoint
-from weightport.pair import PORTED, REGISTERED, TwinPair, resolve
+from weightport.models.pair import PORTED, REGISTERED, TwinPair, resolve
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -58,7 +58,7 @@ MODELING_PADDLE = textwrap.dedent('''
 def make_port(folder: Path, num_classes: int = 5, model_args: dict | None = None) -> Path:
     """A ported folder of the tiny twins for `num_classes` classes (`model_args` recorded for the torch twin)."""
     from tests.tiny_twins import torch_tiny
-    from weightport.layout import count_trainable, model_layout
+    from weightport.tables.layouts import count_trainable, model_layout
 
     folder.mkdir(parents=True)
     model_args = {"num_classes": num_classes} if model_args is None else model_args
@@ -129,7 +129,7 @@ def test_resolve_a_name_a_folder_and_a_pair(port, tmp_path, monkeypatch):
         pair = resolve(given)
         assert pair.kind == PORTED and pair.folder == port and pair.name == "tiny_port" and pair.family == "ported"
         assert (pair.input_size, pair.num_classes) == (8, 5)
-        assert pair.preprocessing == weightport.registry.Preprocessing("bicubic", 0.95)
+        assert pair.preprocessing == weightport.models.registry.Preprocessing("bicubic", 0.95)
         assert pair.table().name == "mapping" and pair.table_name == str(port / "mapping.toml")
         assert pair.parameter_count() > 0 and pair.classifier_dims("torch") == {}
         assert resolve(pair) is pair
@@ -186,7 +186,7 @@ def test_recorded_model_args_are_accepted_and_two_folders_live_side_by_side(port
 def test_convert_a_ported_folders_weights_there_and_back_bit_exact(port, tmp_path):
     import torch
 
-    from weightport.twins import randomize_torch
+    from weightport.models.weights import randomize_torch
 
     model = weightport.create_model(port, "torch")
     randomize_torch(model, seed=5)

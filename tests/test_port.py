@@ -107,7 +107,7 @@ def _paired_twins(tiny, drop: float):
     """The folder's twins (ported with stochastic layers at probability `drop`), identical random weights."""
     from tests.port_models import tiny_net
     from weightport.conversion import convert_tensors
-    from weightport.twins import load_paddle, randomize_torch, torch_state
+    from weightport.models.weights import load_paddle, randomize_torch, torch_state
 
     torch_model = tiny_net(drop=drop)
     randomize_torch(torch_model, seed=3)

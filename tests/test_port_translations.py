@@ -17,9 +17,9 @@ pytest.importorskip("paddle")
 timm = pytest.importorskip("timm")
 
 from weightport.frameworks import quiet_paddle_import  # noqa: E402
-from weightport.port.emit import generate  # noqa: E402
-from weightport.port.tables import mapping_table  # noqa: E402
-from weightport.port.translations import functions, layers, methods  # noqa: E402
+from weightport.port.torch_to_paddle.emit import generate  # noqa: E402
+from weightport.port.torch_to_paddle.tables import mapping_table  # noqa: E402
+from weightport.port.torch_to_paddle.translations import functions, layers, methods  # noqa: E402
 
 quiet_paddle_import()
 import paddle  # noqa: E402
@@ -59,7 +59,7 @@ def _port(module: torch.nn.Module, example: tuple, tmp_path):
     twin = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(twin)
     paddle_model = twin.create_model()
-    from weightport.mapping import load_table
+    from weightport.tables.rules import load_table
 
     (tmp_path / "mapping.toml").write_text(mapping_table("test", module, paddle_model))
     table = load_table(tmp_path / "mapping.toml")

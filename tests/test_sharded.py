@@ -209,7 +209,7 @@ def _resnet50_hf_folder(folder):
     from huggingface_hub import split_torch_state_dict_into_shards
     from safetensors.torch import save_file
 
-    from weightport.twins import randomize_torch
+    from weightport.models.weights import randomize_torch
 
     model = torchvision.models.resnet50()
     randomize_torch(model, seed=5)
@@ -274,7 +274,7 @@ def test_the_layout_of_a_twin_beyond_the_machines_memory_is_read_without_allocat
 
     (tmp_path / "giant.py").write_text(GIANT)
     script = (
-        "from weightport.pair import TwinPair\n"
+        "from weightport.models.pair import TwinPair\n"
         "pair = TwinPair.from_factories('giant:torch_net', 'giant:paddle_net')\n"
         "twins = [pair.skeleton(side) for side in ('torch', 'paddle')]  # alive while memory is read\n"
         "for side in ('torch', 'paddle'):\n"
@@ -294,8 +294,8 @@ def test_the_layout_of_a_twin_beyond_the_machines_memory_is_read_without_allocat
 def test_twins_built_without_weights_have_their_manifests_layouts(model):
     """Twins built on torch's meta device and under Paddle's LazyGuard (or, where a twin computes
     with its values while being built, as CMT's does, built to be overwritten)."""
-    from weightport.layout import manifest_layout, model_layout
-    from weightport.pair import resolve
+    from weightport.models.pair import resolve
+    from weightport.tables.layouts import manifest_layout, model_layout
 
     pair = resolve(model)
     for side in ("torch", "paddle"):

@@ -19,9 +19,9 @@ from weightport.conversion import TILE_COLS, TILE_ROWS, convert_tensors, transpo
 from weightport.errors import CheckpointError
 from weightport.formats import checkpoint, pdparams, pickle_scan, read_checkpoint, restricted_pickle, write_checkpoint
 from weightport.formats.checkpoint import LazyTensor
-from weightport.mapping import load_table
-from weightport.pair import TwinPair, create_model, resolve
-from weightport.twins import randomize_torch, torch_state
+from weightport.models.pair import TwinPair, create_model, resolve
+from weightport.models.weights import randomize_torch, torch_state
+from weightport.tables.rules import load_table
 
 
 @pytest.fixture

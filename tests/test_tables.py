@@ -5,10 +5,10 @@ import json
 
 import pytest
 
-from weightport.layout import manifest_path, model_layout
-from weightport.pair import create_model, resolve
-from weightport.registry import list_models
-from weightport.tablecheck import table_problems, twin_problems
+from weightport.models.pair import create_model, resolve
+from weightport.models.registry import list_models
+from weightport.tables.check import table_problems, twin_problems
+from weightport.tables.layouts import manifest_path, model_layout
 
 
 @pytest.mark.parametrize("name", list_models())

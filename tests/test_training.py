@@ -10,9 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 from weightport.cli import cli
-from weightport.pair import TwinPair
-from weightport.training import _biased_running_var, switch_off_stochastic
-from weightport.verification import verify
+from weightport.models.pair import TwinPair
+from weightport.parity.training import _biased_running_var, switch_off_stochastic
+from weightport.parity.verification import verify
 
 TABLE = Path(__file__).parent / "faulty_twins.toml"
 FAULTY = ("--torch-model", "tests.faulty_twins:torch_net", "--paddle-model", "tests.faulty_twins:paddle_net",

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from weightport.comparison import Metrics
 from weightport.errors import UserError
-from weightport.verification import decide, verify
+from weightport.parity.metrics import Metrics
+from weightport.parity.verification import decide, verify
 
 
 def test_metrics_catch_what_a_mean_comparison_misses():
@@ -77,8 +77,8 @@ def test_the_gate_decides_by_the_failing_rule_else_the_closest_to_its_limit():
 @pytest.fixture(scope="module")
 def resnet18_state():
     """timm's resnet18 with non-trivial random weights, as a state dict."""
-    from weightport.pair import create_model
-    from weightport.twins import randomize_torch
+    from weightport.models.pair import create_model
+    from weightport.models.weights import randomize_torch
 
     model = create_model("resnet18", "torch")
     randomize_torch(model, seed=3)
@@ -128,8 +128,8 @@ def test_real_images_with_the_models_preprocessing(tmp_path, tiny_model):
 def test_preprocessing_resizes_crops_and_normalises():
     from PIL import Image
 
-    from weightport.preprocess import preprocess
-    from weightport.registry import Preprocessing
+    from weightport.models.registry import Preprocessing
+    from weightport.parity.images import preprocess
 
     image = Image.new("RGB", (300, 200), (255, 0, 128))
     array = preprocess(image, Preprocessing(crop_pct=0.875), 224)
@@ -162,7 +162,7 @@ def test_one_element_batch_counters_load_as_the_scalars_they_are(resnet18_state,
     import torch
 
     from weightport import convert
-    from weightport.pair import create_model
+    from weightport.models.pair import create_model
 
     state = {k: v.reshape(1) if k.endswith("num_batches_tracked") else v for k, v in resnet18_state.items()}
     assert sum(k.endswith("num_batches_tracked") for k in state) == 20

@@ -2,7 +2,7 @@
 non-square Linear and LayerNorm, with attribute names that differ between the two sides."""
 from __future__ import annotations
 
-from weightport.registry import ModelSpec
+from weightport.models.registry import ModelSpec
 
 SPEC = ModelSpec(
     name="tiny_test_net",

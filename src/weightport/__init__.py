@@ -13,15 +13,15 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 _API = {
-    "list_models": "registry",
-    "create_model": "pair",
-    "resolve": "pair",
-    "TwinPair": "pair",
+    "list_models": "models.registry",
+    "create_model": "models.pair",
+    "resolve": "models.pair",
+    "TwinPair": "models.pair",
     "convert": "conversion",
-    "verify": "verification",
+    "verify": "parity.verification",
     "read_checkpoint": "formats",
     "write_checkpoint": "formats",
-    "load_table": "mapping",
+    "load_table": "tables.rules",
     "UserError": "errors",
 }
 __all__ = sorted(_API)

@@ -5,11 +5,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .comparison import Metrics
-from .layout import count_trainable  # noqa: F401  (the families' tests count parameters through here)
-from .pair import resolve
-from .tablecheck import table_problems
-from .verification import verify_model
+from .models.pair import resolve
+from .parity.metrics import Metrics
+from .parity.verification import verify_model
+from .tables.check import table_problems
+from .tables.layouts import count_trainable  # noqa: F401  (the families' tests count parameters through here)
 
 
 def check_table(model, **model_kwargs: Any) -> None:
@@ -57,8 +57,8 @@ def checkpoint_round_trip(model, folder: Path, input_size: int, batch_size: int 
 
     from .conversion import convert
     from .frameworks import quiet_paddle_import
-    from .twins import fill_lossless_drops, randomize_torch
-    from .verification import paddle_forward, random_batch, torch_forward
+    from .models.weights import fill_lossless_drops, randomize_torch
+    from .parity.verification import paddle_forward, random_batch, torch_forward
 
     paddle = quiet_paddle_import()
     pair = resolve(model)

@@ -16,8 +16,8 @@ timm = pytest.importorskip("timm")
 from weightport.conversion import convert  # noqa: E402
 from weightport.frameworks import quiet_paddle_import  # noqa: E402
 from weightport.models.botnet import configs  # noqa: E402
-from weightport.pair import create_model  # noqa: E402
-from weightport.registry import get_spec  # noqa: E402
+from weightport.models.pair import create_model  # noqa: E402
+from weightport.models.registry import get_spec  # noqa: E402
 from weightport.testing import check_table, count_trainable, parity  # noqa: E402
 
 paddle = quiet_paddle_import()

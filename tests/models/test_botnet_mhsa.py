@@ -6,7 +6,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from weightport.pair import create_model  # noqa: E402
+from weightport.models.pair import create_model  # noqa: E402
 from weightport.testing import check_table, count_trainable, parity  # noqa: E402
 
 MODEL = "botnet50_mhsa"

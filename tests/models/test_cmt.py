@@ -19,8 +19,8 @@ from weightport.formats.checkpoint import LazyTensor
 from weightport.frameworks import quiet_paddle_import
 from weightport.models.cmt import MODELS, modeling_paddle, modeling_torch
 from weightport.models.cmt.resize import bicubic_matrix, resize_relative_pos
+from weightport.models.weights import load_paddle, randomize_torch, torch_state
 from weightport.testing import check_table, count_trainable, parity
-from weightport.twins import load_paddle, randomize_torch, torch_state
 
 # name -> (img_size, embed_dims, stem_channel, mlp_ratios, depths) of the reference's factories
 # and the README's training commands; all use heads (1, 2, 4, 8) and sr_ratios (8, 4, 2, 1).

@@ -15,15 +15,15 @@ import pytest
 torch = pytest.importorskip("torch")
 timm = pytest.importorskip("timm")
 
-from weightport.comparison import Metrics  # noqa: E402
 from weightport.conversion import convert  # noqa: E402
 from weightport.frameworks import quiet_paddle_import  # noqa: E402
-from weightport.mapping import load_table  # noqa: E402
+from weightport.models.pair import resolve  # noqa: E402
 from weightport.models.ppcls_hgnet import MODELS, TRAINING_DIFFERS  # noqa: E402
-from weightport.pair import resolve  # noqa: E402
+from weightport.models.weights import randomize_torch  # noqa: E402
+from weightport.parity.metrics import Metrics  # noqa: E402
+from weightport.parity.verification import paddle_forward, random_batch, torch_forward  # noqa: E402
+from weightport.tables.rules import load_table  # noqa: E402
 from weightport.testing import checkpoint_round_trip, load_paddle_strictly  # noqa: E402
-from weightport.twins import randomize_torch  # noqa: E402
-from weightport.verification import paddle_forward, random_batch, torch_forward  # noqa: E402
 
 paddle = quiet_paddle_import()
 

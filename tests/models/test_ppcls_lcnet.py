@@ -13,13 +13,13 @@ torch = pytest.importorskip("torch")
 from click.testing import CliRunner  # noqa: E402
 
 from weightport.cli import cli  # noqa: E402
-from weightport.comparison import Metrics  # noqa: E402
 from weightport.frameworks import quiet_paddle_import  # noqa: E402
+from weightport.models.pair import resolve  # noqa: E402
 from weightport.models.ppcls_lcnet import MODELS  # noqa: E402
-from weightport.pair import resolve  # noqa: E402
+from weightport.models.weights import randomize_torch  # noqa: E402
+from weightport.parity.metrics import Metrics  # noqa: E402
+from weightport.parity.verification import paddle_forward, random_batch, torch_forward  # noqa: E402
 from weightport.testing import checkpoint_round_trip, load_paddle_strictly  # noqa: E402
-from weightport.twins import randomize_torch  # noqa: E402
-from weightport.verification import paddle_forward, random_batch, torch_forward  # noqa: E402
 
 paddle = quiet_paddle_import()
 NAMES = [spec.name for spec in MODELS]

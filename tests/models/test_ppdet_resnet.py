@@ -21,19 +21,19 @@ timm = pytest.importorskip("timm")
 from click.testing import CliRunner  # noqa: E402
 
 from weightport.cli import cli  # noqa: E402
-from weightport.comparison import Metrics  # noqa: E402
 from weightport.conversion import convert  # noqa: E402
 from weightport.frameworks import quiet_paddle_import  # noqa: E402
+from weightport.models.pair import resolve  # noqa: E402
 from weightport.models.ppdet_resnet import MODELS  # noqa: E402
-from weightport.pair import resolve  # noqa: E402
-from weightport.testing import check_table, checkpoint_round_trip, count_trainable, load_paddle_strictly, parity  # noqa: E402
-from weightport.twins import randomize_torch  # noqa: E402
-from weightport.verification import (  # noqa: E402
+from weightport.models.weights import randomize_torch  # noqa: E402
+from weightport.parity.metrics import Metrics  # noqa: E402
+from weightport.parity.verification import (  # noqa: E402
     paddle_forward,
     random_batch,
     torch_forward,
     verify_model,  # noqa: E402
 )
+from weightport.testing import check_table, checkpoint_round_trip, count_trainable, load_paddle_strictly, parity  # noqa: E402
 
 paddle = quiet_paddle_import()
 

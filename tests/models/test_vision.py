@@ -15,14 +15,14 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("torchvision")
 
-from weightport.comparison import Metrics  # noqa: E402
 from weightport.conversion import convert  # noqa: E402
 from weightport.errors import UserError  # noqa: E402
 from weightport.frameworks import quiet_paddle_import  # noqa: E402
+from weightport.models.pair import resolve  # noqa: E402
 from weightport.models.vision import MODELS, REFUSED, TRAINING_DIFFERS  # noqa: E402
-from weightport.pair import resolve  # noqa: E402
+from weightport.parity.metrics import Metrics  # noqa: E402
+from weightport.parity.verification import paddle_forward, random_batch, torch_forward  # noqa: E402
 from weightport.testing import checkpoint_round_trip, load_paddle_strictly  # noqa: E402
-from weightport.verification import paddle_forward, random_batch, torch_forward  # noqa: E402
 
 paddle = quiet_paddle_import()
 

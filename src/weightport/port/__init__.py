@@ -1,6 +1,6 @@
 """`weightport port`: generate the Paddle twin of a torch model, with its table, layout and manifest.
 
-The folder it writes is a twin pair like a registered one (`weightport.pair`): convert, verify and
+The folder it writes is a twin pair like a registered one (`weightport.models.pair`): convert, verify and
 `map check` accept it wherever they accept a model name. How the model is captured: trace.py;
 how the code is written: emit.py; what translates to what: translations/*.toml.
 """
@@ -76,7 +76,7 @@ def torch_source(source: str, model_args: dict[str, Any]):
 
 
 def _preprocessing(model, input_size: int | None) -> tuple[int, dict[str, Any]]:
-    from ..registry import Preprocessing
+    from ..models.registry import Preprocessing
 
     config = getattr(model, "pretrained_cfg", None) or {}
     size = input_size or int(config.get("input_size", (3, 224, 224))[-1])
@@ -111,8 +111,8 @@ def generate(source: str, folder: Path, *, model_args: dict[str, Any] | None = N
     import torch
 
     from ..frameworks import quiet_paddle_import
-    from .emit import generate as generate_twin
-    from .tables import check_table, layout_manifest, mapping_table
+    from .torch_to_paddle.emit import generate as generate_twin
+    from .torch_to_paddle.tables import check_table, layout_manifest, mapping_table
 
     quiet_paddle_import()
     started = time.perf_counter()
@@ -233,7 +233,7 @@ def port(
         result.converted = str(destination)
         result.files.append("model.pdparams")
     if verify:
-        from ..verification import verify as verify_pairs
+        from ..parity.verification import verify as verify_pairs
 
         checks = dict(torch_ckpt=torch_ckpt, paddle_ckpt=result.converted) if torch_ckpt else {}
         result.verify = verify_pairs([str(out)], tol=tol, floor=True, **checks)

@@ -9,7 +9,7 @@ stride 2. timm's models add the relative logits to the scaled q k^T (q unscaled 
 term, timm's default); BoT50 / BoT50-S1 scale both terms (`scale_pos_embed=True`), as the
 authors' gist scales q before either logit.
 """
-from ...registry import ModelSpec, Preprocessing
+from ..registry import ModelSpec, Preprocessing
 
 _TORCH = "weightport.models.botnet.modeling_torch"
 _PADDLE = "weightport.models.botnet.modeling_paddle"

@@ -1,5 +1,5 @@
 """ResNet-50-MHSA, the BoTNet implementation that tutorials quote (leaderj1001/BottleneckTransformers)."""
-from weightport.registry import IMAGENET_MEAN, IMAGENET_STD, ModelSpec, Preprocessing
+from weightport.models.registry import IMAGENET_MEAN, IMAGENET_STD, ModelSpec, Preprocessing
 
 _MODULE = "weightport.models.botnet_mhsa"
 

@@ -5,7 +5,7 @@ are sized by the input resolution; `resize.py` adapts them when converting to an
 This module imports neither framework: it only registers the models and holds what both twins share.
 """
 from weightport.errors import UserError
-from weightport.registry import IMAGENET_MEAN, IMAGENET_STD, ModelSpec, Preprocessing
+from weightport.models.registry import IMAGENET_MEAN, IMAGENET_STD, ModelSpec, Preprocessing
 
 STAGES = ("a", "b", "c", "d")  # suffixes of the reference's per-stage attributes (blocks_a, relative_pos_a, ...)
 

@@ -6,7 +6,7 @@ with `state_dict` / `state_dict_ema`) load strictly. The reference's
 default_cfgs: bicubic, crop 0.9 for the small models ('s': tiny, b12) and
 0.95 for the larger ones ('m': b24, b48).
 """
-from weightport.registry import IMAGENET_MEAN, IMAGENET_STD, ModelSpec, Preprocessing
+from weightport.models.registry import IMAGENET_MEAN, IMAGENET_STD, ModelSpec, Preprocessing
 
 _MODULE = "weightport.models.fcvit"
 

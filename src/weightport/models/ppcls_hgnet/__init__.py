@@ -7,7 +7,7 @@ networks are the same but for three things (docs/ppcls_hgnet.md): module names (
 PPHGNet_base's downscale-in-infer dropout before fc (folded into fc's weight), and, in V2 B0-B3,
 timm's zero padding of the stem's max-pool, which the B0-B3 torch twins replace by PaddleClas's.
 """
-from ...registry import ModelSpec, Preprocessing
+from ..registry import ModelSpec, Preprocessing
 
 # timm's hgnet default_cfg: 224 px, bicubic, crop 0.965 (PaddleClas: resize 232, crop 224).
 _PREPROCESSING = Preprocessing(interpolation="bicubic", crop_pct=0.965)

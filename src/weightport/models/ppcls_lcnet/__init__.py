@@ -7,7 +7,7 @@ table handles: PaddleClas's `Dropout(p=0.2, mode="downscale_in_infer")` before `
 `conv_head` has a bias where PaddleClas's `last_conv` has none (a zero bias converts, a trained one
 is refused by name).
 """
-from ...registry import ModelSpec, Preprocessing
+from ..registry import ModelSpec, Preprocessing
 
 # PaddleClas's evaluation transforms for PP-LCNet: resize the short side to 256, centre crop 224,
 # bilinear (cv2), ImageNet mean/std.

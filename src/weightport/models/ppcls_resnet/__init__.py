@@ -9,7 +9,7 @@ tensor. PaddleClas's ResNet18/34 (vb and vd) also project the first block's 64 -
 that projection added in `layer1.0` (see modeling_torch), so plain timm resnet18/34(d) checkpoints,
 which lack `layer1.0.downsample.*`, are refused, naming those tensors.
 """
-from ...registry import ModelSpec, Preprocessing
+from ..registry import ModelSpec, Preprocessing
 
 # PaddleClas's ImageNet eval pipeline for its ResNets (ppcls/configs/ImageNet/ResNet/*.yaml):
 # ResizeImage resize_short 256 (cv2, bilinear), CropImage 224, ImageNet mean/std.

@@ -7,7 +7,7 @@ twins: `timm.create_model(..., features_only=True, out_indices=(1, 2, 3, 4))` an
 botnet50_mhsa without its classifier. Both return the four maps of stages 2-5 (strides 4-32).
 Detectors hold these weights under `backbone.`: `weightport convert ... --prefix backbone.`.
 """
-from weightport.registry import ModelSpec, Preprocessing
+from weightport.models.registry import ModelSpec, Preprocessing
 
 _MODULE = "weightport.models.ppdet_resnet"
 # Detectors resize whole images to their own scales; these are the ImageNet evaluations the backbones'

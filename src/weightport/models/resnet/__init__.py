@@ -4,7 +4,7 @@ timm's plain `resnetN` and paddle.vision's `resnetN` are the same ResNet v1.5 (s
 3x3 convolution) with the same module names, so the table only renames BatchNorm statistics
 and transposes the classifier.
 """
-from ...registry import ModelSpec, Preprocessing
+from ..registry import ModelSpec, Preprocessing
 
 _DEPTHS = (18, 34, 50, 101, 152)
 

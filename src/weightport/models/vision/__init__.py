@@ -4,7 +4,7 @@ Both twins are the libraries' own models (torchvision's as the torch twin, paddl
 Paddle twin), so this family is tables only. The architectures the two libraries define differently
 are refused by name (`REFUSED`), with where they differ.
 """
-from ...registry import ModelSpec, Preprocessing
+from ..registry import ModelSpec, Preprocessing
 
 # torchvision's evaluation transforms: resize 256 (342 for Inception v3), centre crop, bilinear.
 _PREPROCESSING = Preprocessing(interpolation="bilinear", crop_pct=224 / 256)

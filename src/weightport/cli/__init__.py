@@ -15,7 +15,7 @@ from collections import Counter
 
 import click
 
-from .errors import UserError
+from ..errors import UserError
 
 EXIT_GATE_FAILED = 1
 EXIT_USAGE = 2
@@ -72,7 +72,7 @@ _unsafe_pickle_option = click.option(
 
 def _trusting(enabled: bool, *paths):
     """Within the block, the files named on the command line go to the unrestricted loaders (--unsafe-pickle)."""
-    from .formats import trusting_pickles
+    from ..formats import trusting_pickles
 
     return trusting_pickles(paths if enabled else ())
 
@@ -87,8 +87,8 @@ def cli():
 @click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
 def list_cmd(as_json: bool):
     """List the registered models."""
-    from .pair import TwinPair
-    from .registry import list_models
+    from ..models.pair import TwinPair
+    from ..models.registry import list_models
 
     rows = []
     for name in list_models():
@@ -125,7 +125,7 @@ def list_cmd(as_json: bool):
 @_unsafe_pickle_option
 def inspect(file: str, key: str | None, as_json: bool, show_all: bool, unsafe_pickle: bool):
     """Show what a checkpoint holds: format, wrapper, tensors, shapes, dtypes, totals."""
-    from .formats.inspection import inspect_checkpoint
+    from ..formats.inspection import inspect_checkpoint
 
     with _trusting(unsafe_pickle, file):
         report = inspect_checkpoint(file, key)
@@ -164,7 +164,7 @@ def inspect(file: str, key: str | None, as_json: bool, show_all: bool, unsafe_pi
 
 
 def _model_kwargs(img_size: int | None, model_args: tuple[str, ...] = ()) -> dict:
-    from .factories import parse_model_args
+    from ..models.factories import parse_model_args
 
     kwargs = parse_model_args(model_args)
     if img_size is not None:
@@ -198,7 +198,7 @@ def _model_options(with_mapping: bool = True):
 def _pairs(models: tuple[str, ...], torch_model, paddle_model, mapping, table_required: bool = True) -> list:
     """The twin pairs of `models` (registered names or ported folders), or the one given by
     --torch-model/--paddle-model (and --mapping)."""
-    from .pair import REGISTERED, TwinPair, resolve
+    from ..models.pair import REGISTERED, TwinPair, resolve
 
     if not (torch_model or paddle_model):
         if mapping:
@@ -256,7 +256,7 @@ def convert(paths, to, key, dtype, img_size, prefix, max_shard_size, file_format
     weightport convert SRC DST --torch-model mynet:torch_net \\
         --paddle-model mynet:paddle_net --mapping mynet.toml"""
     without_blas_threads()
-    from .conversion import convert as run_convert
+    from ..conversion import convert as run_convert
 
     custom = bool(torch_model or paddle_model)
     if len(paths) != (2 if custom else 3):
@@ -402,8 +402,8 @@ def verify(models, all_models, torch_ckpt, paddle_ckpt, key, tol, atol, batch_si
     Each MODEL is a registered model's name or a ported folder. Without --torch/--paddle, each
     model gets deterministic non-trivial random weights that go through the real converter. With
     --train, both twins also run in training mode (with --layers: each module's output gradient)."""
-    from .registry import list_models
-    from .verification import verify as run_verify
+    from ..models.registry import list_models
+    from ..parity.verification import verify as run_verify
 
     if all_models:
         if models or torch_model or paddle_model:
@@ -438,11 +438,11 @@ def verify(models, all_models, torch_ckpt, paddle_ckpt, key, tol, atol, batch_si
 
             Path(json_path).write_text(json.dumps(result.as_dict(), indent=2) + "\n")
     if junit_path:
-        from .reports import write_junit
+        from ..report.junit import write_junit
 
         write_junit(result, junit_path)
     if html_path:
-        from .layerwise import write_html
+        from ..parity.layerwise import write_html
 
         write_html(result, html_path)
     if not result.passed:
@@ -468,8 +468,8 @@ def port(source, out, model_args, input_size, torch_ckpt, tol, no_verify, force,
     model name does (convert, verify, map check). Exit 0 when the twin passes verification, 1 when
     it was written but fails the gate (the per-layer report says where), 2 when it cannot be
     ported (nothing is written; the message names the op or module)."""
-    from .factories import parse_model_args
-    from .port import port as run_port
+    from ..models.factories import parse_model_args
+    from ..port import port as run_port
 
     _import_from_cwd()
     with _trusting(unsafe_pickle, torch_ckpt):
@@ -545,7 +545,7 @@ def _print_layers(result) -> None:
 def _print_layer_report(model: str, report, title: str, verdict: str, order: str = "execution order") -> None:
     from rich.table import Table
 
-    from .layerwise import NOT_COMPARABLE, error_chart
+    from ..parity.layerwise import NOT_COMPARABLE, error_chart
 
     console = _console()
     table = Table(title=f"{model}: {title} ({report.inputs})")
@@ -641,7 +641,7 @@ def map_draft(model, torch_model, paddle_model, model_args, input_size):
     order by layer class and shapes, and the pairs become a few general rename rules, transposes
     on the Linear weights and the shared BatchNorm rules. Exits 1 when the draft leaves something
     unpaired or fails `map check`; the draft lists what in comments."""
-    from .draft import draft_table
+    from ..tables.draft import draft_table
 
     pairs = _pairs((model,) if model else (), torch_model, paddle_model, None, table_required=False)
     if not pairs:
@@ -667,7 +667,7 @@ def map_check(model, torch_model, paddle_model, mapping, model_args):
     Every key paired exactly once and back, transposes exactly on the Linear weights, shapes and
     dtypes agreeing. MODEL (a registered model or a ported folder) is checked against its own
     table, or against --mapping when given."""
-    from .tablecheck import table_problems
+    from ..tables.check import table_problems
 
     custom = bool(torch_model or paddle_model)  # MODEL may be checked against another table
     pairs = _pairs((model,) if model else (), torch_model, paddle_model, mapping if custom else None)

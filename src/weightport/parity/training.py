@@ -34,11 +34,11 @@ from typing import Any
 
 import numpy as np
 
-from .comparison import flatten_outputs, share_of_limit
-from .conversion import transposed
-from .errors import UserError
-from .frameworks import named_modules, quiet_paddle_import
-from .mapping import Step, Table
+from ..conversion import transposed
+from ..errors import UserError
+from ..frameworks import named_modules, quiet_paddle_import
+from ..tables.rules import Step, Table
+from .metrics import flatten_outputs, share_of_limit
 
 # Largest error allowed, as a fraction of each tensor's largest value (float64 twins; faithful ones
 # of every registered model stay below 1e-6, docs/training.md and docs/torchvision.md).
@@ -566,7 +566,7 @@ def check_training(table: Table, torch_model, paddle_model, batch: np.ndarray, *
     batch = batch.astype(np.float64)
     recorder = None
     if layers:
-        from .gradient_layers import GradientRecorder
+        from .gradients import GradientRecorder
 
         recorder = GradientRecorder(table, torch_model, paddle_model)
     torch_run = run_torch(torch_model, batch, seed, torch_device, on_forward=recorder and recorder.torch_forward_done)

@@ -24,14 +24,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .comparison import Metrics, flatten_outputs, share_of_limit
-from .conversion import convert, convert_tensors
-from .errors import UserError
-from .formats import read_checkpoint
-from .formats.checkpoint import LazyTensor, paddle_array_tensor
-from .formats.inspection import non_finite_tensors
-from .pair import TwinPair, resolve
-from .twins import fill_lossless_drops, load_paddle, load_torch, randomize_torch
+from ..conversion import convert, convert_tensors
+from ..errors import UserError
+from ..formats import read_checkpoint
+from ..formats.checkpoint import LazyTensor, paddle_array_tensor
+from ..formats.inspection import non_finite_tensors
+from ..models.pair import TwinPair, resolve
+from ..models.weights import fill_lossless_drops, load_paddle, load_torch, randomize_torch
+from .metrics import Metrics, flatten_outputs, share_of_limit
 
 if TYPE_CHECKING:
     from .layerwise import LayerReport
@@ -142,7 +142,7 @@ def torch_forward(model, batch: np.ndarray, device: str = "cpu", dtype=None) -> 
 
 
 def paddle_forward(model, batch: np.ndarray) -> list[tuple[str, np.ndarray]]:
-    from .frameworks import quiet_paddle_import
+    from ..frameworks import quiet_paddle_import
 
     paddle = quiet_paddle_import()
     with paddle.no_grad():
@@ -158,7 +158,7 @@ def choose_devices(device: str) -> dict[str, str]:
     os.environ.setdefault("NVIDIA_TF32_OVERRIDE", "0")  # TF32 off in both frameworks
     import torch
 
-    from .frameworks import quiet_paddle_import
+    from ..frameworks import quiet_paddle_import
 
     paddle = quiet_paddle_import()
     devices = {
@@ -233,7 +233,7 @@ def _reconfigured(pair: TwinPair, tensors: dict[str, LazyTensor], side: str, mod
 
 def _paddle_load(path: str) -> dict[str, LazyTensor]:
     """A .pdparams read by Paddle's own loader, to prove Paddle accepts the file."""
-    from .frameworks import quiet_paddle_import
+    from ..frameworks import quiet_paddle_import
 
     arrays = quiet_paddle_import().load(path, return_numpy=True)
     return {k: paddle_array_tensor(v) for k, v in arrays.items()}
@@ -244,7 +244,7 @@ def _paddle_load(path: str) -> dict[str, LazyTensor]:
 
 def _batches(pair: TwinPair, batch_size, batches, seed, input_size, images) -> Iterator[np.ndarray]:
     if images:
-        from .preprocess import load_image_batch
+        from .images import load_image_batch
 
         everything = load_image_batch(images, pair.preprocessing, input_size, batch_size * batches)
         yield from (everything[i : i + batch_size] for i in range(0, len(everything), batch_size))
@@ -349,7 +349,7 @@ def verify_model(
 
 
 def _paddle_device(device: str) -> None:
-    from .frameworks import quiet_paddle_import
+    from ..frameworks import quiet_paddle_import
 
     quiet_paddle_import().set_device(device)
 
@@ -406,7 +406,7 @@ def verify(
     batches, seed, input_size, images, device ("auto", "cpu", "gpu"), floor, model_kwargs, keep, layers
     (per-module parity on the first batch, naming the first module whose error jumps), train and
     train_tol (training parity on the first batch: loss, gradients, running statistics, optimizer
-    steps; see `weightport.training`).
+    steps; see `weightport.parity.training`).
     """
     models = [models] if isinstance(models, (TwinPair, str, os.PathLike)) else list(models)
     if not models:

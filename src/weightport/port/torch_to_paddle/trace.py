@@ -30,7 +30,7 @@ import torch.fx._symbolic_trace as fx_trace
 from torch.fx._symbolic_trace import _maybe_revert_all_patches
 from torch.fx.node import map_aggregate
 
-from .errors import PortError
+from ..errors import PortError
 
 
 class ShadowProxy(torch.fx.Proxy):

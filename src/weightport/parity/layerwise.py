@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from .comparison import Metrics, flatten_outputs
-from .frameworks import named_modules
-from .mapping import Table
+from ..frameworks import named_modules
+from ..tables.rules import Table
+from .metrics import Metrics, flatten_outputs
 
 # A module's relative error must exceed what its inputs carried by this factor (faithful modules
 # of the registered models, random weights, stay below 8x: a classifier behind global pooling) ...
@@ -307,7 +307,7 @@ def _torch_array(tensor) -> np.ndarray:
 
 
 def _paddle_tensors(values) -> list[np.ndarray]:
-    from .frameworks import quiet_paddle_import
+    from ..frameworks import quiet_paddle_import
 
     paddle = quiet_paddle_import()
     return [v.numpy() for _, v in flatten_outputs(values) if isinstance(v, paddle.Tensor)]
@@ -471,7 +471,7 @@ def _compare_paddle(paddle_model, batch: np.ndarray, spill: _Spill, paddle_spill
     Returns the results by torch call; the Paddle calls without a counterpart, keyed by the torch
     call they followed (None: before any); and those of them that may still be paired by call order
     (parameter-less, an ancestor paired), their outputs and inputs kept in `paddle_spill`."""
-    from .frameworks import quiet_paddle_import
+    from ..frameworks import quiet_paddle_import
 
     paddle = quiet_paddle_import()
     partner = {p: t for t, p in matches.items()}

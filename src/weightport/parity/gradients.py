@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from .comparison import Metrics
-from .frameworks import quiet_paddle_import
+from ..frameworks import quiet_paddle_import
+from ..tables.rules import Table
 from .layerwise import (
     COMPARED,
     NOT_COMPARABLE,
@@ -27,7 +27,7 @@ from .layerwise import (
     hook_modules,
     match_modules,
 )
-from .mapping import Table
+from .metrics import Metrics
 
 _CallKey = tuple[str, int]
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import tomllib
 
-from ..errors import PortError
+from ...errors import PortError
 
 _HOLE = re.compile(r"\{([^{}]*)\}")
 _OMITTED = re.compile(r",\s*\w+=$|\w+=$")

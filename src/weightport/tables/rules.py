@@ -14,7 +14,7 @@ from pathlib import Path
 
 import tomllib
 
-from .errors import UserError
+from ..errors import UserError
 
 SIDES = ("torch", "paddle")
 # {name}, {name:REGEX}, or {name+N} / {name-N}: an integer written N more (less) than the value captured
@@ -234,7 +234,7 @@ class Table:
 
 def mappings_dir() -> Path:
     """The folder of built-in tables, shipped inside the package (weightport.mappings)."""
-    return Path(__file__).resolve().parent / "mappings"
+    return Path(__file__).resolve().parent.parent / "mappings"
 
 
 def load_table(name_or_path: str | Path) -> Table:

@@ -17,7 +17,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from .mapping import mappings_dir
+from .rules import mappings_dir
 
 Layout = dict[str, tuple[tuple[int, ...], str]]  # key -> (shape, dtype name)
 # The class count the manifests' classifier probe builds twins with: no registered model's own.

@@ -11,10 +11,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from .errors import LayoutError
-from .formats import dtypes
-from .formats.checkpoint import LazyTensor
-from .layout import model_layout
+from ..errors import LayoutError
+from ..formats import dtypes
+from ..formats.checkpoint import LazyTensor
+from ..tables.layouts import model_layout
 
 
 def torch_state(model) -> dict[str, LazyTensor]:
@@ -138,7 +138,7 @@ def without_weights(framework: str):
     """Build a twin's structure alone, for its layout: on torch's meta device, under Paddle's
     `LazyGuard`. No tensor gets memory, so the layout of an 8B-parameter twin costs what a small one's does."""
     if framework == "paddle":
-        from .frameworks import quiet_paddle_import
+        from ..frameworks import quiet_paddle_import
 
         with quiet_paddle_import().LazyGuard():
             yield

@@ -9,11 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .formats import dtypes
-from .frameworks import named_modules, quiet_paddle_import
-from .layout import model_layout
-from .mapping import Table
-from .pair import TwinPair, resolve
+from ..formats import dtypes
+from ..frameworks import named_modules, quiet_paddle_import
+from ..models.pair import TwinPair, resolve
+from .layouts import model_layout
+from .rules import Table
 
 
 def linear_weights(model, framework: str) -> set[str]:

@@ -21,10 +21,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError
+from ..errors import UserError
+from ..tables.layouts import Layout, manifest_classifier, manifest_layout, manifest_path, model_layout, read_manifest
+from ..tables.rules import Table, load_table
 from .factories import function_name, import_factory
-from .layout import Layout, manifest_classifier, manifest_layout, manifest_path, model_layout, read_manifest
-from .mapping import Table, load_table
 from .registry import FRAMEWORKS, ModelSpec, Preprocessing, _unknown, lookup
 
 # What `weightport port` writes into a ported folder, and the format of its weightport.json.
@@ -168,7 +168,7 @@ class TwinPair:
         """`create` for a twin whose weights the caller overwrites before reading them (loading a
         checkpoint, `randomize_torch`) or never reads (layouts, table checks). Its initialisation, most
         of the build's time, is mostly skipped: see `twins.overwrite_only` for what is left."""
-        from .twins import overwrite_only
+        from .weights import overwrite_only
 
         factory = self.factory(framework)
         kwargs = self._factory_kwargs(kwargs)
@@ -179,7 +179,7 @@ class TwinPair:
         """The `framework` twin's structure with no memory for its tensors (see `twins.without_weights`),
         for its layout; a twin whose construction computes with its tensors' values cannot be built
         so, and is built to be overwritten instead."""
-        from .twins import without_weights
+        from .weights import without_weights
 
         factory = self.factory(framework)
         kwargs = self._factory_kwargs(kwargs)
@@ -447,7 +447,7 @@ def _ported_torch(folder: Path, source: str, model_args: dict[str, Any]) -> Call
 def _ported_paddle(folder: Path, module_path: Path, factory_name: str) -> Factory:
     """The factory of a ported folder's Paddle twin, its module loaded once per process under a
     name of its own (from the file's resolved path), so that several ported folders can be used side by side."""
-    from .frameworks import quiet_paddle_import
+    from ..frameworks import quiet_paddle_import
 
     quiet_paddle_import()
     resolved = module_path.resolve()

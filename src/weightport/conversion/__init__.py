@@ -14,12 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from .errors import LayoutError, UserError
-from .formats import FORMAT_NAMES, check_destination, dtypes, output_format, read_checkpoint, sharded, write_checkpoint, write_sharded
-from .formats.checkpoint import Checkpoint, LazyTensor
-from .layout import Layout
-from .mapping import SIDES, Plan, Step, Table, other_side
-from .pair import TwinPair, resolve
+from ..errors import LayoutError, UserError
+from ..formats import FORMAT_NAMES, check_destination, dtypes, output_format, read_checkpoint, sharded, write_checkpoint, write_sharded
+from ..formats.checkpoint import Checkpoint, LazyTensor
+from ..models.pair import TwinPair, resolve
+from ..tables.layouts import Layout
+from ..tables.rules import SIDES, Plan, Step, Table, other_side
 
 MAX_LISTED = 20  # problems listed before the rest are only counted
 

@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .errors import UserError
+from ..errors import UserError
 
 _FACTORY = re.compile(r"(?P<module>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*):(?P<function>[A-Za-z_]\w*)")
 
@@ -29,7 +29,7 @@ def import_factory(path: str, framework: str) -> Callable[..., Any]:
     """The function a "module:function" path names (Paddle imported quietly first for a Paddle twin)."""
     module_name, _, attr = path.partition(":")
     if framework == "paddle":
-        from .frameworks import quiet_paddle_import
+        from ..frameworks import quiet_paddle_import
 
         quiet_paddle_import()
     try:

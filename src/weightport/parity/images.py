@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UserError
-from .registry import Preprocessing
+from ..errors import UserError
+from ..models.registry import Preprocessing
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff"}
 

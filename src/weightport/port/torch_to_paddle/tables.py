@@ -12,12 +12,12 @@ from pathlib import Path
 
 import torch
 
-from ..draft import BATCHNORM_RULES, _toml_string, _transpose_patterns
-from ..layout import count_trainable, manifest_text, model_layout
-from ..mapping import load_table
-from ..tablecheck import twin_problems
+from ...tables.check import twin_problems
+from ...tables.draft import BATCHNORM_RULES, _toml_string, _transpose_patterns
+from ...tables.layouts import count_trainable, manifest_text, model_layout
+from ...tables.rules import load_table
+from ..errors import PortError
 from .emit import base_translation, layer_translation
-from .errors import PortError
 
 BATCHNORM_STATISTICS = ("running_mean", "running_var")  # renamed by the shared BatchNorm rules
 

@@ -17,7 +17,7 @@ import importlib.util
 from dataclasses import dataclass, field
 from functools import cache
 
-from .errors import UserError
+from ..errors import UserError
 from .factories import import_factory
 
 FRAMEWORKS = ("torch", "paddle")
@@ -66,7 +66,7 @@ class ModelSpec:
 def _builtin() -> dict[str, ModelSpec]:
     specs: dict[str, ModelSpec] = {}
     for family in BUILTIN_FAMILIES:
-        module = importlib.import_module(f"{__package__}.models.{family}")
+        module = importlib.import_module(f"{__package__}.{family}")
         for spec in module.MODELS:
             if spec.name in specs:
                 raise RuntimeError(f"model {spec.name!r} registered twice")
@@ -78,7 +78,7 @@ def _builtin() -> dict[str, ModelSpec]:
 def refused() -> dict[str, str]:
     """Architectures a built-in family declines, and why: names both libraries use for different networks."""
     return {name: why for family in BUILTIN_FAMILIES
-            for name, why in getattr(importlib.import_module(f"{__package__}.models.{family}"), "REFUSED", {}).items()}
+            for name, why in getattr(importlib.import_module(f"{__package__}.{family}"), "REFUSED", {}).items()}
 
 
 @cache
@@ -97,7 +97,7 @@ def _registry() -> dict[str, ModelSpec]:
             raise UserError(f"{origin} of group {ENTRY_POINT_GROUP} failed to load: {exc}") from None
         for spec in provided:
             if not isinstance(spec, ModelSpec):
-                raise UserError(f"{origin} provides {spec!r}, not a weightport.registry.ModelSpec")
+                raise UserError(f"{origin} provides {spec!r}, not a weightport.models.registry.ModelSpec")
             if spec.name in specs:
                 raise UserError(f"model {spec.name!r} from {origin} is already registered")
             specs[spec.name] = spec
