@@ -197,7 +197,6 @@ class Case:
 
 def _cases(work: Path, gigabytes: float) -> list[Case]:
     from weightport.models.pair import resolve
-    from weightport.tables.rules import mappings_dir
 
     cases = []
     for model in ("resnet50", "fcvit_b48"):
@@ -209,7 +208,7 @@ def _cases(work: Path, gigabytes: float) -> list[Case]:
                 model, src, src.stat().st_size,
                 [WEIGHTPORT, "convert", model, str(src), str(out), "--quiet"],
                 [WEIGHTPORT, "convert", model, str(out), str(back), "--quiet"],
-                str(mappings_dir() / f"{resolve(model).table_name}.toml"),
+                str(resolve(model).table_file),
             )
         )
     if gigabytes > 0:

@@ -1,4 +1,4 @@
-"""Regenerate the layout manifests (src/weightport/mappings/layouts/<model>.json) from the twins.
+"""Regenerate the layout manifests (each family's layouts/<model>.json) from the twins.
 
 Usage: python scripts/update_layouts.py [MODEL ...]   (default: every registered model)
 The test suite fails when a manifest and its twins disagree; run this after changing a twin.

@@ -66,7 +66,7 @@ def test_list_json():
         "family": "resnet",
         "input_size": 224,
         "parameters": 25_557_032,
-        "table": "mappings/resnet.toml",
+        "table": "models/resnet/resnet.toml",
         "description": resnet50["description"],
     }
 

@@ -8,7 +8,7 @@ import pytest
 from weightport.models.pair import create_model, resolve
 from weightport.models.registry import list_models
 from weightport.tables.check import table_problems, twin_problems
-from weightport.tables.layouts import manifest_path, model_layout
+from weightport.tables.layouts import model_layout
 
 
 @pytest.mark.parametrize("name", list_models())
@@ -16,11 +16,12 @@ def test_table_and_manifest_fit_both_twins(name):
     twins = {framework: create_model(name, framework) for framework in ("torch", "paddle")}
     problems = twin_problems(resolve(name).table(), twins["torch"], twins["paddle"])
     assert not problems, "\n".join(problems)
-    manifest = json.loads(manifest_path(name).read_text())
+    manifest_file = resolve(name).manifest_file
+    manifest = json.loads(manifest_file.read_text())
     for framework, model in twins.items():
         layout = model_layout(model, framework)
         stored = {k: (tuple(shape), dtype) for k, (shape, dtype) in manifest[framework].items()}
-        assert stored == layout, f"{manifest_path(name)} is stale: run scripts/update_layouts.py {name}"
+        assert stored == layout, f"{manifest_file} is stale: run scripts/update_layouts.py {name}"
         # The tensors said to follow the class count hold it, and the table pairs them with each other.
         classifier, classes = manifest["classifier"][framework], resolve(name).num_classes
         if classes:

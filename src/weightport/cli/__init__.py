@@ -12,11 +12,13 @@ import os
 import sys
 import threading
 from collections import Counter
+from pathlib import Path
 
 import click
 
 from ..errors import UserError
 
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 EXIT_GATE_FAILED = 1
 EXIT_USAGE = 2
 
@@ -99,7 +101,7 @@ def list_cmd(as_json: bool):
                 "family": pair.family,
                 "input_size": pair.input_size,
                 "parameters": pair.parameter_count(),
-                "table": f"mappings/{pair.table_name}.toml",
+                "table": pair.table_file.relative_to(PACKAGE_ROOT).as_posix(),
                 "description": pair.description,
             }
         )
@@ -434,8 +436,6 @@ def verify(models, all_models, torch_ckpt, paddle_ckpt, key, tol, atol, batch_si
             for pair in eval_only:
                 _console().print(f"[yellow]{pair.name}: training not compared (eval gate only): {pair.training_differs}[/]")
         if json_path:
-            from pathlib import Path
-
             Path(json_path).write_text(json.dumps(result.as_dict(), indent=2) + "\n")
     if junit_path:
         from ..report.junit import write_junit

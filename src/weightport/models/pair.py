@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from ..tables.layouts import Layout, manifest_classifier, manifest_layout, manifest_path, model_layout, read_manifest
-from ..tables.rules import Table, load_table
+from ..tables.layouts import Layout, manifest_classifier, manifest_layout, model_layout, read_manifest
+from ..tables.rules import Table, builtin_table, load_table
 from .factories import function_name, import_factory
 from .registry import FRAMEWORKS, ModelSpec, Preprocessing, _unknown, lookup
 
@@ -233,6 +233,19 @@ class TwinPair:
             return self._table_source.name
         return None if self._table_source is None else str(self._table_source)
 
+    @property
+    def table_file(self) -> Path | None:
+        """The file the table is read from (None for a table given as a Table, or none)."""
+        source = self._table_source
+        if not isinstance(source, (str, Path)):
+            return None
+        return Path(source) if Path(source).suffix == ".toml" else builtin_table(str(source))
+
+    @property
+    def manifest_file(self) -> Path | None:
+        """The file the layout manifest is read from (None for a manifest given as a mapping, or none)."""
+        return self._manifest if isinstance(self._manifest, Path) else None
+
     def manifest(self) -> Mapping[str, Any] | None:
         """The layout manifest (None without one)."""
         source = self._manifest
@@ -292,8 +305,9 @@ def _registered(spec: ModelSpec) -> TwinPair:
         kind=REGISTERED,
         factories={framework: functools.partial(spec.factory, framework) for framework in FRAMEWORKS},
         sources={"torch": spec.torch_factory, "paddle": spec.paddle_factory},
-        table=spec.table,
-        manifest=manifest_path(spec.name),
+        table=spec.table_file,
+        table_name=spec.table,
+        manifest=spec.manifest_file,
         input_size=spec.input_size,
         num_classes=spec.num_classes,
         preprocessing=spec.preprocessing,

@@ -11,11 +11,13 @@ other, as a `pair.TwinPair` (see `pair.resolve`).
 """
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import importlib
 import importlib.util
 from dataclasses import dataclass, field
 from functools import cache
+from pathlib import Path
 
 from ..errors import UserError
 from .factories import import_factory
@@ -46,7 +48,7 @@ class Preprocessing:
 class ModelSpec:
     name: str
     family: str
-    table: str  # mapping table name: weightport/mappings/<table>.toml
+    table: str  # the mapping table: its name in the family's folder (`<table>.toml`), or a file's path
     torch_factory: str  # "module:function"
     paddle_factory: str  # "module:function"
     input_size: int = 224
@@ -55,6 +57,16 @@ class ModelSpec:
     description: str = ""
     # Non-empty when the twins agree in eval mode but train differently, and why (`verify --train`).
     training_differs: str = ""
+    # The family's folder, which holds its tables and layouts/<name>.json (set when the family is registered).
+    home: Path | None = None
+
+    @property
+    def table_file(self) -> Path:
+        return self.home / f"{self.table}.toml" if self.home is not None else Path(self.table)
+
+    @property
+    def manifest_file(self) -> Path | None:
+        return self.home / "layouts" / f"{self.name}.json" if self.home is not None else None
 
     def factory(self, framework: str):
         if framework not in FRAMEWORKS:
@@ -67,10 +79,11 @@ def _builtin() -> dict[str, ModelSpec]:
     specs: dict[str, ModelSpec] = {}
     for family in BUILTIN_FAMILIES:
         module = importlib.import_module(f"{__package__}.{family}")
+        home = Path(module.__file__).parent
         for spec in module.MODELS:
             if spec.name in specs:
                 raise RuntimeError(f"model {spec.name!r} registered twice")
-            specs[spec.name] = spec
+            specs[spec.name] = dataclasses.replace(spec, home=home)
     return specs
 
 

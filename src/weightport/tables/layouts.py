@@ -1,7 +1,7 @@
 """Layout manifests: the names, shapes and dtypes of each twin's state dict.
 
 Conversion checks its output against the target twin's layout before writing anything. For a
-registered model at its default configuration the layout comes from `mappings/layouts/<model>.json`,
+registered model at its default configuration the layout comes from its family's `layouts/<model>.json`,
 generated from the twins by `scripts/update_layouts.py` and kept in sync by the test suite, so that
 conversion imports neither framework; a ported folder carries its own (`layout.json`, the same
 schema). The manifest also records which tensors follow the class count (the classifier's, and the
@@ -17,16 +17,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from .rules import mappings_dir
-
 Layout = dict[str, tuple[tuple[int, ...], str]]  # key -> (shape, dtype name)
 # The class count the manifests' classifier probe builds twins with: no registered model's own.
 PROBE_CLASSES = 7
-
-
-def manifest_path(name: str) -> Path:
-    """Where the manifest of registered model `name` lives."""
-    return mappings_dir() / "layouts" / f"{name}.json"
 
 
 @cache
@@ -77,9 +70,9 @@ def _follows_classes(layout: Layout, probe: Layout) -> dict[str, int]:
 
 
 def write_manifest(pair, path: Path | None = None) -> Path:
-    """Regenerate the manifest of `pair` (a `pair.TwinPair`; by default a registered model's, at
-    `manifest_path(pair.name)`) from its twins: their layouts, and which tensors follow the class
-    count (twins built again for PROBE_CLASSES classes tell)."""
+    """Regenerate the manifest of `pair` (a `models.pair.TwinPair`; by default where the pair reads it,
+    `pair.manifest_file`) from its twins: their layouts, and which tensors follow the class count
+    (twins built again for PROBE_CLASSES classes tell)."""
     layouts, classifier = {}, {}
     for framework in ("torch", "paddle"):
         model = pair.create_to_overwrite(framework)
@@ -88,7 +81,7 @@ def write_manifest(pair, path: Path | None = None) -> Path:
         layouts[framework] = model_layout(model, framework)
         probe = model_layout(pair.create_to_overwrite(framework, num_classes=PROBE_CLASSES), framework)
         classifier[framework] = _follows_classes(layouts[framework], probe)
-    path = path or manifest_path(pair.name)
+    path = path or pair.manifest_file
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(manifest_text(pair.name, parameters, classifier, layouts))
     read_manifest.cache_clear()

@@ -232,18 +232,23 @@ class Table:
         return Plan(tuple(steps), tuple(dropped), to)
 
 
-def mappings_dir() -> Path:
-    """The folder of built-in tables, shipped inside the package (weightport.mappings)."""
-    return Path(__file__).resolve().parent.parent / "mappings"
+# Rule sets any table may include (`shared/batchnorm`); each family's tables live in its folder.
+SHARED_RULES_DIR = Path(__file__).resolve().parent
+FAMILIES_DIR = SHARED_RULES_DIR.parent / "models"
+
+
+def builtin_table(name: str) -> Path | None:
+    """The file of built-in table `name`: a shared rule set or a family's table
+    (`models/<family>/<name>.toml`); None when there is none."""
+    found = [SHARED_RULES_DIR / f"{name}.toml", *FAMILIES_DIR.glob(f"*/{name}.toml")]
+    return next((path for path in found if path.is_file()), None)
 
 
 def load_table(name_or_path: str | Path) -> Table:
     """Load a built-in table by name ("resnet") or a table file by path."""
-    path = Path(name_or_path)
-    if path.suffix != ".toml":
-        path = mappings_dir() / f"{name_or_path}.toml"
-    if not path.is_file():
-        raise TableError(f"mapping table {str(name_or_path)!r} not found ({path})")
+    path = Path(name_or_path) if Path(name_or_path).suffix == ".toml" else builtin_table(str(name_or_path))
+    if path is None or not path.is_file():
+        raise TableError(f"mapping table {str(name_or_path)!r} not found" + (f" ({path})" if path else ""))
     renames, transposes, drops, resizes, adjusts = [], [], [], [], []
     description = _read_into(path, renames, transposes, drops, resizes, adjusts, seen=set())
     return Table(path.stem, description, tuple(renames), tuple(transposes), tuple(drops), tuple(resizes), tuple(adjusts))
@@ -263,7 +268,7 @@ def _read_into(path: Path, renames, transposes, drops, resizes, adjusts, seen: s
     if unknown:
         raise TableError(f"{where}: unknown entries {', '.join(sorted(unknown))}")
     for include in _list(data, "include", where):
-        candidates = [path.parent / f"{include}.toml", mappings_dir() / f"{include}.toml"]
+        candidates = [path.parent / f"{include}.toml", SHARED_RULES_DIR / f"{include}.toml"]
         found = next((c for c in candidates if c.is_file()), None)
         if found is None:
             raise TableError(f"{where}: included table {include!r} not found")

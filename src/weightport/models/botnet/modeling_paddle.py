@@ -2,7 +2,7 @@
 
 Modules keep timm's attribute names (`stem.conv1.conv`, `stages.2.1.self_attn.qkv`,
 `...post_attn`, `head.fc`, ...), so a timm state dict maps onto these twins key for key, apart
-from BatchNorm's `_mean` / `_variance` and the transposed classifier (mappings/botnet.toml).
+from BatchNorm's `_mean` / `_variance` and the transposed classifier (botnet.toml).
 Covered: the 'tiered' (3x3 x3) and '7x7' stems, timm's BottleneckBlock and SelfAttnBlock,
 BottleneckAttn with its relative position logits (timm's `PosEmbedRel`, from the authors' gist),
 SE and ECA channel attention, ReLU / SiLU, an optional final 1x1 conv, and the avg-pool + Linear head.
