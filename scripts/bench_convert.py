@@ -102,7 +102,7 @@ def drive(src: str, dst: str, table_path: str, to: str) -> None:
     from weightport.conversion import convert_tensors
     from weightport.formats import read_checkpoint, write_checkpoint
     from weightport.models.pair import TwinPair
-    from weightport.tables.rules import load_table
+    from weightport.tables.loading import load_table
 
     table = load_table(table_path)
     source = read_checkpoint(src)
@@ -165,7 +165,7 @@ def _self(role: str, *args: str) -> list[str]:
 def _mapping(src: Path, table_path: str, out: Path) -> None:
     """Source key -> (target key, transpose?) from weightport's own plan, for the naive script."""
     from weightport.formats import read_checkpoint
-    from weightport.tables.rules import load_table
+    from weightport.tables.loading import load_table
 
     plan = load_table(table_path).plan(read_checkpoint(src).tensors, "paddle")
     out.write_text(json.dumps({s.source: (s.target, s.transpose) for s in plan.steps}))

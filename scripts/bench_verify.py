@@ -34,7 +34,8 @@ def phases(model: str, batch_size: str) -> None:
     from weightport.frameworks import quiet_paddle_import
     from weightport.models.pair import resolve
     from weightport.models.weights import load_paddle, randomize_torch
-    from weightport.parity.verification import paddle_forward, random_batch, torch_forward
+    from weightport.parity.inputs import random_batch
+    from weightport.parity.running import paddle_forward, torch_forward
 
     quiet_paddle_import()  # the frameworks' own import time counts only in the whole process
     seconds = {}

@@ -18,8 +18,9 @@ import numpy as np
 
 from weightport.models.pair import resolve
 from weightport.models.registry import list_models
+from weightport.parity.inputs import random_batch
 from weightport.parity.training import GRADIENT_ZERO, run_paddle, run_torch
-from weightport.parity.verification import _prepare_twins, random_batch, verify
+from weightport.parity.verification import VerifyOptions, configure, verify, weigh
 
 
 def float64_figures(name: str) -> dict:
@@ -48,7 +49,8 @@ def float32_figures(name: str) -> dict:
     import torch
 
     pair = resolve(name)
-    torch_model, paddle_model, *_ = _prepare_twins(pair, None, None, None, 0, {}, None)
+    twins = weigh(configure(pair, VerifyOptions(device="cpu")))
+    torch_model, paddle_model = twins.torch, twins.paddle
     torch_model.train()
     paddle_model.train()
     model64 = copy.deepcopy(torch_model).double()

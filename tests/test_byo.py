@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from weightport.cli.options import parse_model_args
 from weightport.errors import UserError
-from weightport.models.factories import parse_model_args
 from weightport.models.pair import TwinPair
 
 REPO = Path(__file__).resolve().parent.parent
@@ -164,7 +164,7 @@ def test_drafted_table_converts_and_verifies_without_edits(twins, tmp_path):
     report = tmp_path / "parity.json"
     verified = run("verify", *twins, "--mapping", table, "--torch", tmp_path / "twin.pth",
                    "--paddle", tmp_path / "twin.pdparams", "--input-size", "8", "--batch-size", "1",
-                   "--device", "cpu", "--json", report)
+                   "--device", "cpu", "--json-file", report)
     assert_rc(verified, 0)
     result = json.loads(report.read_text())["models"][0]
     assert result["outputs"][0]["metrics"]["max_abs"] < 1e-5
@@ -235,7 +235,7 @@ def test_map_check_a_registered_model_against_another_table(tmp_path):
           "--mapping", "tests/tiny_twins.toml"), "'tests.tiny_twins' has no torch twin factory 'nosuch'"),
         (("map", "draft", "--torch-model", "tests/tiny_twins.py", "--paddle-model", "tests.tiny_twins:paddle_tiny"),
          "write the factory as module:function"),
-        (("map", "check", *TINY, "--mapping", "absent.toml"), "mapping table 'absent.toml' not found"),
+        (("map", "check", *TINY, "--mapping", "absent.toml"), "--mapping 'absent.toml': no such mapping table file"),
         (("map", "draft", *TINY, "--model-arg", "num_classes"), "write it as name=value"),
         (("map", "draft", *TINY, "--model-arg", "depth=3"), "cannot be built with {'depth': 3}"),
         (("map", "draft"), "name a registered model"),
@@ -275,7 +275,7 @@ def test_factory_pairs_are_named_by_their_factories_and_known_by_no_name():
     with pytest.raises(UserError, match="unknown model 'torch_tiny\\+paddle_tiny'"):
         resolve(pair.name)
     assert TwinPair.from_factories("tests.tiny_twins:torch_tiny", "tests.tiny_twins:torch_tiny").name == "torch_tiny"
-    with pytest.raises(UserError, match="has no mapping table: pass --mapping"):
+    with pytest.raises(UserError, match="has no mapping table; .* drafts one from the twins \\(pass table='TABLE.toml' to give it one\\)"):
         TwinPair.from_factories("tests.tiny_twins:torch_tiny", "tests.tiny_twins:paddle_tiny").table()
 
 

@@ -162,7 +162,7 @@ def test_verify_gate_json_and_junit(resnet50_wrapped_ckpt, tmp_path):
     run("convert", "resnet50", resnet50_wrapped_ckpt, pdparams, "--quiet", check_rc=0)
     report, junit = tmp_path / "ok.json", tmp_path / "ok.xml"
     good = run("verify", "resnet50", "--torch", resnet50_wrapped_ckpt, "--paddle", pdparams, "--tol", "1e-4",
-               "--batch-size", "1", "--floor", "--json", report, "--junit", junit, check_rc=0)
+               "--batch-size", "1", "--floor", "--json-file", report, "--junit", junit, check_rc=0)
     assert "passed" in good.stdout
     data = json.loads(report.read_text())
     out = data["models"][0]["outputs"][0]
@@ -207,7 +207,7 @@ def test_gate_passes_torchvision_logits_in_the_hundreds(tmp_path):
                 buffer.uniform_(0.5, 1.5)
     torch.save(model.state_dict(), tmp_path / "tv.pth")
     run("convert", "resnet50", tmp_path / "tv.pth", tmp_path / "tv.pdparams", "--quiet", check_rc=0)
-    common = ["--torch", tmp_path / "tv.pth", "--device", "cpu", "--json", "-"]
+    common = ["--torch", tmp_path / "tv.pth", "--device", "cpu", "--json"]
     good = run("verify", "resnet50", "--paddle", tmp_path / "tv.pdparams", *common, check_rc=0)
     out = json.loads(good.stdout)["models"][0]["outputs"][0]
     assert out["metrics"]["ref_max"] > 100 and out["gate"]["ratio"] < 0.1

@@ -859,7 +859,7 @@ def commands(path: Path, out: Path) -> dict[str, list[str]]:
         "convert --force over a file": ["convert", MODEL, str(path), str(dst), "--force"],
         "verify": [
             "verify", MODEL, f"--{side}", str(path), "--device", "cpu", "--batch-size", "1",
-            "--json", str(out / "report.json"), "--junit", str(out / "report.xml"),
+            "--json-file", str(out / "report.json"), "--junit", str(out / "report.xml"),
         ],
     }
 
@@ -978,7 +978,7 @@ def test_non_finite_weights_are_reported_by_verify(valid_files, tiny_model, tmp_
     bias[0], bias[1] = np.nan, np.inf
     tensors["head.bias"] = LazyTensor.of(bias, "float32")
     path = write_checkpoint(tmp_path / "nan.pth", tensors.items())
-    result = invoke(["verify", MODEL, "--torch", str(path), "--device", "cpu", "--batch-size", "1", "--json", "-"])
+    result = invoke(["verify", MODEL, "--torch", str(path), "--device", "cpu", "--batch-size", "1", "--json"])
     assert result.exit_code == 1, result.output + result.stderr  # NaN outputs fail the gate; not an input error
     report = json.loads(result.output)
     assert report["models"][0]["non_finite_weights"] == {"head.bias": {"nan": 1, "inf": 1}}
@@ -1130,7 +1130,7 @@ def test_a_destination_whose_folder_is_a_file(resnet18_checkpoint, tmp_path):
 
 def _warning_line(result, path: Path, loader: str) -> None:
     first = result.stderr.splitlines()[0]
-    assert first.startswith(f"Warning: --unsafe-pickle: unpickling {path} with {loader};"), result.stderr
+    assert first.startswith(f"Warning: unpickling {path} without restrictions ({loader});"), result.stderr
 
 
 def test_unsafe_pickle_reads_a_whole_saved_module(tmp_path):
@@ -1194,7 +1194,7 @@ def test_unsafe_pickle_really_runs_code_which_is_why_it_is_never_the_default(tmp
         [sys.executable, "-m", "weightport", "inspect", "--unsafe-pickle", str(path)], capture_output=True, text=True
     )
     assert canary.exists()
-    assert result.stderr.startswith(f"Warning: --unsafe-pickle: unpickling {path}"), result.stderr
+    assert result.stderr.startswith(f"Warning: unpickling {path} without restrictions"), result.stderr
     assert result.returncode == 2 and "not a dict of tensors" in result.stderr  # os.system returned an int
 
 

@@ -21,12 +21,12 @@ from weightport.parity.layerwise import (
     _flag_jumps,
     _pair_in_call_order,
     compare_layers,
-    error_chart,
     match_modules,
 )
 from weightport.parity.metrics import Metrics
 from weightport.parity.verification import verify
-from weightport.tables.rules import load_table
+from weightport.report.chart import error_chart
+from weightport.tables.loading import load_table
 
 
 def test_perturbed_conv_in_resnet50_is_named_by_the_cli(resnet50_wrapped_ckpt, tmp_path):
@@ -41,7 +41,7 @@ def test_perturbed_conv_in_resnet50_is_named_by_the_cli(resnet50_wrapped_ckpt, t
     report, page = tmp_path / "out.json", tmp_path / "layers.html"
     run = subprocess.run(
         [sys.executable, "-m", "weightport", "verify", "resnet50", "--torch", str(resnet50_wrapped_ckpt),
-         "--paddle", str(bad), "--layers", "--json", str(report), "--html", str(page), "--batch-size", "1"],
+         "--paddle", str(bad), "--layers", "--json-file", str(report), "--html", str(page), "--batch-size", "1"],
         capture_output=True, text=True,
     )
     assert run.returncode == 1, run.stdout + run.stderr

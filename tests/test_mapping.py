@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from weightport.tables.rules import Pattern, TableError, load_table
+from weightport.errors import TableError
+from weightport.tables.loading import load_table
+from weightport.tables.rules import Pattern
 
 
 def _table(tmp_path, text, name="t"):

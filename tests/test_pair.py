@@ -158,8 +158,8 @@ def test_create_model_builds_a_ported_folders_twins(port):
     torch_model = weightport.create_model(str(port), framework="torch")
     assert [k for k in torch_model.state_dict()][:2] == ["stem.weight", "stem.bias"] and not torch_model.training
     # The twins were generated for the recorded model_args only.
-    with pytest.raises(UserError, match=r"was ported for its default configuration \(no model_args\); port again with "
-                                        r"--model-arg num_classes=3"):
+    with pytest.raises(UserError, match=r"was ported for its default configuration \(no model_args\); port again to build it "
+                                        r"with \{'num_classes': 3\} \(pass model_args=\{'num_classes': 3\} when porting\)"):
         weightport.create_model(port, "paddle", num_classes=3)
     with pytest.raises(UserError, match="was ported for"):
         resolve(port).layout("torch", img_size=16)
@@ -174,7 +174,7 @@ def test_recorded_model_args_are_accepted_and_two_folders_live_side_by_side(port
     assert heads == [[6, 5], [6, 3]]
     assert pairs[1].create("torch", num_classes=3).state_dict()["head.weight"].shape[0] == 3  # as recorded: accepted
     assert pairs[1].layout("paddle", num_classes=3)["classifier.weight"] == ((6, 3), "float32")
-    with pytest.raises(UserError, match=r"ported for model_args \{'num_classes': 3\}; port again with --model-arg num_classes=4"):
+    with pytest.raises(UserError, match=r"ported for model_args \{'num_classes': 3\}; port .* \(pass model_args=\{'num_classes': 4\}"):
         pairs[1].create("torch", num_classes=4)
     modules = {type(pair.create("paddle")).__module__ for pair in pairs}
     assert len(modules) == 2 and all(name.startswith("weightport_ported_") for name in modules)
@@ -204,16 +204,18 @@ def test_convert_a_ported_folders_weights_there_and_back_bit_exact(port, tmp_pat
 
     verified = tmp_path / "verify.json"
     code, output = invoke("verify", port, "--torch", tmp_path / "a.pth", "--paddle", tmp_path / "a.pdparams",
-                          "--floor", "--device", "cpu", "--json", verified)
+                          "--floor", "--device", "cpu", "--json-file", verified)
     assert code == 0, output
     result = json.loads(verified.read_text())["models"][0]
     assert result["model"] == "tiny_port" and result["outputs"][0]["floor"] is not None
     code, output = invoke("verify", port, "--torch", tmp_path / "a.pth", "--layers", "--device", "cpu")
     assert code == 0, output
     assert "tiny_port: per-layer parity" in output and "no module's error jumps" in output
-    message = one_line_error("convert", port, tmp_path / "a.pth", tmp_path / "b.pdparams", "--img-size", "16")
+    message = one_line_error("convert", port, tmp_path / "a.pth", tmp_path / "b.pdparams", "--input-size", "16")
+    assert message == "Error: --input-size 16: no weight of tiny_port depends on the input size"
+    message = one_line_error("convert", port, tmp_path / "a.pth", tmp_path / "b.pdparams", "--model-arg", "img_size=16")
     assert message == (f"Error: {port} was ported for its default configuration (no model_args); "
-                       "port again with --model-arg img_size=16 to build it with {'img_size': 16}")
+                       "port again to build it with {'img_size': 16} (pass --model-arg img_size=16 when porting)")
 
 
 def test_verify_map_check_and_draft_take_a_ported_folder(port, tmp_path):
@@ -271,7 +273,7 @@ def _broken(port: Path, tmp_path: Path, **changes) -> Path:
         ({"table": "absent.toml"}, "weightport.json names the mapping table 'absent.toml', which the folder does not hold"),
         ({"paddle": {"module": "absent.py"}}, "names the Paddle twin's module 'absent.py', which the folder does not hold"),
         ({"torch": {"model_args": {}}}, "weightport.json: torch.source is missing; expected a string"),
-        ({"torch": {"source": "timm:"}}, "torch.source 'timm:' names no timm model"),
+        ({"torch": {"source": "timm:"}}, "torch.source 'timm:': names no timm model"),
         ({"torch": {"source": "tests/tiny_twins.py"}}, "torch.source 'tests/tiny_twins.py': write the factory as module:function"),
         ({"input_size": "224"}, "input_size is '224'; expected an integer"),
         ({"preprocessing": {"resize": 256}}, "preprocessing has unknown keys ['resize']"),

@@ -14,13 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("paddle")
-pytest.importorskip("timm")
-
-import weightport  # noqa: E402
-from weightport.formats import read_checkpoint  # noqa: E402
+import weightport
+from weightport.formats import read_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = "tests.port_models:tiny_net"
@@ -159,7 +156,7 @@ def test_convnext_atto_ports_converts_and_verifies(tmp_path):
     run("port", "timm:convnext_atto", "--out", folder, check_rc=0)
     torch.save(timm.create_model("convnext_atto").state_dict(), tmp_path / "a.pth")
     run("convert", folder, tmp_path / "a.pth", tmp_path / "a.pdparams", check_rc=0)
-    result = run("verify", folder, "--torch", tmp_path / "a.pth", "--paddle", tmp_path / "a.pdparams", "--floor", "--json", "-", check_rc=0)
+    result = run("verify", folder, "--torch", tmp_path / "a.pth", "--paddle", tmp_path / "a.pdparams", "--floor", "--json", check_rc=0)
     output = json.loads(result.stdout)["models"][0]["outputs"][0]
     assert output["floor"]["ratio"] < 10
     keys = set(weightport.create_model(str(folder), "paddle").state_dict())
@@ -213,7 +210,7 @@ def test_unknown_timm_names_are_refused_cleanly(tmp_path):
 
 
 def test_a_ported_folder_passes_training_parity(tiny):
-    result = run("verify", tiny, "--train", "--layers", "--json", "-", check_rc=0)
+    result = run("verify", tiny, "--train", "--layers", "--json", check_rc=0)
     training = json.loads(result.stdout)["models"][0]["training"]
     assert training["passed"] and training["layers"]["first_divergence"] is None
     # its dropout and drop-path are switched off on both sides, and said so

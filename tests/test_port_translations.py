@@ -11,18 +11,15 @@ import importlib.util
 
 import numpy as np
 import pytest
+import timm
+import torch
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("paddle")
-timm = pytest.importorskip("timm")
+from weightport.frameworks import quiet_paddle_import
+from weightport.port.torch_to_paddle.emit import generate
+from weightport.port.torch_to_paddle.tables import mapping_table
+from weightport.port.torch_to_paddle.translations import functions, layers, methods
 
-from weightport.frameworks import quiet_paddle_import  # noqa: E402
-from weightport.port.torch_to_paddle.emit import generate  # noqa: E402
-from weightport.port.torch_to_paddle.tables import mapping_table  # noqa: E402
-from weightport.port.torch_to_paddle.translations import functions, layers, methods  # noqa: E402
-
-quiet_paddle_import()
-import paddle  # noqa: E402
+paddle = quiet_paddle_import()
 
 
 def _inputs() -> dict[str, torch.Tensor]:
@@ -59,7 +56,7 @@ def _port(module: torch.nn.Module, example: tuple, tmp_path):
     twin = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(twin)
     paddle_model = twin.create_model()
-    from weightport.tables.rules import load_table
+    from weightport.tables.loading import load_table
 
     (tmp_path / "mapping.toml").write_text(mapping_table("test", module, paddle_model))
     table = load_table(tmp_path / "mapping.toml")
@@ -144,7 +141,7 @@ def test_every_entry_has_examples():
 def test_every_runtime_helper_is_used_by_an_entry():
     import inspect
 
-    from weightport.port import runtime
+    from weightport.port.torch_to_paddle import runtime
 
     defined = {n for n, v in vars(runtime).items() if (inspect.isfunction(v) or inspect.isclass(v)) and v.__module__ == runtime.__name__}
     used = {h for table in (functions(), methods(), layers()) for e in table.values() for h in e.helpers}

@@ -17,11 +17,12 @@ from hypothesis import strategies as st
 from weightport import convert
 from weightport.conversion import TILE_COLS, TILE_ROWS, convert_tensors, transposed
 from weightport.errors import CheckpointError
-from weightport.formats import checkpoint, pdparams, pickle_scan, read_checkpoint, restricted_pickle, write_checkpoint
+from weightport.formats import checkpoint, pdparams, read_checkpoint, write_checkpoint
 from weightport.formats.checkpoint import LazyTensor
+from weightport.formats.pickles import restricted, scan
 from weightport.models.pair import TwinPair, create_model, resolve
 from weightport.models.weights import randomize_torch, torch_state
-from weightport.tables.rules import load_table
+from weightport.tables.loading import load_table
 
 
 @pytest.fixture
@@ -36,7 +37,7 @@ def map_everything(request, monkeypatch):
     """Map every tensor's bytes from the file (tiny ones and a .pdparams' tiny byte strings
     included), or, as by default, read the small ones and map only the large."""
     if request.param == "mapped":
-        monkeypatch.setattr(pickle_scan, "MIN_MAPPED", 1)
+        monkeypatch.setattr(scan, "MIN_MAPPED", 1)
         monkeypatch.setattr(checkpoint, "READ_BELOW", 0)
 
 
@@ -168,10 +169,10 @@ def _eager_read(monkeypatch, path):
     """The same file through the restricted unpickler, which reads everything into memory."""
 
     def unsupported(*_args):
-        raise pickle_scan.Unsupported("forced")
+        raise scan.Unsupported("forced")
 
     with monkeypatch.context() as patch:
-        patch.setattr(restricted_pickle, "scan", unsupported)
+        patch.setattr(restricted, "scan", unsupported)
         return pdparams.read(path)
 
 

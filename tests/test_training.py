@@ -71,7 +71,7 @@ def test_the_gradient_report_of_faithful_twins_flags_nothing():
 
 def test_json_holds_gradients_running_statistics_and_steps(tmp_path):
     path = tmp_path / "r.json"
-    assert cli_verify("--train", "--json", str(path)).exit_code == 0
+    assert cli_verify("--train", "--json-file", str(path)).exit_code == 0
     training = json.loads(path.read_text())["models"][0]["training"]
     assert training["passed"] and training["failures"] == []
     gradient = training["gradients"][0]

@@ -10,7 +10,8 @@ from weightport.formats.checkpoint import paddle_array_tensor
 from weightport.frameworks import quiet_paddle_import
 from weightport.models.pair import create_model, resolve
 from weightport.models.weights import load_paddle, randomize_torch, torch_state
-from weightport.parity.verification import paddle_forward, random_batch, torch_forward
+from weightport.parity.inputs import random_batch
+from weightport.parity.running import paddle_forward, torch_forward
 from weightport.tables.layouts import model_layout
 
 paddle = quiet_paddle_import()

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from weightport.errors import UserError
+from weightport.parity.gate import decide
 from weightport.parity.metrics import Metrics
-from weightport.parity.verification import decide, verify
+from weightport.parity.verification import verify
 
 
 def test_metrics_catch_what_a_mean_comparison_misses():

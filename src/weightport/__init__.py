@@ -21,7 +21,7 @@ _API = {
     "verify": "parity.verification",
     "read_checkpoint": "formats",
     "write_checkpoint": "formats",
-    "load_table": "tables.rules",
+    "load_table": "tables.loading",
     "UserError": "errors",
 }
 __all__ = sorted(_API)

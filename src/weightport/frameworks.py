@@ -1,8 +1,15 @@
-"""Small helpers around importing the two frameworks."""
+"""The two frameworks: their names, and importing them quietly."""
 from __future__ import annotations
 
 import os
 import warnings
+
+FRAMEWORKS = ("torch", "paddle")
+
+
+def other(framework: str) -> str:
+    """The framework that is not `framework`."""
+    return FRAMEWORKS[1 - FRAMEWORKS.index(framework)]
 
 
 def quiet_paddle_import():

@@ -58,7 +58,8 @@ def checkpoint_round_trip(model, folder: Path, input_size: int, batch_size: int 
     from .conversion import convert
     from .frameworks import quiet_paddle_import
     from .models.weights import fill_lossless_drops, randomize_torch
-    from .parity.verification import paddle_forward, random_batch, torch_forward
+    from .parity.inputs import random_batch
+    from .parity.running import paddle_forward, torch_forward
 
     paddle = quiet_paddle_import()
     pair = resolve(model)

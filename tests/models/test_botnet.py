@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import timm
+import torch
 
-torch = pytest.importorskip("torch")
-timm = pytest.importorskip("timm")
-
-from weightport.conversion import convert  # noqa: E402
-from weightport.frameworks import quiet_paddle_import  # noqa: E402
-from weightport.models.botnet import configs  # noqa: E402
-from weightport.models.pair import create_model  # noqa: E402
-from weightport.models.registry import get_spec  # noqa: E402
-from weightport.testing import check_table, count_trainable, parity  # noqa: E402
+from weightport.conversion import convert
+from weightport.frameworks import quiet_paddle_import
+from weightport.models.botnet import configs
+from weightport.models.pair import create_model
+from weightport.models.registry import get_spec
+from weightport.testing import check_table, count_trainable, parity
 
 paddle = quiet_paddle_import()
 

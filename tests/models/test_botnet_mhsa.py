@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-
-from weightport.models.pair import create_model  # noqa: E402
-from weightport.testing import check_table, count_trainable, parity  # noqa: E402
+from weightport.models.pair import create_model
+from weightport.testing import check_table, count_trainable, parity
 
 MODEL = "botnet50_mhsa"
 # A second configuration shows that img_size and heads reach the position embeddings' shapes.

@@ -249,7 +249,7 @@ def test_resolution_mismatch_is_an_error():
     for stage, found, expected in [("a", [1, 2304, 36], [1, 1600, 25]), ("d", [8, 36, 36], [8, 25, 25])]:
         assert f"relative_pos_{stage}" in message
         assert f"shape {found}, but the target twin expects {expected}" in message
-    assert "--img-size" in message
+    assert "model_kwargs={'img_size': 'N'}" in message
 
 
 def test_converting_to_another_size_resizes_the_biases_in_both_frameworks():
@@ -330,7 +330,7 @@ def test_resize_basics():
 
 
 def test_cmt_s_converted_for_256_verifies_against_a_256_twin(tmp_path):
-    """The user's path: `convert cmt_s --img-size 256`, then `verify --img-size 256` with both files."""
+    """The user's path: `convert cmt_s --input-size 256`, then `verify --input-size 256` with both files."""
     from weightport import convert, verify
 
     model = modeling_torch.cmt_s()

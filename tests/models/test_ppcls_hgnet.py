@@ -11,19 +11,19 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import timm
+import torch
 
-torch = pytest.importorskip("torch")
-timm = pytest.importorskip("timm")
-
-from weightport.conversion import convert  # noqa: E402
-from weightport.frameworks import quiet_paddle_import  # noqa: E402
-from weightport.models.pair import resolve  # noqa: E402
-from weightport.models.ppcls_hgnet import MODELS, TRAINING_DIFFERS  # noqa: E402
-from weightport.models.weights import randomize_torch  # noqa: E402
-from weightport.parity.metrics import Metrics  # noqa: E402
-from weightport.parity.verification import paddle_forward, random_batch, torch_forward  # noqa: E402
-from weightport.tables.rules import load_table  # noqa: E402
-from weightport.testing import checkpoint_round_trip, load_paddle_strictly  # noqa: E402
+from weightport.conversion import convert
+from weightport.frameworks import quiet_paddle_import
+from weightport.models.pair import resolve
+from weightport.models.ppcls_hgnet import MODELS, TRAINING_DIFFERS
+from weightport.models.weights import randomize_torch
+from weightport.parity.inputs import random_batch
+from weightport.parity.metrics import Metrics
+from weightport.parity.running import paddle_forward, torch_forward
+from weightport.tables.loading import load_table
+from weightport.testing import checkpoint_round_trip, load_paddle_strictly
 
 paddle = quiet_paddle_import()
 

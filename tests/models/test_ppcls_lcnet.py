@@ -7,19 +7,18 @@ PaddleClas's `Dropout(p=0.2, mode="downscale_in_infer")` before `fc` scales by 0
 from __future__ import annotations
 
 import pytest
+import torch
+from click.testing import CliRunner
 
-torch = pytest.importorskip("torch")
-
-from click.testing import CliRunner  # noqa: E402
-
-from weightport.cli import cli  # noqa: E402
-from weightport.frameworks import quiet_paddle_import  # noqa: E402
-from weightport.models.pair import resolve  # noqa: E402
-from weightport.models.ppcls_lcnet import MODELS  # noqa: E402
-from weightport.models.weights import randomize_torch  # noqa: E402
-from weightport.parity.metrics import Metrics  # noqa: E402
-from weightport.parity.verification import paddle_forward, random_batch, torch_forward  # noqa: E402
-from weightport.testing import checkpoint_round_trip, load_paddle_strictly  # noqa: E402
+from weightport.cli import cli
+from weightport.frameworks import quiet_paddle_import
+from weightport.models.pair import resolve
+from weightport.models.ppcls_lcnet import MODELS
+from weightport.models.weights import randomize_torch
+from weightport.parity.inputs import random_batch
+from weightport.parity.metrics import Metrics
+from weightport.parity.running import paddle_forward, torch_forward
+from weightport.testing import checkpoint_round_trip, load_paddle_strictly
 
 paddle = quiet_paddle_import()
 NAMES = [spec.name for spec in MODELS]

@@ -13,19 +13,19 @@ import json
 
 import numpy as np
 import pytest
+import timm
+import torch
 
-torch = pytest.importorskip("torch")
-timm = pytest.importorskip("timm")
-
-from weightport.conversion import convert  # noqa: E402
-from weightport.errors import LayoutError  # noqa: E402
-from weightport.frameworks import quiet_paddle_import  # noqa: E402
-from weightport.models.pair import resolve  # noqa: E402
-from weightport.models.ppcls_resnet import MODELS  # noqa: E402
-from weightport.models.weights import randomize_torch  # noqa: E402
-from weightport.parity.metrics import Metrics  # noqa: E402
-from weightport.parity.verification import paddle_forward, random_batch, torch_forward  # noqa: E402
-from weightport.testing import load_paddle_strictly  # noqa: E402
+from weightport.conversion import convert
+from weightport.errors import LayoutError
+from weightport.frameworks import quiet_paddle_import
+from weightport.models.pair import resolve
+from weightport.models.ppcls_resnet import MODELS
+from weightport.models.weights import randomize_torch
+from weightport.parity.inputs import random_batch
+from weightport.parity.metrics import Metrics
+from weightport.parity.running import paddle_forward, torch_forward
+from weightport.testing import load_paddle_strictly
 
 paddle = quiet_paddle_import()
 

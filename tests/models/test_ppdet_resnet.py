@@ -14,26 +14,21 @@ import json
 
 import numpy as np
 import pytest
+import timm
+import torch
+from click.testing import CliRunner
 
-torch = pytest.importorskip("torch")
-timm = pytest.importorskip("timm")
-
-from click.testing import CliRunner  # noqa: E402
-
-from weightport.cli import cli  # noqa: E402
-from weightport.conversion import convert  # noqa: E402
-from weightport.frameworks import quiet_paddle_import  # noqa: E402
-from weightport.models.pair import resolve  # noqa: E402
-from weightport.models.ppdet_resnet import MODELS  # noqa: E402
-from weightport.models.weights import randomize_torch  # noqa: E402
-from weightport.parity.metrics import Metrics  # noqa: E402
-from weightport.parity.verification import (  # noqa: E402
-    paddle_forward,
-    random_batch,
-    torch_forward,
-    verify_model,  # noqa: E402
-)
-from weightport.testing import check_table, checkpoint_round_trip, count_trainable, load_paddle_strictly, parity  # noqa: E402
+from weightport.cli import cli
+from weightport.conversion import convert
+from weightport.frameworks import quiet_paddle_import
+from weightport.models.pair import resolve
+from weightport.models.ppdet_resnet import MODELS
+from weightport.models.weights import randomize_torch
+from weightport.parity.inputs import random_batch
+from weightport.parity.metrics import Metrics
+from weightport.parity.running import paddle_forward, torch_forward
+from weightport.parity.verification import verify_model
+from weightport.testing import check_table, checkpoint_round_trip, count_trainable, load_paddle_strictly, parity
 
 paddle = quiet_paddle_import()
 
@@ -241,7 +236,7 @@ def test_shortcut_bias_folds_into_the_running_mean_and_back(tmp_path):
     assert all(b.abs().min() > 0 for b in biases.values())
     torch.save(model.state_dict(), tmp_path / "trained.pth")
     result = CliRunner().invoke(cli, ["convert", BOTNET, str(tmp_path / "trained.pth"), str(tmp_path / "out.pdparams"),
-                                      "--img-size", str(SIZE), "--json"])
+                                      "--input-size", str(SIZE), "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["folded"] == {f"layer{s}.0.shortcut.0.bias": f"res{s + 1}.res{s + 1}a.short.norm._mean"
                                                    for s in range(1, 5)}

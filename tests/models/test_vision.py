@@ -11,18 +11,17 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("torchvision")
-
-from weightport.conversion import convert  # noqa: E402
-from weightport.errors import UserError  # noqa: E402
-from weightport.frameworks import quiet_paddle_import  # noqa: E402
-from weightport.models.pair import resolve  # noqa: E402
-from weightport.models.vision import MODELS, REFUSED, TRAINING_DIFFERS  # noqa: E402
-from weightport.parity.metrics import Metrics  # noqa: E402
-from weightport.parity.verification import paddle_forward, random_batch, torch_forward  # noqa: E402
-from weightport.testing import checkpoint_round_trip, load_paddle_strictly  # noqa: E402
+from weightport.conversion import convert
+from weightport.errors import UserError
+from weightport.frameworks import quiet_paddle_import
+from weightport.models.pair import resolve
+from weightport.models.vision import MODELS, REFUSED, TRAINING_DIFFERS
+from weightport.parity.inputs import random_batch
+from weightport.parity.metrics import Metrics
+from weightport.parity.running import paddle_forward, torch_forward
+from weightport.testing import checkpoint_round_trip, load_paddle_strictly
 
 paddle = quiet_paddle_import()
 

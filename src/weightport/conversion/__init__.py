@@ -7,6 +7,7 @@ read before the plan is known to be right. `convert` adds the files around it.
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -14,14 +15,16 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import LayoutError, UserError
+from ..errors import ConflictingArguments, InvalidArgument, LayoutError, Remedy, UserError
 from ..formats import FORMAT_NAMES, check_destination, dtypes, output_format, read_checkpoint, sharded, write_checkpoint, write_sharded
 from ..formats.checkpoint import Checkpoint, LazyTensor
+from ..frameworks import FRAMEWORKS, other
 from ..models.pair import TwinPair, resolve
-from ..tables.layouts import Layout
-from ..tables.rules import SIDES, Plan, Step, Table, other_side
+from ..tables.layouts import Layout, with_classes
+from ..tables.rules import Plan, Step, Table
 
 MAX_LISTED = 20  # problems listed before the rest are only counted
+RESIZABLE = "sized by the input: twins built for another input size take it resized"
 
 
 @dataclass
@@ -75,18 +78,14 @@ def convert_tensors(
     pair = resolve(model)
     model_kwargs = model_kwargs or {}
     if dtype is not None and dtype not in dtypes.CASTABLE:
-        raise UserError(f"unsupported --dtype {dtype!r}; choose from {', '.join(dtypes.CASTABLE)}")
+        raise InvalidArgument("dtype", dtype, f"choose from {', '.join(dtypes.CASTABLE)}")
     table = pair.table()
     plan = table.plan(tensors, to)
     _refuse_lost_values(plan, tensors, table)
-    folds = table.folds(plan.dropped, other_side(to))
-    expected = pair.layout(to, **model_kwargs)
-    counts, others = _class_counts(pair, plan, tensors, expected)
-    classes = next(iter(counts)) if len(counts) == 1 and not others and "num_classes" not in model_kwargs else None
-    hint = "the classifier is for another class count: --model-arg num_classes=N builds twins for N" if counts else ""
+    folds = table.folds(plan.dropped, other(to))
+    expected, classes, remedies = _fitting_layout(pair, plan, tensors, model_kwargs)
     if classes is not None:
         model_kwargs = {**model_kwargs, "num_classes": classes}
-        expected = pair.layout(to, **model_kwargs)
     summary = Summary(model=pair.name, to=to, cast_to=dtype, model_kwargs=dict(model_kwargs), classes_from_checkpoint=classes)
     out: dict[str, LazyTensor] = {}
     problems: list[str] = []
@@ -118,7 +117,9 @@ def convert_tensors(
     summary.filled = len(fills)
     summary.dropped = len(plan.dropped)
     summary.dropped_keys = list(plan.dropped)
-    _check_complete(pair.name, table, plan, out, expected, problems, hint)
+    if any(RESIZABLE in problem for problem in problems):
+        remedies.append(Remedy("model_kwargs", {"img_size": "N"}, "to resize them for twins built for N x N inputs"))
+    _check_complete(pair.name, table, plan, out, expected, problems, remedies)
     out = {k: out[k] for k in expected if k in out}  # the target twin's own order
     summary.tensors = len(out)
     summary.parameters = sum(t.numel for t in out.values())
@@ -126,10 +127,64 @@ def convert_tensors(
     return out, summary
 
 
+def _fitting_layout(pair: TwinPair, plan: Plan, tensors: dict[str, LazyTensor],
+                    model_kwargs: dict[str, Any]) -> tuple[Layout, int | None, list[Remedy]]:
+    """The layout of the target twin the checkpoint fits (built once): for a fine-tuned classifier,
+    the class count read from its shapes too (None otherwise); and what to pass when the shapes
+    say another class count but cannot say which."""
+    expected = pair.layout(plan.to, **model_kwargs)
+    counts, others = _class_counts(pair, plan, tensors, expected)
+    classes = next(iter(counts)) if len(counts) == 1 and not others and "num_classes" not in model_kwargs else None
+    remedies = [Remedy("model_kwargs", {"num_classes": "N"}, "to build twins for the classifier's N classes")] if counts else []
+    if classes is not None:
+        expected = with_classes(expected, pair.classifier_dims(plan.to), classes)
+    return expected, classes, remedies
+
+
+def fitting_kwargs(model: TwinPair | str | Path, tensors: dict[str, LazyTensor], side: str,
+                   model_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The keyword arguments of twins that `side`'s `tensors` fit: `model_kwargs`, with the class
+    count of a fine-tuned classifier read from its shapes (as `convert_tensors` reads it), without
+    converting anything."""
+    pair, model_kwargs = resolve(model), dict(model_kwargs or {})
+    _, classes, _ = _fitting_layout(pair, pair.table().plan(tensors, other(side)), tensors, model_kwargs)
+    return model_kwargs if classes is None else {**model_kwargs, "num_classes": classes}
+
+
+def resized_for(model: TwinPair | str | Path, tensors: dict[str, LazyTensor], side: str,
+                model_kwargs: dict[str, Any]) -> dict[str, LazyTensor]:
+    """`side`'s `tensors` for twins built with `model_kwargs` (another input size): those the table
+    sizes by the input resized as a conversion resizes them, the others as they are."""
+    pair = resolve(model)
+    table, expected = pair.table(), pair.layout(side, **model_kwargs)
+    out = dict(tensors)
+    for key, tensor in tensors.items():
+        rule = table.resize_rule(key if side == "torch" else table.rename(key, "torch"))
+        want = expected.get(key)
+        if rule is not None and want is not None and tuple(tensor.shape) != want[0]:
+            out[key] = LazyTensor(tensor.dtype, want[0], functools.partial(_load_resized, key, tensor, rule, want[0]))
+    return out
+
+
+def _load_resized(key: str, tensor: LazyTensor, rule, shape) -> np.ndarray:
+    array, dtype = _resized(key, tensor.load(), tensor.dtype, rule, shape)
+    return dtypes.cast(array, dtype, tensor.dtype)
+
+
+def _resized(key: str, array: np.ndarray, dtype: str, rule, shape) -> tuple[np.ndarray, str]:
+    """`array` (of `dtype`) resized to `shape` by the table's resize rule, in float32 or float64."""
+    if dtype != "float64":
+        array, dtype = dtypes.cast(np.asarray(array), dtype, "float32"), "float32"
+    try:
+        return np.asarray(rule.load()(np.ascontiguousarray(array), tuple(shape)), dtype=array.dtype), dtype
+    except ValueError as exc:
+        raise UserError(f"cannot resize {key} to {list(shape)}: {exc}") from None
+
+
 def _refuse_lost_values(plan: Plan, tensors: dict[str, LazyTensor], table) -> None:
     """A tensor dropped by a lossless rule must hold only its fill: anything else is trained numbers
     that the target twin has no place for. Only these tensors are read before the plan is checked."""
-    source = other_side(plan.to)
+    source = other(plan.to)
     for key in plan.dropped:
         rule = table.drop_rule(key, source)
         if not rule.lossless:
@@ -196,7 +251,7 @@ def _convert_one(step: Step, source: LazyTensor, expected, cast_to, resize: bool
         if not resize:
             problems.append(
                 f"{step.source} -> {step.target}: shape {list(shape)}, but the target twin expects "
-                f"{list(want_shape)} (another input size: pass --img-size to resize it)"
+                f"{list(want_shape)} ({RESIZABLE})"
             )
             return None
         resize_to = want_shape
@@ -228,12 +283,7 @@ def _loader(source: LazyTensor, step: Step, out_dtype: str, resize_to, to: str,
         if step.transpose:
             array = transposed(array)
         if resize_to is not None:
-            if dtype != "float64":
-                array, dtype = dtypes.cast(np.asarray(array), dtype, "float32"), "float32"
-            try:
-                array = np.asarray(step.resize.load()(np.ascontiguousarray(array), tuple(resize_to)), dtype=array.dtype)
-            except ValueError as exc:
-                raise UserError(f"cannot resize {step.source} to {list(resize_to)}: {exc}") from None
+            array, dtype = _resized(step.source, array, dtype, step.resize, resize_to)
         if step.adjust is not None:  # in float64, then rounded once to the target dtype
             array, dtype = step.adjust.apply(dtypes.cast(np.asarray(array), dtype, "float64"), to), "float64"
         return dtypes.cast(array, dtype, out_dtype)
@@ -265,10 +315,11 @@ def _filled(shape, dtype: str, value) -> LazyTensor:
     return LazyTensor(dtype, tuple(shape), lambda: np.full(shape, value, dtype=dtypes.storage_dtype(dtype)))
 
 
-def _check_complete(model: str, table: Table, plan: Plan, out: dict, expected: Layout, problems: list[str], hint: str = "") -> None:
+def _check_complete(model: str, table: Table, plan: Plan, out: dict, expected: Layout, problems: list[str],
+                    remedies: list[Remedy]) -> None:
     unexpected = [f"{s.source} -> {s.target}: no such key in the {plan.to} twin" for s in plan.steps if s.target not in expected]
     attempted = {s.target for s in plan.steps}  # a failed attempt is already in `problems`
-    source = other_side(plan.to)
+    source = other(plan.to)
     # Named as the checkpoint would name it too: a file that lacks a tensor lacks it under its own name.
     missing = [f"{k}: not produced by any source tensor (the checkpoint has no {source} {table.rename(k, source)})"
                for k in expected if k not in out and k not in attempted]
@@ -276,9 +327,9 @@ def _check_complete(model: str, table: Table, plan: Plan, out: dict, expected: L
     if problems:
         listed = "\n  ".join(problems[:MAX_LISTED])
         more = f"\n  ... and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
-        hint = f"\n  ({hint})" if hint else ""
         raise LayoutError(
-            f"the checkpoint does not fit the {plan.to} twin of {model} ({len(problems)} problems):\n  {listed}{more}{hint}"
+            f"the checkpoint does not fit the {plan.to} twin of {model} ({len(problems)} problems):\n  {listed}{more}",
+            remedies=tuple(remedies),
         )
 
 
@@ -287,8 +338,9 @@ def source_side(checkpoint_format: str, to: str | None) -> str:
     side = {"torch": "torch", "torch-legacy": "torch", "paddle": "paddle"}.get(checkpoint_format)
     if side is None:  # safetensors carry either framework's names
         if to is None:
-            raise UserError("for safetensors files, say which way to convert with --to torch|paddle")
-        side = other_side(to)
+            raise InvalidArgument("to", to, "a safetensors file may hold either framework's names: "
+                                             "say which way to convert (torch or paddle)")
+        side = other(to)
     return side
 
 
@@ -305,6 +357,7 @@ def convert(
     prefix: str | None = None,
     max_shard_size: str | int | None = None,
     file_format: str | None = None,
+    input_size: int | None = None,
     on_start: Callable[[int], None] | None = None,
     on_tensor: Callable[[str, LazyTensor], None] | None = None,
 ) -> Summary:
@@ -316,10 +369,13 @@ def convert(
     `prefix` (e.g. "backbone.") names where the model sits in a bigger checkpoint: when `src` has
     keys under it, only those are converted (the prefix taken off, the others listed in
     `Summary.outside_prefix`); otherwise every key written to `dst` gets it.
+    `input_size` converts for twins built for that input height and width (the tensors sized by
+    the input resized), as `model_kwargs={"img_size": N}` does.
     `on_start(total_bytes)` is called once the plan is checked, `on_tensor` after each tensor is written."""
     pair = resolve(model)
-    if to is not None and to not in SIDES:
-        raise UserError(f"--to must be torch or paddle, not {to!r}")
+    model_kwargs = _with_input_size(pair, input_size, dict(model_kwargs or {}))
+    if to is not None and to not in FRAMEWORKS:
+        raise InvalidArgument("to", to, "expected torch or paddle")
     to_folder = sharded.wants_folder(dst, max_shard_size)
     shard_size = sharded.parse_size(max_shard_size) if isinstance(max_shard_size, str) else max_shard_size
     if to_folder:
@@ -327,14 +383,14 @@ def convert(
         dst_format = None
     else:
         if file_format is not None:
-            raise UserError(f"--format is for a folder of shards; {dst}'s extension names its format")
+            raise InvalidArgument("file_format", file_format, f"a format is for a folder of shards; {dst}'s extension names its format")
         check_destination(dst, force)
         dst_format = output_format(dst)
         to = to or {"torch": "torch", "paddle": "paddle"}.get(dst_format)
     check_prefix(prefix)
     checkpoint = read_checkpoint(src, key)
     from_side = source_side(checkpoint.format, to)
-    to = to or other_side(from_side)
+    to = to or other(from_side)
     if from_side == to:
         raise UserError(f"{src} is {FORMAT_NAMES[checkpoint.format]} and {dst} asks for {to} as well; nothing to convert")
     if dst_format is not None and dst_format != "safetensors" and dst_format != to:
@@ -343,14 +399,19 @@ def convert(
     if prefix:
         inside, others = under_prefix(checkpoint.tensors, prefix)
         source, outside, prefix_on = (inside, others, "source") if inside else (checkpoint.tensors, [], "destination")
-    # Asking for a twin of another configuration (e.g. --img-size) is what permits resizing.
+    # Asking for a twin of another configuration (e.g. another img_size) is what permits resizing.
     try:
         tensors, summary = convert_tensors(
             pair, source, to, dtype=dtype, resize=bool(model_kwargs), model_kwargs=model_kwargs
         )
     except LayoutError as exc:
-        hint = "" if prefix else _prefix_hint(pair, source, from_side)
-        raise LayoutError(f"{exc}\n  ({hint})" if hint else str(exc)) from None
+        foreign = [] if prefix else _foreign_modules(pair, source, from_side)
+        if not foreign:
+            raise
+        listed = ", ".join(f"{name}." for name in foreign[:6]) + (", ..." if len(foreign) > 6 else "")
+        example = "backbone." if "backbone" in foreign else f"{foreign[0]}."
+        raise LayoutError(f"{exc.message}\n  its keys start with {listed} which {pair.name} has not",
+                          remedies=(*exc.remedies, Remedy("prefix", example, "if its weights sit under one"))) from None
     _describe_source(summary, checkpoint)
     summary.prefix, summary.prefix_on, summary.outside_prefix = prefix or "", prefix_on, outside
     if on_start:
@@ -366,9 +427,20 @@ def convert(
     return summary
 
 
+def _with_input_size(pair: TwinPair, input_size: int | None, model_kwargs: dict[str, Any]) -> dict[str, Any]:
+    if input_size is None:
+        return model_kwargs
+    if "img_size" in model_kwargs:
+        raise ConflictingArguments(("input_size", "model_kwargs"), "give the input size once")
+    sized = pair.kwargs_for_input_size(input_size, model_kwargs)
+    if "img_size" not in sized:
+        raise InvalidArgument("input_size", input_size, f"no weight of {pair.name} depends on the input size")
+    return sized
+
+
 def check_prefix(prefix: str | None) -> None:
     if prefix is not None and (not prefix.endswith(".") or prefix.startswith(".") or ".." in prefix):
-        raise UserError(f"--prefix {prefix!r}: a prefix is dotted module names ending in '.', e.g. backbone.")
+        raise InvalidArgument("prefix", prefix, "a prefix is dotted module names ending in '.', e.g. backbone.")
 
 
 def under_prefix(tensors: dict[str, LazyTensor], prefix: str) -> tuple[dict[str, LazyTensor], list[str]]:
@@ -377,16 +449,11 @@ def under_prefix(tensors: dict[str, LazyTensor], prefix: str) -> tuple[dict[str,
     return inside, [k for k in tensors if not k.startswith(prefix)]
 
 
-def _prefix_hint(pair: TwinPair, tensors: dict[str, LazyTensor], side: str) -> str:
+def _foreign_modules(pair: TwinPair, tensors: dict[str, LazyTensor], side: str) -> list[str]:
     """For a checkpoint that does not fit: the leading module names of its keys that the model does
-    not have, as a detector's backbone., neck., head. (its weights may sit under one of them)."""
+    not have, as a detector's backbone, neck, head (its weights may sit under one of them)."""
     own = {k.split(".", 1)[0] for k in pair.layout(side)}
-    foreign = sorted({k.split(".", 1)[0] for k in tensors if "." in k} - own)
-    if not foreign:
-        return ""
-    listed = ", ".join(f"{name}." for name in foreign[:6]) + (", ..." if len(foreign) > 6 else "")
-    example = "backbone" if "backbone" in foreign else foreign[0]
-    return f"its keys start with {listed} which {pair.name} has not: if its weights sit under one, pass --prefix, e.g. --prefix {example}."
+    return sorted({k.split(".", 1)[0] for k in tensors if "." in k} - own)
 
 
 def _describe_source(summary: Summary, checkpoint: Checkpoint) -> None:

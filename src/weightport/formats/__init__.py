@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 
-from ..errors import CheckpointError, UserError
+from ..errors import CheckpointError, InvalidArgument, UserError
 from .atomic import check_destination, move_into_place, write_beside
 from .checkpoint import Checkpoint, LazyTensor, first_line, framework_objects_to_lazy, select_state_dict
 
@@ -104,7 +104,7 @@ _TRUSTED_PICKLES: ContextVar[frozenset[str]] = ContextVar("weightport_trusted_pi
 
 @contextmanager
 def trusting_pickles(paths: Iterable[str | Path | None]) -> Iterator[None]:
-    """Within this block, unpickle the checkpoints at `paths` without restrictions (`--unsafe-pickle`:
+    """Within this block, unpickle the checkpoints at `paths` without restrictions (the CLI's --unsafe-pickle:
     torch.load(weights_only=False), pickle.load for .pdparams): whatever code a file names RUNS.
     Only for files from a trusted source whose pickle needs more than the allow-lists resolve."""
     token = _TRUSTED_PICKLES.set(_TRUSTED_PICKLES.get() | {os.path.realpath(p) for p in paths if p})
@@ -118,7 +118,7 @@ def _read_unrestricted(path: str, fmt: str) -> object:
     """torch.load(weights_only=False), or pickle.load for .pdparams: both run any code the pickle asks for."""
     loader = "pickle.load" if fmt == "paddle" else "torch.load(weights_only=False)"
     print(
-        f"Warning: --unsafe-pickle: unpickling {path} with {loader}; any code in it runs with your privileges",
+        f"Warning: unpickling {path} without restrictions ({loader}); any code in it runs with your privileges",
         file=sys.stderr,
     )
     try:
@@ -134,7 +134,7 @@ def _read_unrestricted(path: str, fmt: str) -> object:
 
         return framework_objects_to_lazy(torch.load(path, map_location="cpu", weights_only=False), torch)
     except ImportError as exc:
-        raise CheckpointError(path, f"--unsafe-pickle needs {exc.name or 'the framework'} installed") from None
+        raise CheckpointError(path, f"reading it without restrictions needs {exc.name or 'the framework'} installed") from None
     except RecursionError:
         raise CheckpointError(path, "the pickle is nested too deeply") from None
     except Exception as exc:  # whatever the unpickled code or the loader raised
@@ -198,7 +198,7 @@ def write_sharded(
     layout = sharded.LAYOUTS.get((side, file_format))
     if layout is None:
         choices = " or ".join(f for s, f in sharded.LAYOUTS if s == side)
-        raise UserError(f"--format {file_format}: {side} shards are {choices}")
+        raise InvalidArgument("file_format", file_format, f"{side} shards are {choices}")
     try:
         return sharded.write(folder, entries, layout, max_shard_size or sharded.DEFAULT_MAX_SHARD_SIZE,
                              write_temporary, move_into_place, force=force, on_tensor=on_tensor)

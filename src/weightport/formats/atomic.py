@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from ..errors import UserError
+from ..errors import DestinationExists, UserError
 
 
 def check_destination(path: str | Path, force: bool) -> Path:
@@ -19,9 +19,19 @@ def check_destination(path: str | Path, force: bool) -> Path:
     if path.is_dir():
         raise UserError(f"{path}: is a directory")
     if path.exists() and not force:
-        raise UserError(f"{path}: already exists (use --force to overwrite)")
+        raise DestinationExists(path)
     if not path.parent.is_dir():
         raise UserError(f"{path}: folder {path.parent} does not exist")
+    return path
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Write a small text file (a report) whole or not at all, replacing what was there."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise UserError(f"{path}: folder {path.parent} does not exist")
+    tmp = write_beside(path.parent, path.name, lambda f: f.write(text.encode("utf-8")))
+    move_into_place(tmp, path, force=True)
     return path
 
 
@@ -89,7 +99,7 @@ def move_into_place(tmp: str, path: Path, force: bool) -> None:
     try:
         os.link(tmp, path)  # atomic and never overwrites: a racing writer gets FileExistsError
     except FileExistsError:
-        raise UserError(f"{path}: already exists (use --force to overwrite)") from None
+        raise DestinationExists(path) from None
 
 
 def _umask() -> int:

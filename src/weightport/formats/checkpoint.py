@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import CheckpointError, UserError
+from ..errors import CheckpointError, InvalidArgument, Remedy, UserError
 from .dtypes import itemsize, name_of, storage_dtype
 from .pickles.restricted import Record
 
@@ -214,7 +214,7 @@ def select_state_dict(path: str, fmt: str, obj: Any, key: str | None) -> Checkpo
     """Find the weights inside whatever the file holds, honouring an explicit `key`."""
     if _is_state_dict(obj):
         if key is not None:
-            raise UserError(f"{path}: --key {key!r} given, but the file holds a bare state dict")
+            raise InvalidArgument("key", key, f"{path} holds a bare state dict")
         return _strip_prefixes(Checkpoint(path, fmt, dict(obj)))
     if not isinstance(obj, dict):
         raise UserError(f"{path}: holds a {type(obj).__name__}, not a dict of tensors")
@@ -226,7 +226,8 @@ def select_state_dict(path: str, fmt: str, obj: Any, key: str | None) -> Checkpo
         elif len(candidates) == 1:
             key = candidates[0]
         elif candidates:
-            raise UserError(f"{path}: holds several state dicts ({', '.join(candidates)}); pick one with --key")
+            raise UserError(f"{path}: holds several state dicts ({', '.join(candidates)})",
+                            remedies=(Remedy("key", candidates[0], "to pick one"),))
         else:
             raise UserError(f"{path}: no dict of tensors found (top-level keys: {', '.join(map(str, obj)) or 'none'})")
     elif key not in candidates:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import CheckpointError, UserError
+from ..errors import CheckpointError, DestinationExists, InvalidArgument, UserError
 from .checkpoint import Checkpoint, LazyTensor, select_state_dict
 
 
@@ -71,10 +71,10 @@ def parse_size(text: str) -> int:
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", str(text))
     unit = match and match.group(2).upper()
     if not match or unit not in _UNITS:
-        raise UserError(f"--max-shard-size {text!r}: expected a size such as 5GB, 500MB or 2GiB")
+        raise InvalidArgument("max_shard_size", text, "expected a size such as 5GB, 500MB or 2GiB")
     size = int(float(match.group(1)) * _UNITS[unit])
     if size <= 0:
-        raise UserError(f"--max-shard-size {text!r}: a shard needs room for at least one byte")
+        raise InvalidArgument("max_shard_size", text, "a shard needs room for at least one byte")
     return size
 
 
@@ -212,7 +212,7 @@ def check_folder_destination(folder: str | Path, force: bool) -> Path:
     found = existing_checkpoint_files(folder)
     if found and not force:
         listed = ", ".join(p.name for p in found[:3]) + (", ..." if len(found) > 3 else "")
-        raise UserError(f"{folder}: already holds a checkpoint ({listed}; use --force to replace it)")
+        raise DestinationExists(folder, f"already holds a checkpoint ({listed})", "to replace it")
     return folder
 
 

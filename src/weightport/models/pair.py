@@ -12,28 +12,22 @@ from __future__ import annotations
 
 import copy
 import functools
-import hashlib
-import importlib.util
-import json
 import os
-import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..errors import UserError
+from ..errors import InvalidArgument, PortedFolderError, Remedy, UserError
+from ..frameworks import FRAMEWORKS
 from ..tables.layouts import Layout, manifest_classifier, manifest_layout, model_layout, read_manifest
-from ..tables.rules import Table, builtin_table, load_table
+from ..tables.loading import builtin_table, load_table
+from ..tables.rules import Table
 from .factories import function_name, import_factory
-from .registry import FRAMEWORKS, ModelSpec, Preprocessing, _unknown, lookup
+from .registry import ModelSpec, Preprocessing, lookup, unknown_model
 
-# What `weightport port` writes into a ported folder, and the format of its weightport.json.
-PORT_FILE = "weightport.json"
-PORT_FORMAT = "weightport-port/1"
 # What a pair came from (TwinPair.kind); CUSTOM: made by the keyword constructor itself.
 REGISTERED, FACTORIES, PORTED, CUSTOM = "registered", "factories", "ported", "custom"
 CUSTOM_FAMILY = "custom"  # the family of a factory pair
-PORTED_FAMILY = "ported"  # the family of a ported folder
 
 Factory = Callable[..., Any]
 
@@ -107,7 +101,7 @@ class TwinPair:
         """The pair of registered model `name` (the registry's error for an unknown one)."""
         spec = lookup(name)
         if spec is None:
-            raise UserError(_unknown(name))
+            raise unknown_model(name)
         return _registered(spec)
 
     @classmethod
@@ -118,10 +112,10 @@ class TwinPair:
 
         Its name is the two function names joined by '+' (one name when they agree). Without a
         table the pair can be drafted (`weightport map draft`) but not converted or checked."""
-        torch_name = function_name(torch_factory, "--torch-model")
-        paddle_name = function_name(paddle_factory, "--paddle-model")
+        torch_name = function_name(torch_factory, "torch_factory")
+        paddle_name = function_name(paddle_factory, "paddle_factory")
         if table is not None and not Path(table).is_file():
-            raise UserError(f"mapping table {str(table)!r} not found")
+            raise InvalidArgument("table", str(table), "no such mapping table file")
         return cls(
             torch_name if torch_name == paddle_name else f"{torch_name}+{paddle_name}",
             family=CUSTOM_FAMILY,
@@ -139,8 +133,10 @@ class TwinPair:
 
     @classmethod
     def from_folder(cls, folder: str | os.PathLike) -> TwinPair:
-        """The pair a ported folder holds (see the module's docstring and `_read_port`)."""
-        return _read_port(Path(folder))
+        """The pair a ported folder holds (see `models.ported`)."""
+        from .ported import read_folder
+
+        return read_folder(Path(folder))
 
     def with_table(self, table: Table | str | Path) -> TwinPair:
         """This pair converted by another mapping table (read now: a table file's path, a built-in name or a Table)."""
@@ -206,8 +202,8 @@ class TwinPair:
         other = {k: v for k, v in kwargs.items() if k not in fixed or fixed[k] != v}
         if other:
             made_for = f"model_args {fixed}" if fixed else "its default configuration (no model_args)"
-            wanted = " ".join(f"--model-arg {k}={v if isinstance(v, str) else repr(v)}" for k, v in {**fixed, **kwargs}.items())
-            raise UserError(f"{self.folder or self.name} was ported for {made_for}; port again with {wanted} to build it with {other}")
+            raise UserError(f"{self.folder or self.name} was ported for {made_for}; port again to build it with {other}",
+                            remedies=(Remedy("model_args", {**fixed, **kwargs}, "when porting"),))
         return {}
 
     # --- table and layouts ----------------------------------------------------------------------
@@ -217,10 +213,9 @@ class TwinPair:
         if self._table is None:
             if self._table_source is None:
                 if self.kind == PORTED:
-                    raise UserError(f"{self.folder}: its {PORT_FILE} names no mapping table")
-                raise UserError(
-                    f"{self.name} has no mapping table: pass --mapping TABLE.toml (`weightport map draft` drafts one)"
-                )
+                    raise PortedFolderError(self.folder, "its weightport.json names no mapping table")
+                raise UserError(f"{self.name} has no mapping table; `weightport map draft` (tables.draft) drafts one from the twins",
+                                remedies=(Remedy("table", "TABLE.toml", "to give it one"),))
             self._table = load_table(self._table_source)
         return self._table
 
@@ -281,6 +276,14 @@ class TwinPair:
         manifest = self.manifest()
         return manifest.get("parameters") if manifest else None
 
+    def kwargs_for_input_size(self, input_size: int | None, model_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        """`model_kwargs` for twins that run on `input_size` x `input_size` inputs: with that img_size
+        where the table resizes tensors by the input size (the twins' weights depend on it), unless
+        `model_kwargs` names one."""
+        if input_size is None or "img_size" in model_kwargs or not self.table().resizes:
+            return dict(model_kwargs)
+        return {**model_kwargs, "img_size": input_size}
+
     def input_size_for(self, model_kwargs: Mapping[str, Any]) -> int:
         """The input height and width of twins built with `model_kwargs`."""
         return int(model_kwargs.get("img_size", self.input_size))
@@ -288,7 +291,7 @@ class TwinPair:
 
 def _check_framework(framework: str) -> None:
     if framework not in FRAMEWORKS:
-        raise UserError(f"unknown framework {framework!r}; expected one of {', '.join(FRAMEWORKS)}")
+        raise InvalidArgument("framework", framework, f"expected one of {', '.join(FRAMEWORKS)}")
 
 
 # Registered pairs, kept per name while the registry's entry stays the same: their tables are read once.
@@ -337,7 +340,7 @@ def resolve(model: TwinPair | str | os.PathLike) -> TwinPair:
         return _registered(spec)
     if model and Path(model).is_dir():
         return TwinPair.from_folder(model)
-    raise UserError(_unknown(model))
+    raise unknown_model(model)
 
 
 def create_model(model: TwinPair | str | os.PathLike, framework: str = "torch", **kwargs: Any):
@@ -348,138 +351,3 @@ def create_model(model: TwinPair | str | os.PathLike, framework: str = "torch", 
 def expected_layout(model: TwinPair | str | os.PathLike, framework: str, **model_kwargs: Any) -> Layout:
     """The state-dict layout of `model`'s `framework` twin built with `model_kwargs` (see `TwinPair.layout`)."""
     return resolve(model).layout(framework, **model_kwargs)
-
-
-# --- ported folders ---------------------------------------------------------------------------
-
-
-def _read_port(folder: Path) -> TwinPair:
-    """The pair of a ported folder, from its weightport.json:
-
-        {"format": "weightport-port/1", "name": ...,
-         "torch": {"source": "timm:NAME" | "module:function", "model_args": {...}, "versions": {...}},
-         "paddle": {"module": "modeling_paddle.py", "factory": "create_model"},
-         "table": "mapping.toml", "layout": "layout.json",
-         "input_size": 224, "num_classes": 1000, "preprocessing": {"interpolation": ..., "crop_pct": ..., "mean": [...], "std": [...]}}
-
-    The torch twin is `timm.create_model(NAME, pretrained=False, **model_args)` or the function
-    called with `**model_args`; the Paddle twin is the module file's factory, called without
-    arguments. Files are named relative to the folder. Anything missing or malformed is a one-line
-    UserError naming the folder."""
-
-    def fail(problem: str):
-        raise UserError(f"{folder}: {problem}")
-
-    if not folder.is_dir():
-        fail("no such folder (a ported folder holds weightport.json)")
-    meta_path = folder / PORT_FILE
-    if not meta_path.is_file():
-        fail(f"not a ported folder: it holds no {PORT_FILE}")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        fail(f"{PORT_FILE} cannot be read: {exc}")
-    if not isinstance(meta, dict):
-        fail(f"{PORT_FILE} holds {type(meta).__name__}, not an object")
-    if meta.get("format") != PORT_FORMAT:
-        fail(f"{PORT_FILE} has format {meta.get('format')!r}; this weightport reads {PORT_FORMAT!r}")
-
-    def field(section: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str, default: Any = ...):
-        value = section.get(key, default)
-        if value is ... or not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
-            fail(f"{PORT_FILE}: {where}{key} is {'missing' if value is ... else f'{value!r}'}; expected {_kind_name(kind)}")
-        return value
-
-    def named_file(text: str, what: str) -> Path:
-        path = folder / text
-        if not path.is_file():
-            fail(f"{PORT_FILE} names {what} {text!r}, which the folder does not hold")
-        return path
-
-    name = field(meta, "name", str, "")
-    torch = field(meta, "torch", dict, "")
-    source = field(torch, "source", str, "torch.")
-    model_args = field(torch, "model_args", dict, "torch.", {})
-    paddle = field(meta, "paddle", dict, "")
-    module = named_file(field(paddle, "module", str, "paddle."), "the Paddle twin's module")
-    factory_name = field(paddle, "factory", str, "paddle.", "create_model")
-    table = field(meta, "table", (str, type(None)), "", None)
-    layout = field(meta, "layout", (str, type(None)), "", None)
-    preprocessing = field(meta, "preprocessing", dict, "", {})
-    unknown = set(preprocessing) - set(Preprocessing.__dataclass_fields__)
-    if unknown:
-        fail(f"{PORT_FILE}: preprocessing has unknown keys {sorted(unknown)}")
-    try:
-        preprocessing = Preprocessing(**{k: tuple(v) if isinstance(v, list) else v for k, v in preprocessing.items()})
-    except TypeError as exc:
-        fail(f"{PORT_FILE}: preprocessing: {exc}")
-    return TwinPair(
-        name or fail(f"{PORT_FILE}: name is empty"),
-        family=PORTED_FAMILY,
-        kind=PORTED,
-        factories={
-            "torch": _ported_torch(folder, source, model_args),
-            "paddle": functools.partial(_ported_paddle, folder, module, factory_name),
-        },
-        sources={"torch": source, "paddle": f"{module}:{factory_name}"},
-        table=named_file(table, "the mapping table") if table is not None else None,
-        manifest=named_file(layout, "the layout manifest") if layout is not None else None,
-        input_size=field(meta, "input_size", int, "", 224),
-        num_classes=field(meta, "num_classes", int, "", 1000),
-        preprocessing=preprocessing,
-        description=f"{source} <-> {module.name}, ported in {folder}",
-        fixed_args=model_args,
-        folder=folder,
-    )
-
-
-def _kind_name(kind: type | tuple[type, ...]) -> str:
-    names = {str: "a string", dict: "an object", int: "an integer", type(None): "null"}
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    return " or ".join(names.get(k, k.__name__) for k in kinds)
-
-
-def _ported_torch(folder: Path, source: str, model_args: dict[str, Any]) -> Callable[[], Factory]:
-    """The torch twin's factory loader for a ported folder's source, "timm:NAME" or "module:function"."""
-    kind, _, model_name = source.partition(":")
-    if kind == "timm":
-        if not model_name:
-            raise UserError(f"{folder}: {PORT_FILE}: torch.source {source!r} names no timm model")
-
-        def timm_factory() -> Factory:
-            try:
-                import timm
-            except ImportError as exc:
-                raise UserError(f"{folder}: its torch twin is timm's {model_name}, but timm cannot be imported: {exc}") from None
-            return functools.partial(timm.create_model, model_name, pretrained=False, **model_args)
-
-        return timm_factory
-    function_name(source, f"{folder}: {PORT_FILE}: torch.source")
-    return lambda: functools.partial(import_factory(source, "torch"), **model_args)
-
-
-def _ported_paddle(folder: Path, module_path: Path, factory_name: str) -> Factory:
-    """The factory of a ported folder's Paddle twin, its module loaded once per process under a
-    name of its own (from the file's resolved path), so that several ported folders can be used side by side."""
-    from ..frameworks import quiet_paddle_import
-
-    quiet_paddle_import()
-    resolved = module_path.resolve()
-    module_name = "weightport_ported_" + hashlib.sha256(str(resolved).encode()).hexdigest()[:16]
-    module = sys.modules.get(module_name)
-    if module is None:
-        spec = importlib.util.spec_from_file_location(module_name, resolved)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = module
-        try:
-            spec.loader.exec_module(module)
-        except (ImportError, SyntaxError) as exc:
-            del sys.modules[module_name]
-            raise UserError(f"{folder}: cannot load the Paddle twin {module_path.name}: {exc}") from None
-        except BaseException:
-            del sys.modules[module_name]
-            raise
-    factory = getattr(module, factory_name, None)
-    if not callable(factory):
-        raise UserError(f"{folder}: {module_path.name} defines no function {factory_name}()")
-    return factory

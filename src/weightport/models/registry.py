@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
-from ..errors import UserError
+from ..errors import InvalidArgument, UnknownModel, UserError
+from ..frameworks import FRAMEWORKS
 from .factories import import_factory
 
-FRAMEWORKS = ("torch", "paddle")
 # Families shipped with weightport; each is a subpackage of weightport.models.
 BUILTIN_FAMILIES = (
     "resnet", "fcvit", "cmt", "botnet", "botnet_mhsa", "vision", "ppcls_resnet", "ppcls_lcnet", "ppcls_hgnet", "ppdet_resnet",
@@ -70,7 +70,7 @@ class ModelSpec:
 
     def factory(self, framework: str):
         if framework not in FRAMEWORKS:
-            raise UserError(f"unknown framework {framework!r}; expected one of {', '.join(FRAMEWORKS)}")
+            raise InvalidArgument("framework", framework, f"expected one of {', '.join(FRAMEWORKS)}")
         return import_factory(self.torch_factory if framework == "torch" else self.paddle_factory, framework)
 
 
@@ -130,26 +130,17 @@ def lookup(name: str) -> ModelSpec | None:
 def get_spec(name: str) -> ModelSpec:
     spec = lookup(name)
     if spec is None:
-        raise UserError(_unknown(name))
+        raise unknown_model(name)
     return spec
 
 
-def _unknown(name: str) -> str:
-    """The error for an unregistered name: the closest registered names, and what timm offers."""
+def unknown_model(name: str) -> UnknownModel:
+    """The error for an unregistered name: why it is refused, or the closest registered names and
+    whether timm defines it."""
     if name in refused():
-        return f"{name} is not supported: {refused()[name]}"
+        return UnknownModel(name, [], refused=refused()[name])
     close = difflib.get_close_matches(name, list(_registry()), n=3, cutoff=0.75)
-    message = f"unknown model {name!r}"
-    if close:
-        message += f"; the closest registered: {', '.join(close)}"
-    if _timm_defines(name):
-        message += (
-            f"; timm defines it: `weightport port timm:{name} --out {name}` generates its Paddle twin, "
-            f"then use the folder {name}/ in place of the name"
-        )
-    elif not close:
-        message += "; `weightport list` shows the registered models"
-    return message
+    return UnknownModel(name, close, _timm_defines(name))
 
 
 def _timm_defines(name: str) -> bool:

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from .._compat import torch_dispatch_mode
 from ..errors import LayoutError
 from ..formats import dtypes
 from ..formats.checkpoint import LazyTensor
@@ -193,8 +194,8 @@ def overwrite_only(framework: str):
 def _sampled_init_mode():
     """The torch dispatch mode behind `overwrite_only`, defined on first use (torch imported then)."""
     import torch
-    from torch.utils._python_dispatch import TorchDispatchMode
 
+    TorchDispatchMode = torch_dispatch_mode()
     aten = torch.ops.aten
     fills = {aten.fill_, aten.zero_}
     elementwise = {torch.Tag.pointwise, torch.Tag.nondeterministic_seeded}

@@ -574,7 +574,7 @@ def check_training(table: Table, torch_model, paddle_model, batch: np.ndarray, *
         paddle_run = run_paddle(paddle_model, batch, torch_run.objective, on_forward=recorder and recorder.paddle_forward_done)
     except (RuntimeError, ValueError, TypeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"the Paddle twin cannot train in float64, which --train needs: {first[:200]}") from None
+        raise UserError(f"the Paddle twin cannot train in float64, which the training check needs: {first[:200]}") from None
     loss_rel = abs(torch_run.loss - paddle_run.loss) / max(abs(torch_run.loss), np.finfo(np.float64).tiny)
     report = TrainingReport(loss=torch_run.objective.description, torch_loss=torch_run.loss, paddle_loss=paddle_run.loss,
                             loss_rel=loss_rel, switched_off=switched_off, tol=tol)

@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 
-def write_junit(result, path: str | Path) -> None:
+def junit_xml(result) -> str:
     """JUnit XML: one testcase per model, failures carrying the figures."""
     failures = sum(not m.passed for m in result.models)
     suite = ET.Element(
@@ -39,4 +38,4 @@ def write_junit(result, path: str | Path) -> None:
                        else f"{model.model}: training: {training.failures()[0]}")
             failure = ET.SubElement(case, "failure", message=message)
             failure.text = "\n".join([f"weights: {model.weights}", f"inputs: {model.inputs}", *lines])
-    ET.ElementTree(suite).write(path, encoding="unicode", xml_declaration=True)
+    return "<?xml version='1.0' encoding='utf-8'?>\n" + ET.tostring(suite, encoding="unicode") + "\n"

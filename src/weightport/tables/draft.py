@@ -22,7 +22,8 @@ from ..frameworks import named_modules
 from ..models.pair import TwinPair, resolve
 from .check import linear_weights, twin_problems
 from .layouts import model_layout
-from .rules import Pattern, Rename, Table, load_table
+from .loading import load_table
+from .rules import Pattern, Rename, Table
 
 # Layer classes both frameworks have, by their names in torch.nn and paddle.nn. Pairing never
 # crosses kinds; a module of any other class is "custom" and pairs with another custom one.
@@ -81,7 +82,7 @@ class Draft:
 
 def draft_table(model: TwinPair | str | Path, input_size: int | None = None, **model_kwargs: Any) -> Draft:
     """Draft the mapping table of `model` (anything `pair.resolve` takes; it needs no table) from its two twins."""
-    from ..parity.verification import random_batch
+    from ..parity.inputs import random_batch
 
     pair = resolve(model)
     size = input_size or pair.input_size_for(model_kwargs)
@@ -130,7 +131,7 @@ def draft_table(model: TwinPair | str | Path, input_size: int | None = None, **m
 def _execution_order(model, framework: str, batch) -> tuple[dict[str, int], str | None]:
     """Module paths in the order one forward pass first enters them, and why the pass failed (if it did)."""
     from ..parity.layerwise import hook_modules
-    from ..parity.verification import paddle_forward, torch_forward
+    from ..parity.running import paddle_forward, torch_forward
 
     order: dict[str, int] = {}
     handles = hook_modules(model, framework, lambda path, _inputs: order.setdefault(path, len(order)))

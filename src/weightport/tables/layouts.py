@@ -31,7 +31,14 @@ def read_manifest(path: Path) -> dict[str, Any] | None:
 def manifest_layout(manifest: Mapping[str, Any], framework: str, classes: int | None = None) -> Layout:
     """The `framework` twin's layout from its manifest, its classifier resized for `classes` when given."""
     layout = {k: (tuple(shape), dtype) for k, (shape, dtype) in manifest[framework].items()}
-    for key, dim in manifest_classifier(manifest, framework).items() if classes is not None else ():
+    return layout if classes is None else with_classes(layout, manifest_classifier(manifest, framework), classes)
+
+
+def with_classes(layout: Layout, classifier: Mapping[str, int], classes: int) -> Layout:
+    """`layout` with the tensors that follow the class count (`classifier`: key -> the dimension
+    holding it) resized for `classes`."""
+    layout = dict(layout)
+    for key, dim in classifier.items():
         shape, dtype = layout[key]
         layout[key] = (shape[:dim] + (int(classes),) + shape[dim + 1 :], dtype)
     return layout

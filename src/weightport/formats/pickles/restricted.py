@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from ...errors import CheckpointError
+from ...errors import CheckpointError, RefusedPickle
 from .scan import Unsupported, scan
 
 
@@ -81,11 +81,7 @@ class RestrictedUnpickler(pickle.Unpickler):
         try:
             return self._allowed[(module, name)]
         except KeyError:
-            raise CheckpointError(
-                self._path,
-                f"refused to load: the pickle asks for {module}.{name}, which a weights file never needs "
-                "(for a file from a source you trust, see --unsafe-pickle)",
-            ) from None
+            raise RefusedPickle(self._path, f"{module}.{name}") from None
 
     def persistent_load(self, pid):
         if self._persistent is None:

@@ -47,7 +47,7 @@ MODELS = [
         num_classes=0,
         preprocessing=_BOTNET,
         description="BoTNet port's backbone: PaddleDetection ResNet-50 with leaderj1001-style MHSA as every res5 "
-        "branch2b (four maps) <-> botnet50_mhsa without its classifier; --img-size resizes rel_h/rel_w",
+        "branch2b (four maps) <-> botnet50_mhsa without its classifier; twins for another input size take rel_h/rel_w resized",
         training_differs="the reference's projection shortcut convs have a bias that PaddleDetection's ConvNormLayer "
         "lacks: the table folds it into the following BatchNorm's running mean (exact in eval; in training the batch "
         "mean cancels it and the running means stay m - b apart), but it is trainable in torch and absent in Paddle",

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.fx
 
-from ..errors import PortError
+from ...errors import PortError
 from . import runtime
 from .trace import Body, Trace, describe
 from .translations import Code, Translation, check_requirements, functions, is_atomic, layers, literal, methods, qualified_name, render

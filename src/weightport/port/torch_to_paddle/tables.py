@@ -12,11 +12,11 @@ from pathlib import Path
 
 import torch
 
+from ...errors import PortError
 from ...tables.check import twin_problems
 from ...tables.draft import BATCHNORM_RULES, _toml_string, _transpose_patterns
 from ...tables.layouts import count_trainable, manifest_text, model_layout
-from ...tables.rules import load_table
-from ..errors import PortError
+from ...tables.loading import load_table
 from .emit import base_translation, layer_translation
 
 BATCHNORM_STATISTICS = ("running_mean", "running_var")  # renamed by the shared BatchNorm rules

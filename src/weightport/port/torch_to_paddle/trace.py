@@ -26,11 +26,10 @@ from typing import Any
 
 import torch
 import torch.fx
-import torch.fx._symbolic_trace as fx_trace
-from torch.fx._symbolic_trace import _maybe_revert_all_patches
 from torch.fx.node import map_aggregate
 
-from ..errors import PortError
+from ..._compat import fx_patches_reverted, fx_wraps_suspended
+from ...errors import PortError
 
 
 class ShadowProxy(torch.fx.Proxy):
@@ -159,7 +158,7 @@ class ShadowTracer(torch.fx.Tracer):
 
     def _evaluate(self, node: torch.fx.Node):
         args, kwargs = self._real(node.args), self._real(node.kwargs)
-        with _maybe_revert_all_patches(), torch.no_grad():
+        with fx_patches_reverted(), torch.no_grad():
             if node.op == "get_attr":
                 return _fetch(self.root, node.target)
             if node.op == "call_function":
@@ -286,18 +285,14 @@ def _tracing_environment(tracer: ShadowTracer):
 
         return factory
 
-    wrapped, methods = dict(fx_trace._wrapped_fns_to_patch), list(fx_trace._wrapped_methods_to_patch)
-    fx_trace._wrapped_fns_to_patch.clear()
-    fx_trace._wrapped_methods_to_patch.clear()
-    try:
-        for name, original in originals.items():
-            setattr(torch, name, recording(original))
-        yield
-    finally:
-        for name, original in originals.items():
-            setattr(torch, name, original)
-        fx_trace._wrapped_fns_to_patch.update(wrapped)
-        fx_trace._wrapped_methods_to_patch.extend(methods)
+    with fx_wraps_suspended():
+        try:
+            for name, original in originals.items():
+                setattr(torch, name, recording(original))
+            yield
+        finally:
+            for name, original in originals.items():
+                setattr(torch, name, original)
 
 
 def trace(model: torch.nn.Module, example: tuple, is_layer: Callable[[torch.nn.Module], bool], training: bool) -> Trace:

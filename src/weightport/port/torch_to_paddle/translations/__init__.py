@@ -15,9 +15,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import tomllib
-
-from ...errors import PortError
+from ...._compat import tomllib
+from ....errors import PortError
 
 _HOLE = re.compile(r"\{([^{}]*)\}")
 _OMITTED = re.compile(r",\s*\w+=$|\w+=$")

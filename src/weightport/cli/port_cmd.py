@@ -1,0 +1,51 @@
+"""`weightport port`: generate the twin of a model nobody registered."""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from . import options
+from .errors import EXIT_GATE_FAILED
+from .output import print_json
+
+
+@click.command("port")
+@click.argument("source", metavar="SOURCE")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Folder to write the twin into.")
+@click.option("--model-arg", "model_args", multiple=True, metavar="NAME=VALUE",
+              help="Keyword argument for the torch model (repeatable), e.g. num_classes=10.")
+@options.input_size("Input height and width the twin is generated for (default: the model's).")
+@click.option("--torch", "torch_ckpt", type=click.Path(dir_okay=False), help="Also convert this torch checkpoint into OUT/model.pdparams.")
+@click.option("--tol", type=float, default=1e-4, show_default=True, help="Gate of the verification that follows.")
+@click.option("--no-verify", is_flag=True, help="Write the twin without verifying it.")
+@click.option("--force", is_flag=True, help="Replace OUT if it exists (only once the new twin is complete).")
+@options.json_flag
+@options.unsafe_pickle
+def port_cmd(source, out, model_args, input_size, torch_ckpt, tol, no_verify, force, as_json, unsafe_pickle):
+    """Generate the Paddle twin of a torch model: code, mapping table, layout and manifest in OUT.
+
+    SOURCE is timm:NAME (any timm.create_model name) or module:factory. OUT then works wherever a
+    model name does (convert, verify, map check). Exit 0 when the twin passes verification, 1 when
+    it was written but fails the gate (the per-layer report says where), 2 when it cannot be
+    ported (nothing is written; the message names the op or module)."""
+    from ..port import port
+
+    options.import_from_cwd()
+    with options.trusting(unsafe_pickle, torch_ckpt):
+        result = port(source, out, model_args=options.parse_model_args(model_args), input_size=input_size,
+                      torch_ckpt=torch_ckpt, force=force, verify=not no_verify, tol=tol)
+    if as_json:
+        print_json(result.as_dict())
+    else:
+        from ..report.console import console, print_layers, print_verify
+
+        console().print(f"{source} -> {result.folder}: {result.classes} classes, {result.lines} lines, "
+                        f"{result.tensors} tensors ({result.parameters:,} parameters) for {result.input_size}x{result.input_size} "
+                        f"inputs, in {result.seconds:.1f} s; files: {', '.join(result.files)}")
+        if result.verify is not None:
+            if not result.verify.passed:
+                print_layers(result.verify)
+            print_verify(result.verify)
+    if not result.passed:
+        sys.exit(EXIT_GATE_FAILED)

@@ -1,0 +1,245 @@
+"""The ported folder: what `weightport port` writes and every command reads, in one place.
+
+A ported folder is a twin pair on disk:
+
+    weightport.json      the manifest below (format FORMAT)
+    modeling_paddle.py   the generated twin: paddle, numpy and the standard library only
+    constants.npz        its constant tensors, when it has any
+    mapping.toml         the mapping table
+    layout.json          the layout manifest (the schema of each family's layouts/<model>.json)
+
+    {"format": "weightport-port/1", "name": ...,
+     "torch": {"source": "timm:NAME" | "module:function", "model_args": {...}, "versions": {...}},
+     "paddle": {"module": "modeling_paddle.py", "factory": "create_model"},
+     "table": "mapping.toml", "layout": "layout.json",
+     "input_size": 224, "num_classes": 1000,
+     "preprocessing": {"interpolation": ..., "crop_pct": ..., "mean": [...], "std": [...]}}
+
+The torch twin is `timm.create_model(NAME, pretrained=False, **model_args)` or the function called
+with `**model_args`; the Paddle twin is the module file's factory, called without arguments. Files
+are named relative to the folder. `write_manifest` and `install` write a folder, `read_folder` reads
+one into a `TwinPair` (anything missing or malformed is a one-line PortedFolderError naming the
+folder), `load_module` loads a generated module, `torch_factory` resolves a torch source.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib
+import importlib.util
+import json
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from ..errors import DestinationExists, InvalidArgument, PortedFolderError, UserError
+from .factories import function_name, import_factory
+
+FORMAT = "weightport-port/1"
+MANIFEST = "weightport.json"
+PADDLE_MODULE = "modeling_paddle.py"
+FACTORY = "create_model"
+TABLE = "mapping.toml"
+LAYOUT = "layout.json"
+CONSTANTS = "constants.npz"
+FAMILY = "ported"  # the family of every ported pair
+
+
+# --- the torch twin's source ------------------------------------------------------------------
+
+
+def torch_factory(source: str, model_args: Mapping[str, Any]) -> Callable[[], Any]:
+    """The function building the torch model `source` names, "timm:NAME" or "module:function", with
+    `model_args`; nothing is imported until it is called."""
+    kind, _, name = source.partition(":")
+    if kind == "timm":
+        if not name:
+            raise InvalidArgument("torch_source", source, "names no timm model")
+        return functools.partial(_timm_model, name, dict(model_args))
+    function_name(source, "torch_source")
+    return functools.partial(_factory_model, source, dict(model_args))
+
+
+def _timm_model(name: str, model_args: dict[str, Any]):
+    try:
+        import timm
+    except ImportError as exc:
+        raise UserError(f"the torch twin is timm's {name}, but timm cannot be imported: {exc}") from None
+    if not timm.is_model(name):
+        raise UserError(f"timm has no model {name!r} (timm {timm.__version__}; `timm.list_models('{name[:4]}*')` lists similar ones)")
+    try:
+        return timm.create_model(name, pretrained=False, **model_args)
+    except TypeError as exc:
+        raise UserError(f"timm cannot build {name!r} with {model_args}: {exc}") from None
+
+
+def _factory_model(source: str, model_args: dict[str, Any]):
+    factory = import_factory(source, "torch")
+    try:
+        return factory(**model_args)
+    except TypeError as exc:
+        raise UserError(f"{source} cannot be built with {model_args}: {exc}") from None
+
+
+# --- writing a folder -------------------------------------------------------------------------
+
+
+def write_manifest(folder: Path, *, name: str, torch_source: str, model_args: Mapping[str, Any], versions: Mapping[str, str],
+                   input_size: int, num_classes: int, preprocessing: Mapping[str, Any]) -> Path:
+    """Write the folder's weightport.json, naming the files written beside it under their usual names."""
+    manifest = {
+        "format": FORMAT,
+        "name": name,
+        "torch": {"source": torch_source, "model_args": dict(model_args), "versions": dict(versions)},
+        "paddle": {"module": PADDLE_MODULE, "factory": FACTORY},
+        "table": TABLE,
+        "layout": LAYOUT,
+        "input_size": input_size,
+        "num_classes": num_classes,
+        "preprocessing": dict(preprocessing),
+    }
+    path = folder / MANIFEST
+    path.write_text(json.dumps(manifest, indent=2) + "\n")
+    return path
+
+
+def staging_folder(out: Path, force: bool) -> Path:
+    """An empty folder beside `out` to write a ported folder into, before `install` moves it there."""
+    if out.exists() and not force:
+        raise DestinationExists(out, "exists", "to replace it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+
+
+def install(staging: Path, out: Path) -> None:
+    """Move the finished folder to `out`, replacing an existing one only after the new one is whole."""
+    if out.exists():
+        previous = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+        os.replace(out, previous / out.name)
+        os.replace(staging, out)
+        shutil.rmtree(previous, ignore_errors=True)
+    else:
+        os.replace(staging, out)
+
+
+# --- reading a folder -------------------------------------------------------------------------
+
+
+def read_folder(folder: Path):
+    """The `TwinPair` of a ported folder, from its weightport.json (see the module's docstring)."""
+    from .pair import PORTED, TwinPair
+    from .registry import Preprocessing
+
+    def fail(problem: str):
+        raise PortedFolderError(folder, problem)
+
+    if not folder.is_dir():
+        fail(f"no such folder (a ported folder holds {MANIFEST})")
+    meta_path = folder / MANIFEST
+    if not meta_path.is_file():
+        fail(f"not a ported folder: it holds no {MANIFEST}")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        fail(f"{MANIFEST} cannot be read: {exc}")
+    if not isinstance(meta, dict):
+        fail(f"{MANIFEST} holds {type(meta).__name__}, not an object")
+    if meta.get("format") != FORMAT:
+        fail(f"{MANIFEST} has format {meta.get('format')!r}; this weightport reads {FORMAT!r}")
+
+    def field(section: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str, default: Any = ...):
+        value = section.get(key, default)
+        if value is ... or not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
+            fail(f"{MANIFEST}: {where}{key} is {'missing' if value is ... else f'{value!r}'}; expected {_kind_name(kind)}")
+        return value
+
+    def named_file(text: str, what: str) -> Path:
+        path = folder / text
+        if not path.is_file():
+            fail(f"{MANIFEST} names {what} {text!r}, which the folder does not hold")
+        return path
+
+    name = field(meta, "name", str, "")
+    torch = field(meta, "torch", dict, "")
+    source = field(torch, "source", str, "torch.")
+    model_args = field(torch, "model_args", dict, "torch.", {})
+    paddle = field(meta, "paddle", dict, "")
+    module = named_file(field(paddle, "module", str, "paddle."), "the Paddle twin's module")
+    factory_name = field(paddle, "factory", str, "paddle.", FACTORY)
+    table = field(meta, "table", (str, type(None)), "", None)
+    layout = field(meta, "layout", (str, type(None)), "", None)
+    preprocessing = field(meta, "preprocessing", dict, "", {})
+    unknown = set(preprocessing) - set(Preprocessing.__dataclass_fields__)
+    if unknown:
+        fail(f"{MANIFEST}: preprocessing has unknown keys {sorted(unknown)}")
+    try:
+        preprocessing = Preprocessing(**{k: tuple(v) if isinstance(v, list) else v for k, v in preprocessing.items()})
+    except TypeError as exc:
+        fail(f"{MANIFEST}: preprocessing: {exc}")
+    try:
+        build_torch = torch_factory(source, model_args)
+    except InvalidArgument as exc:
+        fail(f"{MANIFEST}: torch.source {source!r}: {exc.expected}")
+    return TwinPair(
+        name or fail(f"{MANIFEST}: name is empty"),
+        family=FAMILY,
+        kind=PORTED,
+        factories={
+            "torch": lambda: build_torch,
+            "paddle": functools.partial(_paddle_factory, folder, module, factory_name),
+        },
+        sources={"torch": source, "paddle": f"{module}:{factory_name}"},
+        table=named_file(table, "the mapping table") if table is not None else None,
+        manifest=named_file(layout, "the layout manifest") if layout is not None else None,
+        input_size=field(meta, "input_size", int, "", 224),
+        num_classes=field(meta, "num_classes", int, "", 1000),
+        preprocessing=preprocessing,
+        description=f"{source} <-> {module.name}, ported in {folder}",
+        fixed_args=model_args,
+        folder=folder,
+    )
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    names = {str: "a string", dict: "an object", int: "an integer", type(None): "null"}
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def _paddle_factory(folder: Path, module_path: Path, factory_name: str) -> Callable[[], Any]:
+    module = load_module(folder, module_path)
+    factory = getattr(module, factory_name, None)
+    if not callable(factory):
+        raise PortedFolderError(folder, f"{module_path.name} defines no function {factory_name}()")
+    return factory
+
+
+def load_module(folder: Path, module_path: Path) -> ModuleType:
+    """A ported folder's generated module, loaded once per process under a name of its own (from the
+    file's resolved path), so that several ported folders can be used side by side. Paddle is imported
+    quietly first."""
+    from ..frameworks import quiet_paddle_import
+
+    quiet_paddle_import()
+    resolved = module_path.resolve()
+    module_name = "weightport_ported_" + hashlib.sha256(str(resolved).encode()).hexdigest()[:16]
+    module = sys.modules.get(module_name)
+    if module is not None:
+        return module
+    spec = importlib.util.spec_from_file_location(module_name, resolved)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except (ImportError, SyntaxError) as exc:
+        del sys.modules[module_name]
+        raise PortedFolderError(folder, f"cannot load the Paddle twin {module_path.name}: {exc}") from None
+    except BaseException:
+        del sys.modules[module_name]
+        raise
+    return module
