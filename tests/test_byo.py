@@ -138,6 +138,7 @@ def assert_rc(result, rc: int):
 
 
 @pytest.mark.parametrize("twins", [TINY, NESTED], ids=["flat", "nested"])
+@pytest.mark.slow
 def test_drafted_table_converts_and_verifies_without_edits(twins, tmp_path):
     drafted = run("map", "draft", *twins, "--input-size", "8")
     assert_rc(drafted, 0)
@@ -177,6 +178,7 @@ def paddle_tiny_wide_head(num_classes: int = 5):
     return paddle_tiny(num_classes + 2)
 
 
+@pytest.mark.slow
 def test_draft_comments_on_what_it_cannot_pair():
     drafted = run("map", "draft", "--torch-model", "tests.tiny_twins:torch_tiny",
                   "--paddle-model", "tests.test_byo:paddle_tiny_wide_head", "--input-size", "8")
@@ -192,6 +194,7 @@ def test_draft_comments_on_what_it_cannot_pair():
     assert [r["paddle"] for r in table["rename"]] == ["conv.{rest}", "bn.{rest}", "mix.{rest}", "ln.{rest}"]
 
 
+@pytest.mark.slow
 def test_map_check_lists_an_untransposed_linear_and_an_unpaired_key(tmp_path):
     text = (REPO / "tests" / "tiny_twins.toml").read_text()
     broken = text.replace('transpose = ["square.weight", "head.weight"]', 'transpose = ["head.weight"]')
@@ -208,12 +211,14 @@ def test_map_check_lists_an_untransposed_linear_and_an_unpaired_key(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["resnet18", "cmt_ti"])
+@pytest.mark.slow
 def test_map_check_registered_models(name):
     result = run("map", "check", name)
     assert_rc(result, 0)
     assert "fits both twins" in result.stdout
 
 
+@pytest.mark.slow
 def test_map_check_a_registered_model_against_another_table(tmp_path):
     (tmp_path / "no_transpose.toml").write_text('include = ["shared/batchnorm"]\n')
     result = run("map", "check", "resnet18", "--mapping", tmp_path / "no_transpose.toml")
@@ -293,6 +298,7 @@ def test_help_of_the_map_commands_does_not_import_the_frameworks():
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
 
 
+@pytest.mark.slow
 def test_entry_point_packages_add_their_models(tmp_path):
     """A package registering the tiny twins through the `weightport.models` entry point group."""
     import os

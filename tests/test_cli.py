@@ -83,6 +83,7 @@ def test_inspect_reports_wrapper_and_non_finite_values(tmp_path):
     assert "non-finite" in run("inspect", path, check_rc=0).stdout
 
 
+@pytest.mark.slow
 def test_convert_both_ways_with_json_summary(resnet50_wrapped_ckpt, tmp_path):
     pdparams = tmp_path / "r50.pdparams"
     summary = json.loads(run("convert", "resnet50", resnet50_wrapped_ckpt, pdparams, "--json", check_rc=0).stdout)
@@ -157,6 +158,7 @@ def test_layout_mismatch_lists_keys(resnet50_wrapped_ckpt, tmp_path):
     assert "more" in result.stderr  # the listing is capped
 
 
+@pytest.mark.slow
 def test_verify_gate_json_and_junit(resnet50_wrapped_ckpt, tmp_path):
     pdparams = tmp_path / "good.pdparams"
     run("convert", "resnet50", resnet50_wrapped_ckpt, pdparams, "--quiet", check_rc=0)
@@ -190,6 +192,7 @@ def test_verify_gate_json_and_junit(resnet50_wrapped_ckpt, tmp_path):
     assert "gate=relative" in failure.text
 
 
+@pytest.mark.slow
 def test_gate_passes_torchvision_logits_in_the_hundreds(tmp_path):
     """torchvision's own initialisation (BatchNorm statistics randomised) gives ResNet-50 logits of
     several hundred: an absolute 1e-4 would fail this faithful conversion, the default gate passes it,
@@ -220,6 +223,7 @@ def test_gate_passes_torchvision_logits_in_the_hundreds(tmp_path):
     run("verify", "resnet50", "--paddle", tmp_path / "off.pdparams", *common, check_rc=1)
 
 
+@pytest.mark.slow
 def test_fine_tuned_resnet50_converts_and_verifies_without_options(tmp_path):
     """timm's resnet50 fine-tuned to 10 classes: the class count is read from the checkpoint."""
     import timm

@@ -101,6 +101,7 @@ def test_direction_errors(tiny_model, tmp_path):
     assert back.to == "torch"
 
 
+@pytest.mark.slow
 def test_resnet50_wrapped_checkpoint_to_paddle_and_back(resnet50_torch, resnet50_wrapped_ckpt, tmp_path):
     from weightport.frameworks import quiet_paddle_import
 

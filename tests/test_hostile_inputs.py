@@ -1184,6 +1184,7 @@ def test_unsafe_pickle_reads_pdparams_with_plain_pickle(tmp_path):
     assert json.loads(trusted.stdout)["keys"] == [{"name": "w", "shape": [3], "dtype": "float32"}]
 
 
+@pytest.mark.slow
 def test_unsafe_pickle_really_runs_code_which_is_why_it_is_never_the_default(tmp_path, canary):
     """The flag is an honest opt-out: a payload in a trusted file runs (here, harmlessly)."""
     import torch
@@ -1219,6 +1220,7 @@ def test_the_hand_written_files_are_right_when_nothing_is_wrong(tmp_path):
 
 
 @pytest.mark.parametrize("kind, suffix", [("torch", ".pth"), ("torch-legacy", ".pt"), ("paddle", ".pdparams")])
+@pytest.mark.slow
 def test_a_list_shared_2_to_the_40_times_is_read_at_once(tmp_path, kind, suffix):
     """'Billion laughs': a few hundred bytes of pickle can reference one list 2**40 times through
     its memo; a reader that walks what it unpickled must visit each object once, or never finish."""

@@ -29,6 +29,7 @@ from weightport.report.chart import error_chart
 from weightport.tables.loading import load_table
 
 
+@pytest.mark.slow
 def test_perturbed_conv_in_resnet50_is_named_by_the_cli(resnet50_wrapped_ckpt, tmp_path):
     from weightport.conversion import convert
 
@@ -72,6 +73,7 @@ def test_perturbed_conv_in_resnet50_is_named_by_the_cli(resnet50_wrapped_ckpt, t
     ET.fromstring(re.search(r"<svg.*?</svg>", html, re.S).group(0))  # well-formed inline SVG
 
 
+@pytest.mark.slow
 def test_tanh_gelu_in_one_fcvit_block_is_located(monkeypatch):
     from weightport.frameworks import quiet_paddle_import
     from weightport.models.fcvit import modeling_paddle
@@ -90,6 +92,7 @@ def test_tanh_gelu_in_one_fcvit_block_is_located(monkeypatch):
     assert report.flagged and all(layer.torch.startswith("network.2.1.") for layer in report.flagged)
 
 
+@pytest.mark.slow
 def test_correct_conversions_flag_nothing(tiny_model):
     for name in (tiny_model, "resnet18"):
         result = verify(name, layers=True, floor=True, batch_size=1, device="cpu")

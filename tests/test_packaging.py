@@ -6,9 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
 def test_non_editable_install_ships_the_tables_and_manifests(tmp_path):
     target = tmp_path / "site"
     subprocess.run(

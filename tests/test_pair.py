@@ -25,34 +25,19 @@ from weightport.models.pair import PORTED, REGISTERED, TwinPair, resolve
 
 REPO = Path(__file__).resolve().parent.parent
 
-MODELING_PADDLE = textwrap.dedent('''
-    """The tiny Paddle twin, self-contained: paddle, numpy and the standard library only."""
+# The tiny Paddle twin's own file, made to read its class count from a sibling constants.npz.
+MODELING_PADDLE = (REPO / "tests" / "tiny_paddle_twin.py").read_text() + textwrap.dedent("""
+
     from pathlib import Path
 
     import numpy as np
-    import paddle
-    from paddle import nn
 
     NUM_CLASSES = int(np.load(Path(__file__).with_name("constants.npz"))["num_classes"])
 
 
-    class TinyNet(nn.Layer):
-        def __init__(self, num_classes):
-            super().__init__()
-            self.conv = nn.Conv2D(3, 6, 3, padding=1)
-            self.bn = nn.BatchNorm2D(6)
-            self.mix = nn.Linear(6, 6)
-            self.ln = nn.LayerNorm(6)
-            self.classifier = nn.Linear(6, num_classes)
-
-        def forward(self, x):
-            x = nn.functional.relu(self.bn(self.conv(x))).mean((2, 3))
-            return self.classifier(self.ln(self.mix(x)))
-
-
     def create_model():
         return TinyNet(NUM_CLASSES)
-''')
+""")
 
 
 def make_port(folder: Path, num_classes: int = 5, model_args: dict | None = None) -> Path:

@@ -34,6 +34,7 @@ def _loads(data: bytes):
 
 @settings(max_examples=200, deadline=None)
 @given(st.data(), st.sampled_from([2, 4]))
+@pytest.mark.slow
 def test_plain_values_unpickle_to_themselves(data, protocol):
     content = data.draw(st.dictionaries(st.text(max_size=20), values(with_bytes=protocol == 4), max_size=8))
     assert _loads(_written(content.items(), protocol)) == content

@@ -52,6 +52,7 @@ def _imports(source: str) -> set[str]:
     return names | {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
 
 
+@pytest.mark.slow
 def test_the_folder_holds_code_table_layout_and_manifest(tiny):
     assert {p.name for p in tiny.iterdir()} == {"modeling_paddle.py", "constants.npz", "mapping.toml", "layout.json", "weightport.json"}
     manifest = json.loads((tiny / "weightport.json").read_text())
@@ -59,6 +60,7 @@ def test_the_folder_holds_code_table_layout_and_manifest(tiny):
     assert {"torch", "timm", "paddlepaddle", "weightport"} <= set(manifest["torch"]["versions"])
 
 
+@pytest.mark.slow
 def test_the_generated_code_imports_only_paddle_numpy_and_the_standard_library(tiny):
     source = (tiny / "modeling_paddle.py").read_text()
     assert _imports(source) <= {"paddle", "numpy", "os", "math"}
@@ -83,6 +85,7 @@ def test_one_class_per_torch_class_with_torch_names(tiny):
     assert "if self.training:" in source  # Block's branch on the mode survives as a branch
 
 
+@pytest.mark.slow
 def test_converting_through_the_folder_is_bit_exact_both_ways(tiny, tmp_path):
     model = weightport.create_model(str(tiny), "torch")
     with torch.no_grad():
@@ -115,6 +118,7 @@ def _paired_twins(tiny, drop: float):
     return torch_model, paddle_model
 
 
+@pytest.mark.slow
 def test_train_mode_matches_torch_and_every_parameter_gets_a_gradient(tiny_without_dropout):
     import paddle
 
@@ -149,6 +153,7 @@ def test_dropout_and_drop_path_stay_stochastic_in_training(tiny):
     assert np.allclose(paddle_model(batch).numpy(), paddle_model(batch).numpy())
 
 
+@pytest.mark.slow
 def test_convnext_atto_ports_converts_and_verifies(tmp_path):
     import timm
 
@@ -163,6 +168,7 @@ def test_convnext_atto_ports_converts_and_verifies(tmp_path):
     assert "stages.0.blocks.0.gamma" in keys and "head.fc.weight" in keys
 
 
+@pytest.mark.slow
 def test_a_vision_transformer_ports_with_the_torch_checkpoint(tmp_path):
     import timm
 
@@ -175,6 +181,7 @@ def test_a_vision_transformer_ports_with_the_torch_checkpoint(tmp_path):
     assert (folder / "model.pdparams").is_file() and "vit.pth" in report["verify"]["models"][0]["weights"]
 
 
+@pytest.mark.slow
 def test_an_untranslatable_op_is_named_and_nothing_is_left_behind(tmp_path):
     result = run("port", "tests.port_models:untranslatable", "--out", tmp_path / "out")
     assert result.returncode == 2 and "Traceback" not in result.stderr
@@ -184,6 +191,7 @@ def test_an_untranslatable_op_is_named_and_nothing_is_left_behind(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_an_existing_folder_needs_force(tiny, tmp_path):
     folder = tmp_path / "tiny"
     folder.mkdir()
@@ -196,6 +204,7 @@ def test_an_existing_folder_needs_force(tiny, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny"]
 
 
+@pytest.mark.slow
 def test_a_failed_gate_keeps_the_files_and_says_where(tmp_path):
     folder = tmp_path / "tiny"
     result = run("port", TINY, "--out", folder, "--input-size", "16", "--tol", "1e-12")
@@ -204,11 +213,13 @@ def test_a_failed_gate_keeps_the_files_and_says_where(tmp_path):
     assert "per-layer parity" in result.stdout
 
 
+@pytest.mark.slow
 def test_unknown_timm_names_are_refused_cleanly(tmp_path):
     result = run("port", "timm:resnet_51", "--out", tmp_path / "x")
     assert result.returncode == 2 and "timm has no model 'resnet_51'" in result.stderr
 
 
+@pytest.mark.slow
 def test_a_ported_folder_passes_training_parity(tiny):
     result = run("verify", tiny, "--train", "--layers", "--json", check_rc=0)
     training = json.loads(result.stdout)["models"][0]["training"]

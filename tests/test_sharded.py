@@ -224,6 +224,7 @@ def _resnet50_hf_folder(folder):
     return model, state, torch
 
 
+@pytest.mark.slow
 def test_resnet50_from_hugging_face_shards_to_paddle_shards_and_back_bit_for_bit(tmp_path):
     from weightport.frameworks import quiet_paddle_import
     from weightport.testing import load_paddle_strictly
@@ -268,6 +269,7 @@ def paddle_net():
 '''
 
 
+@pytest.mark.slow
 def test_the_layout_of_a_twin_beyond_the_machines_memory_is_read_without_allocating_it(tmp_path):
     import subprocess
     import sys

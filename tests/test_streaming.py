@@ -98,6 +98,7 @@ def test_converted_files_load_in_the_frameworks(tiny_model, tmp_path, paddle):
 
 
 @pytest.mark.parametrize("ext", ["pth", "pdparams", "safetensors"])
+@pytest.mark.slow
 def test_writers_hold_one_tensor_at_a_time(tmp_path, ext):
     loaded: list[weakref.ref] = []
     most = 0

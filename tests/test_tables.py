@@ -12,6 +12,7 @@ from weightport.tables.layouts import model_layout
 
 
 @pytest.mark.parametrize("name", list_models())
+@pytest.mark.slow
 def test_table_and_manifest_fit_both_twins(name):
     twins = {framework: create_model(name, framework) for framework in ("torch", "paddle")}
     problems = twin_problems(resolve(name).table(), twins["torch"], twins["paddle"])

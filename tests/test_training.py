@@ -122,6 +122,7 @@ def test_stochastic_layers_are_switched_off_and_listed():
     assert torch.equal(model(x), model[0](x))
 
 
+@pytest.mark.slow
 def test_a_table_that_rescales_weights_trains_differently_and_says_where():
     """alexnet's table doubles two Linear weights (paddle.vision's inference-scaling dropout): the
     gradients agree through the chain rule, the running forward agrees, and the optimizer steps move

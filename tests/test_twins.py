@@ -29,6 +29,7 @@ def _buffers(model, framework):
 
 
 @pytest.mark.parametrize("name", FAMILIES)
+@pytest.mark.slow
 def test_overwritten_twins_match_normal_ones_once_loaded(name):
     """Same layout, trainable parameters and buffers (non-persistent ones included), and, loaded with
     the same weights, bit-identical outputs: nothing __init__ computes besides the weights is skipped."""
@@ -51,6 +52,7 @@ def test_overwritten_twins_match_normal_ones_once_loaded(name):
 
 
 @pytest.mark.parametrize("name", FAMILIES)
+@pytest.mark.slow
 def test_random_weights_keep_the_initialisation_scale(name):
     """Each weight's std after `randomize_torch` on an overwritten twin is its normal init's, to the
     sampling error; tensors up to 1-D and BatchNorm statistics are randomised too."""
@@ -73,6 +75,7 @@ def test_random_weights_keep_the_initialisation_scale(name):
             assert float((new - value).std()) > 0.1, key  # biases, norms, layer scales, BN statistics
 
 
+@pytest.mark.slow
 def test_random_weights_are_deterministic_and_leave_no_trace():
     """Two overwritten twins randomised with one seed are identical, whatever the thread count;
     another seed differs. Building one leaves torch's generator, thread count and later

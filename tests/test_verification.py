@@ -87,6 +87,7 @@ def resnet18_state():
 
 
 @pytest.mark.parametrize("scale", [1e-3, 1.0, 1e3])
+@pytest.mark.slow
 def test_the_gate_means_the_same_at_every_output_scale(resnet18_state, tmp_path, scale):
     """The classifier scaled by 1e-3, 1 and 1e3: the faithful conversion passes the default gate at
     every scale, and one conv weight off by 1 % fails it at every scale."""

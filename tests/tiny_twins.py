@@ -38,20 +38,7 @@ def torch_tiny(num_classes: int = 5):
 def paddle_tiny(num_classes: int = 5):
     from weightport.frameworks import quiet_paddle_import
 
-    paddle = quiet_paddle_import()
-    nn = paddle.nn
+    quiet_paddle_import()
+    from tests.tiny_paddle_twin import TinyNet
 
-    class TinyNet(nn.Layer):
-        def __init__(self):
-            super().__init__()
-            self.conv = nn.Conv2D(3, 6, 3, padding=1)
-            self.bn = nn.BatchNorm2D(6)
-            self.mix = nn.Linear(6, 6)
-            self.ln = nn.LayerNorm(6)
-            self.classifier = nn.Linear(6, num_classes)
-
-        def forward(self, x):
-            x = nn.functional.relu(self.bn(self.conv(x))).mean((2, 3))
-            return self.classifier(self.ln(self.mix(x)))
-
-    return TinyNet()
+    return TinyNet(num_classes)

@@ -27,13 +27,15 @@ def parity(model, batch_size: int = 1, seed: int = 0, **model_kwargs: Any) -> Me
 
 
 def load_paddle_strictly(model, state: dict) -> None:
-    """Load `state` into a Paddle layer after checking every name and shape: Paddle's
-    set_state_dict only warns on a missing or misshaped key."""
-    own = model.state_dict()
-    assert sorted(state) == sorted(own), (sorted(set(own) - set(state))[:5], sorted(set(state) - set(own))[:5])
-    misshaped = [k for k in own if list(state[k].shape) != list(own[k].shape)]
-    assert not misshaped, misshaped[:5]
-    model.set_state_dict(state)
+    """Load `state` (what `paddle.load` returned) into a Paddle layer after checking every name and
+    shape (`models.weights.load_paddle`): Paddle's set_state_dict only warns on a missing or misshaped key."""
+    import numpy as np
+
+    from .formats.checkpoint import paddle_array_tensor
+    from .models.weights import load_paddle
+
+    load_paddle(model, {key: paddle_array_tensor(np.asarray(value.numpy() if hasattr(value, "numpy") else value))
+                        for key, value in state.items()})
 
 
 @dataclass

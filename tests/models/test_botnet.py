@@ -77,6 +77,7 @@ def test_table(name):
 
 
 @pytest.mark.parametrize("name", MODELS)
+@pytest.mark.slow
 def test_parity(name):
     # timm state_dict -> torch.save -> convert -> Paddle's loader, random non-trivial weights.
     result = parity(name, batch_size=1, seed=0)
@@ -134,6 +135,7 @@ def test_bottleneck_attn_matches_timm(dim, feat_size, stride, kwargs):
 
 
 @pytest.mark.parametrize("name", TIMM_MODELS)
+@pytest.mark.slow
 def test_timm_checkpoint_converts(name, tmp_path):
     """A checkpoint saved from `timm.create_model(name).state_dict()` loads strictly into the torch
     twin and converts onto exactly the Paddle twin's keys and shapes. (Logits through this same

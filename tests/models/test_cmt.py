@@ -142,6 +142,7 @@ def test_registry_entries():
 
 
 @pytest.mark.parametrize("name", NAMES)
+@pytest.mark.slow
 def test_parameter_count(name):
     torch_model = torch_twin(name)
     assert count_trainable(torch_model) == PARAMETERS[name]
@@ -180,6 +181,7 @@ def test_table(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
+@pytest.mark.slow
 def test_parity(name):
     metrics = parity(name, batch_size=1)
     assert metrics.ref_max > 0.5  # non-trivial logits
@@ -252,6 +254,7 @@ def test_resolution_mismatch_is_an_error():
     assert "model_kwargs={'img_size': 'N'}" in message
 
 
+@pytest.mark.slow
 def test_converting_to_another_size_resizes_the_biases_in_both_frameworks():
     """A 160 checkpoint converted for a 192 twin: the Paddle twin equals a 192 torch twin given the same biases."""
     source = modeling_torch.cmt_ti()
@@ -329,6 +332,7 @@ def test_resize_basics():
         resize_relative_pos(np.zeros((1, 15, 4)), (1, 16, 4))
 
 
+@pytest.mark.slow
 def test_cmt_s_converted_for_256_verifies_against_a_256_twin(tmp_path):
     """The user's path: `convert cmt_s --input-size 256`, then `verify --input-size 256` with both files."""
     from weightport import convert, verify

@@ -102,6 +102,7 @@ def test_registry_entries():
 
 
 @pytest.mark.parametrize("name", NAMES)
+@pytest.mark.slow
 def test_trainable_parameters(name):
     spec = next(spec for spec in MODELS if spec.name == name)
     assert count_trainable(torch_twin(name)) == PARAMETERS[name]
@@ -114,6 +115,7 @@ def test_table(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
+@pytest.mark.slow
 def test_parity(name):
     result = parity(name, batch_size=1, seed=0)
     assert result.ref_max > 0.1, "degenerate logits make the comparison meaningless"

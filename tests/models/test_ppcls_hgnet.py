@@ -44,6 +44,7 @@ def _dropout_rates(paddle_model) -> list[float]:
 
 
 @pytest.mark.parametrize("name", NAMES)
+@pytest.mark.slow
 def test_timm_checkpoints_load_into_paddleclas_twins_and_back(name, tmp_path):
     trip = checkpoint_round_trip(name, tmp_path, INPUT_SIZE)
     assert trip.there.max_rel < 1e-5, (name, trip.there)
@@ -52,11 +53,13 @@ def test_timm_checkpoints_load_into_paddleclas_twins_and_back(name, tmp_path):
 
 
 @pytest.mark.parametrize("name", NAMES)
+@pytest.mark.slow
 def test_only_pphgnet_base_has_a_downscale_in_infer_dropout(name):
     # PaddleClas's defaults: a downscale-in-infer dropout with p > 0 in PPHGNet_base alone.
     assert _dropout_rates(resolve(name).create("paddle")) == [0.2 if name == "ppcls_pphgnet_base" else 0.0]
 
 
+@pytest.mark.slow
 def test_pphgnet_base_folds_the_downscale_in_infer_dropout_into_fc(tmp_path):
     """PaddleClas multiplies the features by 0.8 before fc at inference, timm does not: fc's weight
     is 1.25x timm's in Paddle. Converted without that rule, the logits come out 20 % off."""

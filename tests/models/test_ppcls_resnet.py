@@ -70,6 +70,7 @@ def _fp64_floor(torch_model, batch, reference) -> float:
 
 
 @pytest.mark.parametrize("name", NAMES)
+@pytest.mark.slow
 def test_checkpoints_convert_to_the_paddleclas_layout_and_back(name, tmp_path):
     timm_model = _randomized_torch_twin(name)
     paddle_model = _to_paddle(name, timm_model, tmp_path)

@@ -50,12 +50,14 @@ def _random_torch_twin(pair, seed=3, **kwargs):
 
 
 @pytest.mark.parametrize("name", NAMES)
+@pytest.mark.slow
 def test_four_maps_agree_both_ways(name, tmp_path):
     trip = checkpoint_round_trip(name, tmp_path, SIZE, **({"img_size": SIZE} if name == BOTNET else {}))
     assert [list(shape)[1:] for shape in trip.shapes] == [[256, 16, 16], [512, 8, 8], [1024, 4, 4], [2048, 2, 2]]
     assert trip.there.max_rel < TOL and trip.back.max_rel < 1e-6, trip
 
 
+@pytest.mark.slow
 def test_botnet_trains_alike_but_for_the_shortcut_biases_paddle_lacks():
     """The folded bias: the running means agree through the fold, and the biases themselves are
     the only training difference (ModelSpec.training_differs)."""
@@ -98,6 +100,7 @@ def _timm_features(checkpoint):
     return model.eval()
 
 
+@pytest.mark.slow
 def test_classification_checkpoint_loses_its_classifier_and_says_so(classification_checkpoint, tmp_path):
     out = tmp_path / "r50.pdparams"
     result = CliRunner().invoke(cli, ["convert", "ppdet_resnet50", str(classification_checkpoint), str(out), "--json"])
@@ -113,6 +116,7 @@ def test_classification_checkpoint_loses_its_classifier_and_says_so(classificati
     assert _worst(torch_forward(_timm_features(classification_checkpoint), batch), paddle_forward(paddle_model, batch)) < TOL
 
 
+@pytest.mark.slow
 def test_prefix_both_ways(classification_checkpoint, tmp_path):
     """Into a detector's layout (backbone.*) through the CLI, and back from a detector checkpoint
     that also holds neck and head tensors through the API."""
@@ -162,6 +166,7 @@ def test_listed_with_family_and_description(name):
     assert row["family"] == "ppdet_resnet" and "PaddleDetection" in row["description"]
 
 
+@pytest.mark.slow
 def test_paddledetection_freezing_is_mirrored():
     """PaddleDetection's defaults (freeze_norm=True, freeze_at=0) freeze the same in both twins,
     which then agree (the registered twins train everything, as timm does)."""
@@ -200,6 +205,7 @@ def test_rel_pos_resize_is_bicubic_interpolation_in_both_frameworks(old, new):
         assert np.abs(ours.reshape(1, 32, *size) - by_paddle.numpy()).max() < 1e-5
 
 
+@pytest.mark.slow
 def test_botnet_converted_to_another_input_size(tmp_path):
     """A 64-pixel checkpoint converted for 96-pixel twins: rel_h / rel_w resized, the others copied;
     the 96-pixel twins agree (the way back at 96 needs no resize)."""
@@ -227,6 +233,7 @@ def test_botnet_parity_at_two_sizes(img_size):
     assert parity(BOTNET, batch_size=1, img_size=img_size).max_rel < TOL
 
 
+@pytest.mark.slow
 def test_shortcut_bias_folds_into_the_running_mean_and_back(tmp_path):
     """BN(Wx + b) with running mean m is BN(Wx) with m - b: a trained bias converts exactly, and
     comes back as zeros with the folded mean, computing the same."""

@@ -36,6 +36,7 @@ def _logits(forward, model, batch) -> np.ndarray:
 
 
 @pytest.mark.parametrize("name", NAMES)
+@pytest.mark.slow
 def test_torchvision_checkpoints_load_into_paddle_vision_and_back(name, tmp_path):
     assert type(resolve(name).create("paddle")).__module__.startswith("paddle.vision.models")  # paddle.vision's own
     trip = checkpoint_round_trip(name, tmp_path, INPUT_SIZE.get(name, 64))

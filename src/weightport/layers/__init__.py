@@ -1,6 +1,9 @@
-"""Reusable Paddle layers for the hand-written Paddle twins.
+"""Reusable layers for the hand-written twins, apart from the model definitions (as timm keeps them):
+`torch_layers` for the torch twins (so that they need not import timm), `paddle_layers` for the Paddle
+twins. What needs neither framework lives here."""
+from __future__ import annotations
 
-The torch twins reuse timm's layers (DropPath, trunc_normal_, ...); these are
-their Paddle counterparts, written once so that every family shares them.
-Importing this package imports paddle.
-"""
+
+def to_2tuple(value):
+    """(v, v) for a scalar, the value itself for a pair, as timm's to_2tuple."""
+    return tuple(value) if isinstance(value, (tuple, list)) else (value, value)

@@ -27,9 +27,10 @@ What the reference does, replicated here on purpose:
 from __future__ import annotations
 
 import torch
-from timm.layers import to_2tuple
 from torch import nn
 from torch.nn import functional as F
+
+from ...layers import to_2tuple
 
 EXPANSION = 4
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-from timm.layers import DropPath, to_2tuple, trunc_normal_
 
+from ...layers.torch_layers import DropPath, to_2tuple, trunc_normal_
 from . import STAGES, check_img_size
 
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 import math
 
 import torch
-from timm.layers import DropPath, to_2tuple, trunc_normal_
 from torch import nn
+
+from ...layers.torch_layers import DropPath, to_2tuple, trunc_normal_
 
 # Shared by every released variant (the reference sets them in each factory).
 GC_HEADS = 8

@@ -174,3 +174,6 @@ class DropPath(nn.Layer):
 
     def forward(self, x):
         return drop_path(x, self.drop_prob, self.training, self.scale_by_keep)
+
+    def extra_repr(self):
+        return f"drop_prob={self.drop_prob}"
