@@ -63,6 +63,25 @@ def hostile_tally(request):
     )
 
 
+def pytest_sessionfinish(session):
+    """Under pytest-xdist, a worker hands its tally to the controller, which prints the summary."""
+    tally = session.config.stash.get(_HOSTILE_TALLY, None)
+    if tally and hasattr(session.config, "workeroutput"):
+        session.config.workeroutput["hostile_tally"] = {k: sorted(v) if isinstance(v, set) else v for k, v in tally.items()}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    worker = getattr(node, "workeroutput", {}).get("hostile_tally")
+    if not worker:
+        return
+    tally = node.config.stash.setdefault(
+        _HOSTILE_TALLY, {"tried": set(), "refused": set(), "runs": 0, "generated": 0, "generated_refused": 0}
+    )
+    for key, value in worker.items():
+        tally[key] = tally[key] | set(value) if isinstance(tally[key], set) else tally[key] + value
+
+
 def pytest_terminal_summary(terminalreporter, config):
     tally = config.stash.get(_HOSTILE_TALLY, None)
     if not tally:

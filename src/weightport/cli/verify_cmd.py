@@ -14,6 +14,7 @@ from .output import print_json
 @click.command("verify")
 @click.argument("models", nargs=-1)
 @click.option("--all", "all_models", is_flag=True, help="Verify every registered model.")
+@click.option("--shard", metavar="K/N", help="Verify every Nth of the models, from the Kth on (split a long run across CI jobs).")
 @click.option("--torch", "torch_ckpt", type=click.Path(), help="Torch checkpoint to check (converted in memory if --paddle is absent).")
 @click.option("--paddle", "paddle_ckpt", type=click.Path(), help=".pdparams to check (converted back in memory if --torch is absent).")
 @click.option("--key", help="Which state dict of the torch checkpoint (e.g. state_dict_ema).")
@@ -40,7 +41,7 @@ from .output import print_json
               help="Gate of --train (float64 twins): largest error allowed, as a fraction of each tensor's largest value.")
 @options.unsafe_pickle
 @options.twin_pair_options()
-def verify_cmd(models, all_models, torch_ckpt, paddle_ckpt, key, tol, atol, batch_size, batches, seed, input_size, images,
+def verify_cmd(models, all_models, shard, torch_ckpt, paddle_ckpt, key, tol, atol, batch_size, batches, seed, input_size, images,
                device, floor, keep, as_json, json_file, junit_path, layers, html_path, train, train_tol, unsafe_pickle,
                torch_model, paddle_model, mapping, model_args):
     """Run both twins on identical batches and gate on the error (exit 1 when any model fails).
@@ -57,6 +58,8 @@ def verify_cmd(models, all_models, torch_ckpt, paddle_ckpt, key, tol, atol, batc
             raise click.UsageError("name models or pass --all, not both")
         models = list_models()
     pairs = options.twin_pairs(models, torch_model, paddle_model, mapping)
+    if shard:
+        pairs = pairs[_shard(shard)]
     if not pairs:
         raise click.UsageError("name at least one model, or pass --all")
     settings = VerifyOptions(
@@ -96,3 +99,11 @@ def verify_cmd(models, all_models, torch_ckpt, paddle_ckpt, key, tol, atol, batc
         write_text(html_path, html_page(result))
     if not result.passed:
         sys.exit(EXIT_GATE_FAILED)
+
+
+def _shard(text: str) -> slice:
+    """The models of shard K/N: every Nth, from the Kth on."""
+    start, _, count = text.partition("/")
+    if not (start.isdigit() and count.isdigit() and 1 <= int(start) <= int(count)):
+        raise click.BadParameter(f"{text!r}: write K/N with 1 <= K <= N, e.g. 1/2", param_hint="--shard")
+    return slice(int(start) - 1, None, int(count))
