@@ -3,8 +3,9 @@ requirement a line (`numpy==1.24.*`): what CI installs beside the oldest Python 
 that the core (every format, inspect, convert from a layout manifest) runs at the bottom of each range."""
 import re
 import sys
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 FRAMEWORKS = {"torch", "torchvision", "timm", "paddlepaddle"}
 

@@ -173,3 +173,78 @@ def test_one_element_batch_counters_load_as_the_scalars_they_are(resnet18_state,
     convert("resnet18", tmp_path / "old.pth", tmp_path / "old.pdparams")
     result = verify("resnet18", torch_ckpt=str(tmp_path / "old.pth"), batch_size=1, device="cpu")
     assert result.passed and result.models[0].conversion["dropped"] == 20
+
+
+def _conversions(monkeypatch) -> list[str]:
+    """Each conversion verify makes, by target framework, counted at the converter."""
+    from weightport.parity import verification
+
+    made: list[str] = []
+    real = verification.convert_tensors
+
+    def counting(pair, tensors, to, **kwargs):
+        made.append(to)
+        return real(pair, tensors, to, **kwargs)
+
+    monkeypatch.setattr(verification, "convert_tensors", counting)
+    return made
+
+
+@pytest.mark.slow
+def test_a_checkpoint_is_converted_once_and_the_twins_learn_their_class_count_once(tmp_path, monkeypatch):
+    """A fine-tuned head (10 classes, not the twins' 1000): the torch file alone is converted once,
+    to Paddle; with both files given nothing is converted, and the class count is read from the shapes."""
+    import torch
+
+    from weightport.conversion import convert
+    from weightport.models.pair import create_model
+    from weightport.models.weights import randomize_torch
+
+    model = create_model("resnet18", "torch", num_classes=10)
+    randomize_torch(model, seed=1)
+    torch.save(model.state_dict(), tmp_path / "r18.pth")
+    convert("resnet18", tmp_path / "r18.pth", tmp_path / "r18.pdparams")
+    made = _conversions(monkeypatch)
+    result = verify("resnet18", torch_ckpt=str(tmp_path / "r18.pth"), device="cpu")
+    assert result.passed and made == ["paddle"] and result.models[0].conversion["classes_from_checkpoint"] == 10
+    made.clear()
+    both = verify("resnet18", torch_ckpt=str(tmp_path / "r18.pth"), paddle_ckpt=str(tmp_path / "r18.pdparams"), device="cpu")
+    assert both.passed and made == [] and both.models[0].outputs[0].shape == [2, 10]
+
+
+@pytest.mark.slow
+def test_another_input_size_resizes_each_file_on_its_own_side_without_more_conversions(tmp_path, monkeypatch):
+    """cmt_ti's files, made at 160, checked at 192: the torch file is converted once; its own tensors
+    sized by the input are resized where they are, as the conversion resizes them for Paddle."""
+    import torch
+
+    from weightport.conversion import convert
+    from weightport.models.pair import create_model
+    from weightport.models.weights import randomize_torch
+
+    model = create_model("cmt_ti", "torch")
+    randomize_torch(model, seed=2)
+    torch.save({"model": model.state_dict()}, tmp_path / "cmt.pth")
+    convert("cmt_ti", tmp_path / "cmt.pth", tmp_path / "cmt.pdparams")
+    made = _conversions(monkeypatch)
+    one = verify("cmt_ti", torch_ckpt=str(tmp_path / "cmt.pth"), input_size=192, batch_size=1, device="cpu")
+    assert one.passed and made == ["paddle"] and "192x192" in one.models[0].inputs
+    made.clear()
+    both = verify("cmt_ti", torch_ckpt=str(tmp_path / "cmt.pth"), paddle_ckpt=str(tmp_path / "cmt.pdparams"),
+                  input_size=192, batch_size=1, device="cpu")
+    assert both.passed and made == []
+    assert both.models[0].outputs[0].metrics.max_rel < 1e-5
+
+
+def test_verify_options_are_checked_and_named_as_the_api_names_them():
+    from weightport.errors import InvalidArgument
+    from weightport.parity.verification import VerifyOptions
+
+    with pytest.raises(InvalidArgument, match=r"batch_size=0: must be a whole number of at least 1"):
+        VerifyOptions(batch_size=0)
+    with pytest.raises(InvalidArgument, match=r"batch_size=1: training parity needs at least 2 images"):
+        VerifyOptions(train=True, batch_size=1)
+    with pytest.raises(InvalidArgument, match=r"tol=0: must be positive"):
+        VerifyOptions.of(tol=0)
+    with pytest.raises(InvalidArgument, match=r"bach_size=4: not a verify option"):
+        VerifyOptions.of(bach_size=4)

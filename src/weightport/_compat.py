@@ -1,9 +1,9 @@
 """What depends on the Python or framework version, or on their private internals, in one place,
-with the versions it was checked on.
+with the versions it was checked on (docs/compatibility.md).
 
 weightport declares Python 3.10 to 3.13, torch 2.14, timm 1.0 and paddlepaddle 3.3 (pyproject.toml).
-The private framework internals below were checked on torch 2.14.1 (and 2.13.0) only; a torch that
-lacks them fails at the import here, naming them, not somewhere deep in a trace.
+The private torch internals below were checked on torch 2.14.1; a torch that lacks them fails here,
+naming them, not somewhere deep in a trace. atexit._run_exitfuncs was checked on CPython 3.10 to 3.13.
 """
 from __future__ import annotations
 

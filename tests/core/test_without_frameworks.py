@@ -21,19 +21,19 @@ from weightport.models.pair import resolve
 
 MODEL = "resnet50"
 FRAMEWORKS = ("torch", "paddle", "timm", "torchvision")
-# Runs the command line, then fails (exit 3) if a framework was imported on the way.
+# Runs the command line as the `weightport` script does (its exit included), failing with exit 3
+# if a framework was imported on the way.
 RUN_CLI = (
-    "import sys\n"
-    "from weightport.cli import cli\n"
-    "try:\n"
-    "    cli.main(sys.argv[1:], prog_name='weightport')\n"
-    "except SystemExit as exc:\n"
-    "    code = exc.code\n"
-    f"loaded = sorted(set(sys.modules) & set({FRAMEWORKS!r}))\n"
-    "if loaded:\n"
-    "    print('imported', loaded, file=sys.stderr)\n"
-    "    sys.exit(3)\n"
-    "sys.exit(code)\n"
+    "import atexit, os, sys\n"
+    "def check():\n"
+    f"    loaded = sorted(set(sys.modules) & set({FRAMEWORKS!r}))\n"
+    "    if loaded:\n"
+    "        print('imported', loaded, file=sys.stderr, flush=True)\n"
+    "        os._exit(3)\n"
+    "atexit.register(check)\n"
+    "sys.argv[0] = 'weightport'\n"
+    "from weightport.cli import main\n"
+    "main()\n"
 )
 
 
