@@ -26,7 +26,7 @@ def list_cmd(as_json: bool):
             "family": pair.family,
             "input_size": pair.input_size,
             "parameters": pair.parameter_count(),
-            "table": pair.table_file.relative_to(PACKAGE_ROOT).as_posix(),
+            "table": _shown(pair.table_file),
             "description": pair.description,
         })
     if as_json:
@@ -43,3 +43,8 @@ def list_cmd(as_json: bool):
         params = f"{row['parameters']:,}" if row["parameters"] is not None else "?"
         table.add_row(row["name"], row["family"], str(row["input_size"]), params, row["table"], row["description"])
     console().print(table)
+
+
+def _shown(path: Path) -> str:
+    """A built-in table relative to the package (models/resnet/resnet.toml), another as it is."""
+    return path.relative_to(PACKAGE_ROOT).as_posix() if path.is_relative_to(PACKAGE_ROOT) else str(path)
