@@ -113,3 +113,14 @@ def test_a_user_mistake_is_one_line_and_exit_2(tmp_path):
     result = weightport("convert", MODEL, tmp_path / "missing.pth", tmp_path / "out.pdparams")
     assert result.returncode == 2 and result.stderr.strip().splitlines() == [f"Error: {tmp_path / 'missing.pth'}: no such file"]
     assert not (tmp_path / "out.pdparams").exists()
+
+
+def test_a_paddle_inference_model_is_read_by_its_program(tmp_path):
+    from tests.inference_models import sample_tensors, write_model
+
+    for kind in ("pir", "pdmodel"):
+        folder = write_model(tmp_path / kind, sample_tensors(), kind)
+        report = json.loads(succeeds("inspect", folder, "--json"))
+        assert report["format"] == "paddle-inference" and report["tensors"] == len(sample_tensors())
+        assert [k["name"] for k in report["keys"]] == sorted(sample_tensors())
+        assert report["extras"]["inputs"] == "x float32 [-1, 3, -1, -1]"

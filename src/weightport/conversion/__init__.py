@@ -335,7 +335,7 @@ def _check_complete(model: str, table: Table, plan: Plan, out: dict, expected: L
 
 def source_side(checkpoint_format: str, to: str | None) -> str:
     """Which framework's names a checkpoint of this format carries."""
-    side = {"torch": "torch", "torch-legacy": "torch", "paddle": "paddle"}.get(checkpoint_format)
+    side = {"torch": "torch", "torch-legacy": "torch", "paddle": "paddle", "paddle-inference": "paddle"}.get(checkpoint_format)
     if side is None:  # safetensors carry either framework's names
         if to is None:
             raise InvalidArgument("to", to, "a safetensors file may hold either framework's names: "

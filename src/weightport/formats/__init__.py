@@ -35,6 +35,7 @@ FORMAT_NAMES = {
     "torch-legacy": "a legacy (pre-1.6) PyTorch checkpoint",
     "paddle": "a Paddle .pdparams pickle",
     "safetensors": "a safetensors file",
+    "paddle-inference": "a Paddle inference model (a program and its .pdiparams)",
 }
 # torch's legacy serialisation starts with this magic number, pickled as a long.
 _LEGACY_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"
@@ -143,13 +144,36 @@ def _read_unrestricted(path: str, fmt: str) -> object:
 
 def read_checkpoint(path: str | Path, key: str | None = None) -> Checkpoint:
     """Read the state dict a checkpoint holds (`key` picks one of several, e.g. EMA weights); a
-    folder of shards or its index file reads as one checkpoint."""
-    from . import sharded
+    folder of shards or its index file reads as one checkpoint, and so does a Paddle inference model
+    (its folder, its path prefix or one of its files; the program names the tensors)."""
+    from . import paddle_inference, sharded
 
+    if paddle_inference.locate(path) is not None:
+        return _inference_checkpoint(path, key)
     if sharded.is_sharded_path(path):
         return sharded.read(path, key, read_raw)
     fmt, obj = read_raw(path)
     return select_state_dict(str(path), fmt, obj, key)
+
+
+def _inference_checkpoint(path: str | Path, key: str | None) -> Checkpoint:
+    from . import paddle_inference
+
+    if key is not None:
+        raise InvalidArgument("key", key, f"{path} is an inference model: one set of tensors, named by its program")
+    program, tensors = paddle_inference.read(path)
+
+    def listed(variables) -> str:
+        return ", ".join(f"{v.name} {v.dtype} {list(v.shape)}" for v in variables) or "none"
+
+    extras = {
+        "program": f"{Path(program.path).name} ({'PIR JSON' if program.kind == 'pir' else 'ProgramDesc protobuf'})",
+        "inputs": listed(program.inputs),
+        "outputs": listed(program.outputs),
+        "ops": f"{sum(program.ops.values())} of {len(program.ops)} types: "
+               + ", ".join(f"{kind} x{count}" for kind, count in program.ops.most_common()),
+    }
+    return Checkpoint(str(path), "paddle-inference", tensors, extras=extras)
 
 
 def output_format(path: str | Path) -> str:

@@ -61,7 +61,7 @@ class LazyTensor:
 @dataclass
 class Checkpoint:
     path: str
-    format: str  # "torch", "torch-legacy", "paddle", "safetensors"
+    format: str  # "torch", "torch-legacy", "paddle", "safetensors", "paddle-inference"
     tensors: dict[str, LazyTensor]
     wrapper: str | None = None  # the key the weights were taken from, None for a bare state dict
     candidates: tuple[str, ...] = ()  # every key holding a state dict
