@@ -6,7 +6,7 @@ A model is a registered name, a ported folder's path or a `TwinPair` (`resolve` 
     weightport.resolve(model) -> TwinPair
     weightport.create_model(model, framework="torch" | "paddle", **kwargs)
     weightport.convert(model, src, dst, **options) -> Summary
-    weightport.verify(model or models, ...) -> VerifyResult
+    weightport.verify(model or models, VerifyOptions(...) or options by name) -> VerifyResult
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ _API = {
     "TwinPair": "models.pair",
     "convert": "conversion",
     "verify": "parity.verification",
+    "VerifyOptions": "parity.verification",
     "read_checkpoint": "formats",
     "write_checkpoint": "formats",
     "load_table": "tables.loading",

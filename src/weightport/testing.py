@@ -13,7 +13,7 @@ from .tables.layouts import count_trainable  # noqa: F401  (the families' tests 
 
 
 def check_table(model, **model_kwargs: Any) -> None:
-    """Fail with a full listing unless the table of `model` (anything `pair.resolve` takes) pairs its two twins exactly."""
+    """Fail with a full listing unless the table of `model` (anything `models.pair.resolve` takes) pairs its two twins exactly."""
     pair = resolve(model)
     problems = table_problems(pair, **model_kwargs)
     assert not problems, f"mapping table of {pair.name} does not fit its twins:\n  " + "\n  ".join(problems)

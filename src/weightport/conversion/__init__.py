@@ -74,7 +74,7 @@ def convert_tensors(
     model_kwargs: dict[str, Any] | None = None,
 ) -> tuple[dict[str, LazyTensor], Summary]:
     """Map `tensors` (named as the other framework names them) onto the layout of the `to` twin
-    of `model` (anything `pair.resolve` takes)."""
+    of `model` (anything `models.pair.resolve` takes)."""
     pair = resolve(model)
     model_kwargs = model_kwargs or {}
     if dtype is not None and dtype not in dtypes.CASTABLE:
@@ -361,7 +361,7 @@ def convert(
     on_start: Callable[[int], None] | None = None,
     on_tensor: Callable[[str, LazyTensor], None] | None = None,
 ) -> Summary:
-    """Convert checkpoint `src` of `model` (anything `pair.resolve` takes) into `dst`, checked and atomic.
+    """Convert checkpoint `src` of `model` (anything `models.pair.resolve` takes) into `dst`, checked and atomic.
 
     `src` may be a file, or a folder of shards (or its index file). `dst` is a file, or a folder of
     shards when it ends in a separator, is an existing folder or `max_shard_size` is given (bytes, or

@@ -163,7 +163,7 @@ class TwinPair:
     def create_to_overwrite(self, framework: str = "torch", **kwargs: Any):
         """`create` for a twin whose weights the caller overwrites before reading them (loading a
         checkpoint, `randomize_torch`) or never reads (layouts, table checks). Its initialisation, most
-        of the build's time, is mostly skipped: see `twins.overwrite_only` for what is left."""
+        of the build's time, is mostly skipped: see `models.weights.overwrite_only` for what is left."""
         from .weights import overwrite_only
 
         factory = self.factory(framework)
@@ -172,7 +172,7 @@ class TwinPair:
             return self._built(factory, kwargs)
 
     def skeleton(self, framework: str = "torch", **kwargs: Any):
-        """The `framework` twin's structure with no memory for its tensors (see `twins.without_weights`),
+        """The `framework` twin's structure with no memory for its tensors (see `models.weights.without_weights`),
         for its layout; a twin whose construction computes with its tensors' values cannot be built
         so, and is built to be overwritten instead."""
         from .weights import without_weights

@@ -29,7 +29,7 @@ def linear_weights(model, framework: str) -> set[str]:
 
 
 def table_problems(model: TwinPair | str | Path, **model_kwargs: Any) -> list[str]:
-    """Everything wrong with the table of `model` (anything `pair.resolve` takes; another table:
+    """Everything wrong with the table of `model` (anything `models.pair.resolve` takes; another table:
     `TwinPair.with_table`) against its twins built with `model_kwargs` (an empty list when it is right)."""
     pair = resolve(model)
     table = pair.table()

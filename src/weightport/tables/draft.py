@@ -81,7 +81,7 @@ class Draft:
 
 
 def draft_table(model: TwinPair | str | Path, input_size: int | None = None, **model_kwargs: Any) -> Draft:
-    """Draft the mapping table of `model` (anything `pair.resolve` takes; it needs no table) from its two twins."""
+    """Draft the mapping table of `model` (anything `models.pair.resolve` takes; it needs no table) from its two twins."""
     from ..parity.inputs import random_batch
 
     pair = resolve(model)

@@ -7,7 +7,7 @@ conversion imports neither framework; a ported folder carries its own (`layout.j
 schema). The manifest also records which tensors follow the class count (the classifier's, and the
 dimension that holds it), so that the layout of a twin built for a fine-tuned head comes from the
 manifest too. Other configurations (e.g. another input size) are read from a freshly built twin:
-`pair.TwinPair.layout` chooses.
+`models.pair.TwinPair.layout` chooses.
 """
 from __future__ import annotations
 

@@ -47,7 +47,7 @@ def mapping_table(source: str, torch_model: torch.nn.Module, paddle_model) -> st
 
 
 def layout_manifest(name: str, torch_model: torch.nn.Module, paddle_model) -> str:
-    """The layout manifest (the schema of mappings/layouts/<model>.json). No classifier probe: a
+    """The layout manifest (the schema of each family's layouts/<model>.json). No classifier probe: a
     ported twin is generated for one class count; port again for another."""
     layouts = {"torch": model_layout(torch_model, "torch"), "paddle": model_layout(paddle_model, "paddle")}
     return manifest_text(name, count_trainable(torch_model), {}, layouts)
