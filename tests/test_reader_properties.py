@@ -236,3 +236,40 @@ def test_safetensors_headers_agree_with_the_reference_library(scratch, hostile_t
         for name, tensor in theirs.items():
             bits = tensor.view(torch.int16).numpy().view(np.uint16) if tensor.dtype == torch.bfloat16 else tensor.numpy()
             np.testing.assert_array_equal(ours[name], bits)
+
+
+# --- Paddle inference models, mutated ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def inference_parts() -> dict[str, bytes]:
+    """A small inference model's files (both program formats) as bytes to mutate."""
+    from tests.inference_models import legacy_program, params_bytes, pir_program, sample_tensors
+
+    tensors = sample_tensors()
+    return {"inference.pdiparams": params_bytes(tensors), "inference.json": pir_program(tensors).encode(),
+            "inference.pdmodel": legacy_program(tensors)}
+
+
+@SETTINGS
+@given(part=st.sampled_from(["inference.pdiparams", "inference.json", "inference.pdmodel"]), data=st.data())
+def test_mutated_inference_models(scratch, hostile_tally, inference_parts, part, data):
+    """One byte flipped, a run cut out or the end cut off, in the parameters or either program: read as
+    the program declares, or refused with weightport's own error."""
+    folder = scratch / "inference"
+    folder.mkdir(exist_ok=True)
+    program = "inference.pdmodel" if part == "inference.pdmodel" else "inference.json"
+    for name in ("inference.json", "inference.pdmodel"):
+        (folder / name).unlink(missing_ok=True)
+    original = inference_parts[part]
+    cut = data.draw(st.integers(0, len(original) - 1))
+    mutation = data.draw(st.sampled_from(["flip", "drop", "truncate"]))
+    if mutation == "flip":
+        mutated = original[:cut] + bytes([original[cut] ^ data.draw(st.integers(1, 255))]) + original[cut + 1:]
+    elif mutation == "drop":
+        mutated = original[:cut] + original[cut + data.draw(st.integers(1, 16)):]
+    else:
+        mutated = original[:cut]
+    for name in ("inference.pdiparams", program):
+        (folder / name).write_bytes(mutated if name == part else inference_parts[name])
+    read_fully(folder, hostile_tally)
