@@ -133,6 +133,7 @@ def test_broken_parameter_files_are_one_line_and_exit_2(tmp_path, problem):
     (b"", "empty"),
     (b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff", "not a Paddle ProgramDesc"),
     (b"\x0a\xff\xff\xff\x7f", "not a Paddle ProgramDesc"),
+    (b"\x08\x05", "a number where a message belongs"),  # the block list written as a number (found by fuzzing)
 ])
 def test_broken_programs_are_refused(tmp_path, program, error):
     folder = write_model(tmp_path, sample_tensors(), "pdmodel")

@@ -33,6 +33,8 @@ def _varint(data: bytes | memoryview, position: int) -> tuple[int, int]:
 
 def fields(data: bytes | memoryview) -> dict[int, list]:
     """The fields of one message: field number -> its values in order (repeated fields have several)."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise ProtobufError("a number where a message belongs")
     found: dict[int, list] = {}
     position = 0
     while position < len(data):
