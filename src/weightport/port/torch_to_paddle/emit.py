@@ -22,9 +22,10 @@ import torch
 import torch.fx
 
 from ...errors import PortError
+from ..templates import Code, Translation, is_atomic
 from . import runtime
 from .trace import Body, Trace, describe
-from .translations import Code, Translation, check_requirements, functions, is_atomic, layers, literal, methods, qualified_name, render
+from .translations import check_requirements, functions, layers, literal, methods, qualified_name, render
 
 INDENT = "    "
 RESERVED = {"self", "paddle", "nn", "F", "np", "os", "math", "constants", "create_model", "super"}
