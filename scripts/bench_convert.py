@@ -96,7 +96,7 @@ def naive(src: str, dst: str, mapping_json: str) -> None:
 
 def drive(src: str, dst: str, table_path: str, to: str) -> None:
     """What `weightport convert` runs, for a pair without twins whose table and target layout are given directly."""
-    from weightport.cli import without_blas_threads
+    from weightport.cli.convert_cmd import without_blas_threads
 
     without_blas_threads()
     from weightport.conversion import convert_tensors

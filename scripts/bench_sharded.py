@@ -223,7 +223,7 @@ IMPORTS = {
 def run_step(step: str, *args: str) -> dict:
     """Run one step in a fresh process: what it printed, and the process's own wall time."""
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    env.setdefault("OPENBLAS_NUM_THREADS", "1")  # as the weightport CLI runs (cli.without_blas_threads)
+    env.setdefault("OPENBLAS_NUM_THREADS", "1")  # as the weightport CLI runs (cli.convert_cmd.without_blas_threads)
     start = time.perf_counter()
     proc = subprocess.run([PYTHON, __file__, f"_{step}", *args], env=env, capture_output=True, text=True)
     process_seconds = time.perf_counter() - start

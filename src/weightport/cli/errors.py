@@ -21,8 +21,7 @@ FLAGS = {
     "model_kwargs": "--model-arg",
     "model_args": "--model-arg",
     "models": "MODEL",
-    "dst": "DST",
-    "src": "SRC",
+    "torch_source": "SOURCE",  # port's argument
 }
 
 

@@ -148,20 +148,23 @@ def read_checkpoint(path: str | Path, key: str | None = None) -> Checkpoint:
     (its folder, its path prefix or one of its files; the program names the tensors)."""
     from . import paddle_inference, sharded
 
-    if paddle_inference.locate(path) is not None:
-        return _inference_checkpoint(path, key)
+    located = paddle_inference.locate(path)
+    if located is not None:
+        return _inference_checkpoint(path, located, key)
     if sharded.is_sharded_path(path):
         return sharded.read(path, key, read_raw)
     fmt, obj = read_raw(path)
     return select_state_dict(str(path), fmt, obj, key)
 
 
-def _inference_checkpoint(path: str | Path, key: str | None) -> Checkpoint:
+def _inference_checkpoint(path: str | Path, located: tuple[Path, Path], key: str | None) -> Checkpoint:
     from . import paddle_inference
 
     if key is not None:
         raise InvalidArgument("key", key, f"{path} is an inference model: one set of tensors, named by its program")
-    program, tensors = paddle_inference.read(path)
+    program_path, params_path = located
+    program = paddle_inference.read_program(program_path)
+    tensors = paddle_inference.read_params(str(params_path), program)
 
     def listed(variables) -> str:
         return ", ".join(f"{v.name} {v.dtype} {list(v.shape)}" for v in variables) or "none"

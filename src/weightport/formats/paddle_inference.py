@@ -11,7 +11,8 @@ against the program's, and the file must end with the last tensor.
 
 A model is named by its folder (holding `inference.pdmodel` or `inference.json` beside
 `inference.pdiparams`, or one such pair under another prefix), by its path prefix (`dir/inference`)
-or by either of its files.
+or by either of its files: `locate` finds its two files, `read_program` and `read_params` read them
+(`formats.read_checkpoint` does all three).
 """
 from __future__ import annotations
 
@@ -88,16 +89,6 @@ def locate(path: str | os.PathLike) -> tuple[Path, Path] | None:
                                         f"({prefix.name}.json or {prefix.name}.pdmodel) beside it")
         return None
     return found, params
-
-
-def read(path: str | os.PathLike) -> tuple[Program, dict[str, LazyTensor]]:
-    """The program of the inference model `path` names, and its parameters as lazy tensors."""
-    located = locate(path)
-    if located is None:
-        raise CheckpointError(path, "not a Paddle inference model (no .pdiparams beside a .json or .pdmodel program)")
-    program_path, params_path = located
-    program = read_program(program_path)
-    return program, read_params(str(params_path), program)
 
 
 def read_program(path: str | os.PathLike) -> Program:

@@ -17,6 +17,7 @@ above it. The gate is in `gate.py`.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import tempfile
 import time
@@ -93,8 +94,7 @@ class VerifyOptions:
         unknown = sorted(set(changes) - known)
         if unknown:
             raise InvalidArgument(unknown[0], changes[unknown[0]], f"not a verify option (the options: {', '.join(sorted(known))})")
-        options = options or cls()
-        return cls(**{**{f.name: getattr(options, f.name) for f in fields(cls)}, **changes})
+        return dataclasses.replace(options or cls(), **changes)
 
 
 @dataclass
