@@ -17,6 +17,7 @@ import pytest
 from weightport.formats import read_checkpoint, write_checkpoint
 from weightport.formats.checkpoint import LazyTensor
 from weightport.formats.dtypes import storage_dtype
+from weightport.formats.paddle_inference import write_params
 from weightport.models.pair import resolve
 
 MODEL = "resnet50"
@@ -88,6 +89,9 @@ def test_inspect_and_convert_a_registered_model_both_ways_bit_for_bit(weights, t
     paddle = read_checkpoint(tmp_path / "b.pdparams").tensors
     assert np.array_equal(np.asarray(paddle["fc.weight"].load()), weights["fc.weight"].T)
     assert np.array_equal(np.asarray(paddle["bn1._mean"].load()), weights["bn1.running_mean"])
+    succeeds("convert", MODEL, tmp_path / "a.pth", tmp_path / "b.pdiparams")  # the same tensors, as an inference model's
+    write_params(tmp_path / "d.pdiparams", paddle)
+    assert (tmp_path / "b.pdiparams").read_bytes() == (tmp_path / "d.pdiparams").read_bytes()
     succeeds("convert", MODEL, tmp_path / "b.pdparams", tmp_path / "c.pth")
     back = read_checkpoint(tmp_path / "c.pth").tensors
     assert list(back) == list(weights)
@@ -124,3 +128,5 @@ def test_a_paddle_inference_model_is_read_by_its_program(tmp_path):
         assert report["format"] == "paddle-inference" and report["tensors"] == len(sample_tensors())
         assert [k["name"] for k in report["keys"]] == sorted(sample_tensors())
         assert report["extras"]["inputs"] == "x float32 [-1, 3, -1, -1]"
+        written = write_params(tmp_path / f"{kind}.pdiparams", read_checkpoint(folder).tensors)
+        assert written.read_bytes() == (folder / "inference.pdiparams").read_bytes()

@@ -333,9 +333,13 @@ def _check_complete(model: str, table: Table, plan: Plan, out: dict, expected: L
         )
 
 
+# Which framework's names a file of each format carries (safetensors: either).
+SIDES = {"torch": "torch", "torch-legacy": "torch", "paddle": "paddle", "paddle-inference": "paddle"}
+
+
 def source_side(checkpoint_format: str, to: str | None) -> str:
     """Which framework's names a checkpoint of this format carries."""
-    side = {"torch": "torch", "torch-legacy": "torch", "paddle": "paddle", "paddle-inference": "paddle"}.get(checkpoint_format)
+    side = SIDES.get(checkpoint_format)
     if side is None:  # safetensors carry either framework's names
         if to is None:
             raise InvalidArgument("to", to, "a safetensors file may hold either framework's names: "
@@ -386,14 +390,14 @@ def convert(
             raise InvalidArgument("file_format", file_format, f"a format is for a folder of shards; {dst}'s extension names its format")
         check_destination(dst, force)
         dst_format = output_format(dst)
-        to = to or {"torch": "torch", "paddle": "paddle"}.get(dst_format)
+        to = to or SIDES.get(dst_format)
     check_prefix(prefix)
     checkpoint = read_checkpoint(src, key)
     from_side = source_side(checkpoint.format, to)
     to = to or other(from_side)
     if from_side == to:
         raise UserError(f"{src} is {FORMAT_NAMES[checkpoint.format]} and {dst} asks for {to} as well; nothing to convert")
-    if dst_format is not None and dst_format != "safetensors" and dst_format != to:
+    if dst_format is not None and dst_format != "safetensors" and SIDES[dst_format] != to:
         raise UserError(f"{dst}: a .{Path(dst).suffix.lstrip('.')} file cannot hold {to} weights")
     source, outside, prefix_on = checkpoint.tensors, [], None
     if prefix:

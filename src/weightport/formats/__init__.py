@@ -1,4 +1,5 @@
-"""Checkpoint readers and writers: torch zip (and legacy), Paddle .pdparams, safetensors.
+"""Checkpoint readers and writers: torch zip (and legacy), Paddle .pdparams, safetensors, and Paddle
+inference models (read with their program; their .pdiparams written alone).
 
 `read_checkpoint` identifies a file by its content, refuses a file whose content contradicts
 its extension, and returns the chosen state dict as lazy tensors. `write_checkpoint` writes
@@ -29,6 +30,7 @@ EXTENSIONS = {
     ".tar": "torch",  # .pth.tar, timm's CheckpointSaver
     ".pdparams": "paddle",
     ".safetensors": "safetensors",
+    ".pdiparams": "paddle-inference",  # written alone; read only with its program beside it
 }
 FORMAT_NAMES = {
     "torch": "a PyTorch zip checkpoint",
@@ -255,6 +257,8 @@ def _writer(path: Path, safetensors_format: str | None) -> Callable:
         from .torch_zip import write
     elif fmt == "paddle":
         from .pdparams import write
+    elif fmt == "paddle-inference":
+        from .paddle_inference import write
     else:
         from functools import partial
 

@@ -9,6 +9,9 @@ protobuf, the TensorDesc (data type, dims); the raw little-endian data. Nothing 
 in that file: the program's sorted parameter names do, so every tensor's type and dims are checked
 against the program's, and the file must end with the last tensor.
 
+`write_params` writes a parameter file as Paddle does (byte for byte: no LoD, dims unpacked), after
+`check_params` has found the tensors to be the ones a program loads.
+
 A model is named by its folder (holding `inference.pdmodel` or `inference.json` beside
 `inference.pdiparams`, or one such pair under another prefix), by its path prefix (`dir/inference`)
 or by either of its files: `locate` finds its two files, `read_program` and `read_params` read them
@@ -21,14 +24,15 @@ import math
 import os
 import struct
 from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, InvalidArgument, LayoutError, UserError
 from . import protobuf
-from .checkpoint import LazyTensor, OpenFile, check_shape
+from .checkpoint import LazyTensor, OpenFile, check_shape, paddle_array_tensor, raw_bytes
 from .dtypes import itemsize, storage_dtype
 
 PARAMS = ".pdiparams"
@@ -42,6 +46,7 @@ DATA_TYPES = {0: "bool", 1: "int16", 2: "int32", 3: "int64", 4: "float16", 5: "f
               20: "uint8", 21: "int8", 22: "bfloat16"}
 PIR_TYPES = {"0.t_bool": "bool", "0.t_i16": "int16", "0.t_i32": "int32", "0.t_i64": "int64", "0.t_f16": "float16",
              "0.t_f32": "float32", "0.t_f64": "float64", "0.t_ui8": "uint8", "0.t_i8": "int8", "0.t_bf16": "bfloat16"}
+CODES = {name: code for code, name in DATA_TYPES.items()}
 DENSE_TENSOR = 7  # VarType.Type of a tensor variable (LOD_TENSOR before Paddle 3)
 
 
@@ -282,3 +287,70 @@ def _tensor_at(path: str, file: OpenFile, size: int, position: int, expected: Va
         return np.frombuffer(file.region(start, length), dtype=storage_dtype(dtype), count=numel).reshape(dims)
 
     return LazyTensor(dtype, dims, load), position + length
+
+
+# --- writing .pdiparams -----------------------------------------------------------------------
+
+
+def write_params(path: str | os.PathLike, tensors: Mapping[str, np.ndarray | LazyTensor], program: Program | None = None,
+                 force: bool = False) -> Path:
+    """Write `tensors` (arrays, uint16 ones being bfloat16 bits as Paddle keeps them, or lazy tensors)
+    as the parameter file `path`, whole or not at all; with `program`, only once `check_params` passes."""
+    if Path(path).suffix != PARAMS:
+        raise InvalidArgument("path", str(path), f"Paddle finds a parameter file by its {PARAMS} extension")
+    lazy = {name: _lazy(name, value) for name, value in tensors.items()}
+    if program is not None:
+        check_params(program, lazy)
+    from . import write_checkpoint
+
+    return write_checkpoint(path, lazy.items(), force=force)
+
+
+def check_params(program: Program, tensors: Mapping[str, np.ndarray | LazyTensor]) -> None:
+    """Refuse tensors other than those the program loads, in one line naming the first difference (in
+    name order): the file names none of them, so a missing or extra one would shift every later one."""
+    lazy = {name: _lazy(name, value) for name, value in tensors.items()}
+    problems = []
+    for name in sorted(program.parameters.keys() | lazy.keys()):
+        want, have = program.parameters.get(name), lazy.get(name)
+        if have is None:
+            problems.append(f"the program's {want.dtype} {list(want.shape)} tensor {name!r} is missing")
+        elif want is None:
+            problems.append(f"tensor {name!r} is not one of the program's")
+        elif (tuple(have.shape), have.dtype) != (want.shape, want.dtype):
+            problems.append(f"tensor {name!r} is {have.dtype} {list(have.shape)}, the program's {want.dtype} {list(want.shape)}")
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise LayoutError(f"the tensors do not fit {program.path}: {problems[0]}{more}")
+
+
+def _lazy(name: str, value: np.ndarray | LazyTensor) -> LazyTensor:
+    """`value` as a lazy tensor of a dtype the file holds (a uint16 array is bfloat16 bits)."""
+    if not isinstance(value, LazyTensor):
+        array = np.asarray(value)
+        try:
+            value = paddle_array_tensor(array)
+        except UserError:  # a dtype weightport has no name for
+            value = LazyTensor(str(array.dtype), array.shape, lambda: array)
+    if value.dtype not in CODES:
+        raise InvalidArgument("tensors", name, f"its dtype {value.dtype} is none of those a {PARAMS} file holds "
+                                               f"({', '.join(CODES)})")
+    return value
+
+
+def tensor_desc(dtype: str, dims: Iterable[int]) -> bytes:
+    """A TensorDesc as Paddle writes it: its dims, a proto2 repeated field, one field each, not packed."""
+    return protobuf.field(1, CODES[dtype]) + b"".join(protobuf.field(2, int(d)) for d in dims)
+
+
+def write(file, entries: Iterable[tuple[str, LazyTensor]], on_tensor=None) -> None:
+    """The tensors in sorted-name order, the order a program loads them in, one in memory at a time."""
+    for name, tensor in sorted(entries, key=lambda entry: entry[0]):
+        array = tensor.load_contiguous()
+        if array.shape != tuple(tensor.shape):
+            raise UserError(f"tensor {name!r}: {list(array.shape)} loaded where {list(tensor.shape)} was declared")
+        desc = tensor_desc(tensor.dtype, tensor.shape)
+        file.write(struct.pack("<IQIi", 0, 0, 0, len(desc)) + desc)  # versions 0, no LoD levels
+        file.write(raw_bytes(array))
+        if on_tensor:
+            on_tensor(name, tensor)

@@ -1,4 +1,5 @@
-"""A small, bounded reader of the protobuf wire format, for Paddle's ProgramDesc and TensorDesc.
+"""A small, bounded reader of the protobuf wire format, for Paddle's ProgramDesc and TensorDesc,
+and the two encoders that writing a TensorDesc needs (`varint`, `field`).
 
 It decodes one message level at a time into {field number: [values]} (varints as ints, length-
 delimited fields as bytes, fixed 32/64-bit fields as bytes), so each caller names the fields it
@@ -29,6 +30,25 @@ def _varint(data: bytes | memoryview, position: int) -> tuple[int, int]:
             return value, position
         shift += 7
     raise ProtobufError("a varint longer than ten bytes")
+
+
+def varint(value: int) -> bytes:
+    """`value` as a varint; a negative one as the ten bytes of its 64-bit two's complement, as protobuf
+    writes an int64."""
+    value &= (1 << 64) - 1
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def field(number: int, value: int | bytes) -> bytes:
+    """One field: an int as a varint, bytes as length-delimited."""
+    if isinstance(value, int):
+        return varint(number << 3 | VARINT) + varint(value)
+    return varint(number << 3 | BYTES) + varint(len(value)) + value
 
 
 def fields(data: bytes | memoryview) -> dict[int, list]:
