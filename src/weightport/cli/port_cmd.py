@@ -17,32 +17,40 @@ from .output import print_json
               help="Keyword argument for the torch model (repeatable), e.g. num_classes=10.")
 @options.input_size("Input height and width the twin is generated for (default: the model's).")
 @click.option("--torch", "torch_ckpt", type=click.Path(dir_okay=False), help="Also convert this torch checkpoint into OUT/model.pdparams.")
+@click.option("--paddle", "paddle_ckpt", type=click.Path(dir_okay=False),
+              help="For a paddle:module:function SOURCE, also convert this training checkpoint (.pdparams) into OUT/model.pth.")
+@click.option("--prefix", metavar="PREFIX.", help="With --paddle: the checkpoint's keys under PREFIX (e.g. Student. in a distilled one).")
 @click.option("--tol", type=float, default=1e-4, show_default=True, help="Gate of the verification that follows.")
 @click.option("--no-verify", is_flag=True, help="Write the twin without verifying it.")
 @click.option("--force", is_flag=True, help="Replace OUT if it exists (only once the new twin is complete).")
 @options.json_flag
 @options.unsafe_pickle
-def port_cmd(source, out, model_args, input_size, torch_ckpt, tol, no_verify, force, as_json, unsafe_pickle):
-    """Generate the Paddle twin of a torch model: code, mapping table, layout and manifest in OUT.
+def port_cmd(source, out, model_args, input_size, torch_ckpt, paddle_ckpt, prefix, tol, no_verify, force, as_json, unsafe_pickle):
+    """Generate the twin of a model: code, mapping table, layout and manifest in OUT.
 
-    SOURCE is timm:NAME (any timm.create_model name) or module:factory. OUT then works wherever a
+    SOURCE is a torch model, timm:NAME (any timm.create_model name) or module:factory, whose Paddle
+    twin is generated; or a Paddle model, an inference model (its folder or path prefix; its
+    weights are converted into OUT/model.pth) or paddle:module:factory (a Layer), whose torch twin
+    is generated and checked against Paddle itself at two input sizes. OUT then works wherever a
     model name does (convert, verify, map check). Exit 0 when the twin passes verification, 1 when
     it was written but fails the gate (the per-layer report says where), 2 when it cannot be
     ported (nothing is written; the message names the op or module)."""
     from ..port import port
 
     options.import_from_cwd()
-    with options.trusting(unsafe_pickle, torch_ckpt):
+    with options.trusting(unsafe_pickle, torch_ckpt, paddle_ckpt):
         result = port(source, out, model_args=options.parse_model_args(model_args), input_size=input_size,
-                      torch_ckpt=torch_ckpt, force=force, verify=not no_verify, tol=tol)
+                      torch_ckpt=torch_ckpt, paddle_ckpt=paddle_ckpt, prefix=prefix, force=force, verify=not no_verify, tol=tol)
     if as_json:
         print_json(result.as_dict())
     else:
         from ..report.console import console, print_layers, print_verify
 
-        console().print(f"{source} -> {result.folder}: {result.classes} classes, {result.lines} lines, "
-                        f"{result.tensors} tensors ({result.parameters:,} parameters) for {result.input_size}x{result.input_size} "
-                        f"inputs, in {result.seconds:.1f} s; files: {', '.join(result.files)}")
+        made = f"{result.classes} layers" if result.direction == "paddle->torch" else f"{result.classes} classes"
+        sizes = ", ".join(str(s) for s in result.sizes) or str(result.input_size)
+        console().print(f"{source} -> {result.folder} ({result.direction}): {made}, {result.lines} lines, "
+                        f"{result.tensors} tensors ({result.parameters:,} parameters), verified at input size {sizes}, "
+                        f"in {result.seconds:.1f} s; files: {', '.join(result.files)}")
         if result.verify is not None:
             if not result.verify.passed:
                 print_layers(result.verify)

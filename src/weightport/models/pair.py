@@ -61,6 +61,7 @@ class TwinPair:
         table_name: str | None = None,
         manifest: Mapping[str, Any] | Path | None = None,
         input_size: int = 224,
+        input_dims: tuple[int, ...] | None = None,
         num_classes: int = 1000,
         preprocessing: Preprocessing | None = None,
         description: str = "",
@@ -79,6 +80,7 @@ class TwinPair:
         self.description = description
         self.training_differs = training_differs
         self.input_size = input_size
+        self.input_dims = input_dims
         self.num_classes = num_classes
         self.preprocessing = preprocessing or Preprocessing()
         self.sources = dict(sources or {})
@@ -287,6 +289,14 @@ class TwinPair:
     def input_size_for(self, model_kwargs: Mapping[str, Any]) -> int:
         """The input height and width of twins built with `model_kwargs`."""
         return int(model_kwargs.get("img_size", self.input_size))
+
+    def input_shape(self, size: int) -> tuple[int, int]:
+        """The (height, width) of inputs of size `size`: `size` wherever the pair's input dims (a
+        ported program's, e.g. [-1, 3, 48, -1] for a text recogniser) leave the size open."""
+        if self.input_dims is None or len(self.input_dims) != 4:
+            return size, size
+        height, width = self.input_dims[2:]
+        return (height if height > 0 else size), (width if width > 0 else size)
 
 
 def _check_framework(framework: str) -> None:

@@ -1,6 +1,7 @@
 """The ported folder: what `weightport port` writes and every command reads, in one place.
 
-A ported folder is a twin pair on disk:
+A ported folder is a twin pair on disk: one twin is the source the port read, the other the code
+it generated. torch -> Paddle:
 
     weightport.json      the manifest below (format FORMAT)
     modeling_paddle.py   the generated twin: paddle, numpy and the standard library only
@@ -15,11 +16,18 @@ A ported folder is a twin pair on disk:
      "input_size": 224, "num_classes": 1000,
      "preprocessing": {"interpolation": ..., "crop_pct": ..., "mean": [...], "std": [...]}}
 
-The torch twin is `timm.create_model(NAME, pretrained=False, **model_args)` or the function called
-with `**model_args`; the Paddle twin is the module file's factory, called without arguments. Files
-are named relative to the folder. `write_manifest` and `install` write a folder, `read_folder` reads
-one into a `TwinPair` (anything missing or malformed is a one-line PortedFolderError naming the
-folder), `load_module` loads a generated module, `torch_factory` resolves a torch source.
+Paddle -> torch swaps the sides: "torch" names the generated `modeling_torch.py` (torch, numpy
+and the standard library only) and "paddle" the source, "inference:PATH" (an inference model) or
+"paddle:module:function" (a Layer), with "program", the copy of the inference program the Paddle
+twin runs (`program.json` or `program.pdmodel`); "input_dims" gives the program's input shape (-1
+where any size goes) and "variables" the file mapping the twin's variables to the program's.
+
+The torch twin is `timm.create_model(NAME, pretrained=False, **model_args)`, the function called
+with `**model_args`, or the generated module's factory; the Paddle twin the generated module's
+factory, Paddle running the program, or the Layer's function. Files are named relative to the
+folder. `write_manifest` and `install` write a folder, `read_folder` reads one into a `TwinPair`
+(anything missing or malformed is a one-line PortedFolderError naming the folder), `load_module`
+loads a generated module, `torch_factory` resolves a torch source.
 """
 from __future__ import annotations
 
@@ -43,6 +51,9 @@ from .factories import function_name, import_factory
 FORMAT = "weightport-port/1"
 MANIFEST = "weightport.json"
 PADDLE_MODULE = "modeling_paddle.py"
+TORCH_MODULE = "modeling_torch.py"
+PROGRAM = "program"  # the copy of a ported inference program: program.json or program.pdmodel
+VARIABLES = "variables.json"
 FACTORY = "create_model"
 TABLE = "mapping.toml"
 LAYOUT = "layout.json"
@@ -89,19 +100,22 @@ def _factory_model(source: str, model_args: dict[str, Any]):
 # --- writing a folder -------------------------------------------------------------------------
 
 
-def write_manifest(folder: Path, *, name: str, torch_source: str, model_args: Mapping[str, Any], versions: Mapping[str, str],
-                   input_size: int, num_classes: int, preprocessing: Mapping[str, Any]) -> Path:
-    """Write the folder's weightport.json, naming the files written beside it under their usual names."""
+def write_manifest(folder: Path, *, name: str, sides: Mapping[str, Mapping[str, Any]], versions: Mapping[str, str],
+                   input_size: int, num_classes: int, preprocessing: Mapping[str, Any], **more: Any) -> Path:
+    """Write the folder's weightport.json: `sides` holds each framework's section (the source side's
+    gets `versions`), `more` any further entries (input_dims, variables)."""
+    sections = {framework: dict(section, **({"versions": dict(versions)} if "source" in section else {}))
+                for framework, section in sides.items()}
     manifest = {
         "format": FORMAT,
         "name": name,
-        "torch": {"source": torch_source, "model_args": dict(model_args), "versions": dict(versions)},
-        "paddle": {"module": PADDLE_MODULE, "factory": FACTORY},
+        **sections,
         "table": TABLE,
         "layout": LAYOUT,
         "input_size": input_size,
         "num_classes": num_classes,
         "preprocessing": dict(preprocessing),
+        **more,
     }
     path = folder / MANIFEST
     path.write_text(json.dumps(manifest, indent=2) + "\n")
@@ -166,11 +180,7 @@ def read_folder(folder: Path):
 
     name = field(meta, "name", str, "")
     torch = field(meta, "torch", dict, "")
-    source = field(torch, "source", str, "torch.")
-    model_args = field(torch, "model_args", dict, "torch.", {})
     paddle = field(meta, "paddle", dict, "")
-    module = named_file(field(paddle, "module", str, "paddle."), "the Paddle twin's module")
-    factory_name = field(paddle, "factory", str, "paddle.", FACTORY)
     table = field(meta, "table", (str, type(None)), "", None)
     layout = field(meta, "layout", (str, type(None)), "", None)
     preprocessing = field(meta, "preprocessing", dict, "", {})
@@ -181,26 +191,52 @@ def read_folder(folder: Path):
         preprocessing = Preprocessing(**{k: tuple(v) if isinstance(v, list) else v for k, v in preprocessing.items()})
     except TypeError as exc:
         fail(f"{MANIFEST}: preprocessing: {exc}")
-    try:
-        build_torch = torch_factory(source, model_args)
-    except InvalidArgument as exc:
-        fail(f"{MANIFEST}: torch.source {source!r}: {exc.expected}")
+    input_dims = field(meta, "input_dims", (list, type(None)), "", None)
+    if input_dims is not None and not all(type(d) is int for d in input_dims):
+        fail(f"{MANIFEST}: input_dims is {input_dims!r}; expected a list of integers")
+    if "module" in torch:  # Paddle -> torch: the torch twin is generated
+        module = named_file(field(torch, "module", str, "torch."), "the torch twin's module")
+        factory_name = field(torch, "factory", str, "torch.", FACTORY)
+        source = field(paddle, "source", str, "paddle.")
+        program = named_file(field(paddle, "program", str, "paddle."), "the Paddle program")
+        if source.startswith("paddle:"):  # a captured Layer: the Layer is the Paddle twin
+            function_name(source.removeprefix("paddle:"), "paddle_source")
+            paddle_twin = functools.partial(import_factory, source.removeprefix("paddle:"), "paddle")
+        else:
+            paddle_twin = functools.partial(_program_factory, program)
+        factories = {"torch": functools.partial(_generated_factory, folder, module, factory_name), "paddle": paddle_twin}
+        sources = {"torch": f"{module}:{factory_name}", "paddle": source}
+        fixed_args: dict[str, Any] = {}
+        description = f"{source} <-> {module.name}, ported in {folder}"
+    else:
+        source = field(torch, "source", str, "torch.")
+        fixed_args = field(torch, "model_args", dict, "torch.", {})
+        module = named_file(field(paddle, "module", str, "paddle."), "the Paddle twin's module")
+        factory_name = field(paddle, "factory", str, "paddle.", FACTORY)
+        try:
+            build_torch = torch_factory(source, fixed_args)
+        except InvalidArgument as exc:
+            fail(f"{MANIFEST}: torch.source {source!r}: {exc.expected}")
+        factories = {
+            "torch": lambda: build_torch,
+            "paddle": functools.partial(_generated_factory, folder, module, factory_name),
+        }
+        sources = {"torch": source, "paddle": f"{module}:{factory_name}"}
+        description = f"{source} <-> {module.name}, ported in {folder}"
     return TwinPair(
         name or fail(f"{MANIFEST}: name is empty"),
         family=FAMILY,
         kind=PORTED,
-        factories={
-            "torch": lambda: build_torch,
-            "paddle": functools.partial(_paddle_factory, folder, module, factory_name),
-        },
-        sources={"torch": source, "paddle": f"{module}:{factory_name}"},
+        factories=factories,
+        sources=sources,
         table=named_file(table, "the mapping table") if table is not None else None,
         manifest=named_file(layout, "the layout manifest") if layout is not None else None,
         input_size=field(meta, "input_size", int, "", 224),
+        input_dims=tuple(input_dims) if input_dims is not None else None,
         num_classes=field(meta, "num_classes", int, "", 1000),
         preprocessing=preprocessing,
-        description=f"{source} <-> {module.name}, ported in {folder}",
-        fixed_args=model_args,
+        description=description,
+        fixed_args=fixed_args,
         folder=folder,
     )
 
@@ -211,7 +247,7 @@ def _kind_name(kind: type | tuple[type, ...]) -> str:
     return " or ".join(names.get(k, k.__name__) for k in kinds)
 
 
-def _paddle_factory(folder: Path, module_path: Path, factory_name: str) -> Callable[[], Any]:
+def _generated_factory(folder: Path, module_path: Path, factory_name: str) -> Callable[[], Any]:
     module = load_module(folder, module_path)
     factory = getattr(module, factory_name, None)
     if not callable(factory):
@@ -219,13 +255,20 @@ def _paddle_factory(folder: Path, module_path: Path, factory_name: str) -> Calla
     return factory
 
 
+def _program_factory(program: Path) -> Callable[[], Any]:
+    from ..port.paddle_to_torch.reference import program_layer
+
+    return functools.partial(program_layer, program)
+
+
 def load_module(folder: Path, module_path: Path) -> ModuleType:
     """A ported folder's generated module, loaded once per process under a name of its own (from the
     file's resolved path), so that several ported folders can be used side by side. Paddle is imported
-    quietly first."""
+    quietly first where the module is a Paddle twin."""
     from ..frameworks import quiet_paddle_import
 
-    quiet_paddle_import()
+    if module_path.name != TORCH_MODULE:
+        quiet_paddle_import()
     resolved = module_path.resolve()
     module_name = "weightport_ported_" + hashlib.sha256(str(resolved).encode()).hexdigest()[:16]
     module = sys.modules.get(module_name)
@@ -238,7 +281,7 @@ def load_module(folder: Path, module_path: Path) -> ModuleType:
         spec.loader.exec_module(module)
     except (ImportError, SyntaxError) as exc:
         del sys.modules[module_name]
-        raise PortedFolderError(folder, f"cannot load the Paddle twin {module_path.name}: {exc}") from None
+        raise PortedFolderError(folder, f"cannot load the generated twin {module_path.name}: {exc}") from None
     except BaseException:
         del sys.modules[module_name]
         raise

@@ -13,11 +13,15 @@ from ..models.registry import Preprocessing
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff"}
 
 
-def preprocess(image, prep: Preprocessing, size: int) -> np.ndarray:
-    """One PIL image -> a CHW float32 array."""
+def preprocess(image, prep: Preprocessing, size: int | tuple[int, int]) -> np.ndarray:
+    """One PIL image -> a CHW float32 array (of (height, width) `size`: resized to it, as text
+    recognisers and detectors are fed, rather than cropped)."""
     from PIL import Image
 
     resample = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}[prep.interpolation]
+    if isinstance(size, tuple):
+        image = image.convert("RGB").resize((size[1], size[0]), resample)
+        return _normalised(image, prep)
     scale = math.floor(size / prep.crop_pct)
     width, height = image.size
     if width <= height:
@@ -26,13 +30,16 @@ def preprocess(image, prep: Preprocessing, size: int) -> np.ndarray:
         new = (int(scale * width / height), scale)
     image = image.convert("RGB").resize(new, resample)
     left, top = (new[0] - size) // 2, (new[1] - size) // 2
-    image = image.crop((left, top, left + size, top + size))
+    return _normalised(image.crop((left, top, left + size, top + size)), prep)
+
+
+def _normalised(image, prep: Preprocessing) -> np.ndarray:
     array = np.asarray(image, dtype=np.float32) / 255.0
     array = (array - np.array(prep.mean, dtype=np.float32)) / np.array(prep.std, dtype=np.float32)
     return array.transpose(2, 0, 1).copy()
 
 
-def load_image_batch(directory: str, prep: Preprocessing, size: int, limit: int) -> np.ndarray:
+def load_image_batch(directory: str, prep: Preprocessing, size: int | tuple[int, int], limit: int) -> np.ndarray:
     """Up to `limit` images from `directory` (sorted by name) as one NCHW batch."""
     from PIL import Image, UnidentifiedImageError
 

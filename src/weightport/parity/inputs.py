@@ -9,12 +9,14 @@ import numpy as np
 from ..models.registry import Preprocessing
 
 
-def random_batch(batch_size: int, input_size: int, seed: int) -> np.ndarray:
-    """One seeded NCHW float32 batch, the same array fed to both twins."""
-    return np.random.default_rng(seed).standard_normal((batch_size, 3, input_size, input_size)).astype(np.float32)
+def random_batch(batch_size: int, input_size: int | tuple[int, int], seed: int) -> np.ndarray:
+    """One seeded NCHW float32 batch, the same array fed to both twins (`input_size`: the side of a
+    square, or (height, width))."""
+    height, width = input_size if isinstance(input_size, tuple) else (input_size, input_size)
+    return np.random.default_rng(seed).standard_normal((batch_size, 3, height, width)).astype(np.float32)
 
 
-def batches(batch_size: int, count: int, seed: int, input_size: int, images: str | Path | None,
+def batches(batch_size: int, count: int, seed: int, input_size: int | tuple[int, int], images: str | Path | None,
             preprocessing: Preprocessing) -> Iterator[np.ndarray]:
     """`count` batches of `batch_size`: random (seeds seed, seed + 1, ...), or the first images of the
     folder `images`, preprocessed as `preprocessing` says."""

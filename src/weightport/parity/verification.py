@@ -272,7 +272,9 @@ def run(setup: Setup, twins: Twins) -> Outputs:
     twins.torch64 = model64 = copy.deepcopy(twins.torch).double() if options.floor else None
     collected: dict[str, list[list[np.ndarray]]] = {}
     first_batch = None
-    for batch in batches(options.batch_size, options.batches, options.seed, size, options.images, setup.pair.preprocessing):
+    height, width = setup.pair.input_shape(size)
+    shape = (height, width) if (height, width) != (size, size) else size
+    for batch in batches(options.batch_size, options.batches, options.seed, shape, options.images, setup.pair.preprocessing):
         first_batch = batch if first_batch is None else first_batch
         for name, arrays in _run_once(setup, twins, model64, batch).items():
             collected.setdefault(name, []).append(arrays)
@@ -281,13 +283,13 @@ def run(setup: Setup, twins: Twins) -> Outputs:
     if options.images:
         inputs = f"images from {options.images}"
     else:
-        inputs = f"{options.batches} x random batch of {options.batch_size}x3x{size}x{size} (seed {options.seed})"
+        inputs = f"{options.batches} x random batch of {options.batch_size}x3x{height}x{width} (seed {options.seed})"
     return Outputs(joined[0], joined[1], joined[2] if options.floor else None, first_batch, inputs)
 
 
 def _run_once(setup: Setup, twins: Twins, model64, batch: np.ndarray) -> dict[str, list[np.ndarray]]:
     """Outputs of both twins on one batch (and of the fp64 torch twin when given), by output name."""
-    name, size, device = setup.pair.name, setup.input_size, setup.devices["torch"]
+    name, device = setup.pair.name, setup.devices["torch"]
     try:
         ref = torch_forward(twins.torch, batch, device)
         out = paddle_forward(twins.paddle, batch)
@@ -297,7 +299,7 @@ def _run_once(setup: Setup, twins: Twins, model64, batch: np.ndarray) -> dict[st
             ref64 = torch_forward(model64, batch, device, torch.float64)
     except (RuntimeError, ValueError, AssertionError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"{name} cannot run on a {size}x{size} input: {first[:200]}") from None
+        raise UserError(f"{name} cannot run on a {batch.shape[2]}x{batch.shape[3]} input: {first[:200]}") from None
     if [n for n, _ in ref] != [n for n, _ in out]:
         raise UserError(f"{name}: the twins return different outputs ({len(ref)} vs {len(out)} tensors)")
     return {n: [r, o] + ([r64] if model64 is not None else [])

@@ -1,7 +1,9 @@
 """`weightport port`: generate the twin of a model nobody registered, as code a person would keep.
 
-torch -> Paddle today (torch_to_paddle/). The folder it writes (`models.ported`) is a twin pair like
-a registered one: convert, verify and `map check` accept it wherever they accept a model name.
+torch -> Paddle (torch_to_paddle/) from a timm name or a torch factory; Paddle -> torch
+(paddle_to_torch/) from a Paddle inference model or a Paddle Layer's factory ("paddle:module:function").
+The folder it writes (`models.ported`) is a twin pair like a registered one: convert, verify and
+`map check` accept it wherever they accept a model name.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import InvalidArgument
 from ..models import ported
 
 
@@ -25,6 +28,7 @@ class PortResult:
     tensors: int = 0
     parameters: int = 0
     input_size: int = 224
+    sizes: list[int] = field(default_factory=list)  # the input sizes verified
     seconds: float = 0.0
     converted: str | None = None
     verify: Any = None  # parity.verification.VerifyResult
@@ -38,6 +42,10 @@ class PortResult:
         data = {k: v for k, v in asdict(self).items() if k != "verify"}
         data["verify"] = self.verify.as_dict() if self.verify is not None else None
         return data
+
+    @property
+    def direction(self) -> str:
+        return "paddle->torch" if (Path(self.folder) / ported.TORCH_MODULE).is_file() else "torch->paddle"
 
 
 def versions() -> dict[str, str]:
@@ -62,39 +70,100 @@ def port(
     model_args: dict[str, Any] | None = None,
     input_size: int | None = None,
     torch_ckpt: str | None = None,
+    paddle_ckpt: str | None = None,
+    prefix: str | None = None,
     force: bool = False,
     verify: bool = True,
     tol: float = 1e-4,
 ) -> PortResult:
-    """Port `source` (timm:NAME or module:function) into folder `out` and verify the twins.
+    """Port `source` into folder `out` and verify the twins.
 
-    Nothing is left behind when the model cannot be ported; an existing `out` is replaced only with
-    `force`, and only once the new folder is complete."""
-    from ..frameworks import quiet_paddle_import
-    from .torch_to_paddle import generate
+    `source` is a torch model (timm:NAME or module:function; `torch_ckpt` converted into
+    out/model.pdparams), a Paddle inference model (its folder or path prefix; its weights converted
+    into out/model.pth) or a Paddle Layer's factory, "paddle:module:function" (`paddle_ckpt`, a
+    training checkpoint, converted into out/model.pth, its keys under `prefix` where it holds
+    several models, as distilled ones do). Nothing is left behind when the model cannot be ported;
+    an existing `out` is replaced only with `force`, and only once the new folder is complete."""
+    from ..formats import paddle_inference
 
-    quiet_paddle_import()
     out = Path(out)
+    inference = None if source.startswith(("timm:", "paddle:")) else paddle_inference.locate(source)
+    if paddle_ckpt is not None and inference is None and not source.startswith("paddle:"):
+        raise InvalidArgument("paddle_ckpt", paddle_ckpt, "a Paddle checkpoint goes with a Paddle source")
     staging = ported.staging_folder(out, force)
     try:
-        result = generate(source, staging, model_args=model_args, input_size=input_size)
+        if inference is not None or source.startswith("paddle:"):
+            result = _paddle_source(source, inference, staging, model_args)
+        else:
+            from ..frameworks import quiet_paddle_import
+            from .torch_to_paddle import generate
+
+            quiet_paddle_import()
+            result = generate(source, staging, model_args=model_args, input_size=input_size)
         ported.install(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     result.folder = str(out)
+    checks: dict[str, Any] = {}
     if torch_ckpt is not None:
-        from ..conversion import convert
-
-        destination = out / "model.pdparams"
-        convert(str(out), torch_ckpt, str(destination), to="paddle", force=True)
-        result.converted = str(destination)
-        result.files.append("model.pdparams")
+        checks = _converted(result, out, torch_ckpt, "model.pdparams", "paddle", checks, torch_ckpt=torch_ckpt)
+    elif inference is not None:
+        checks = _converted(result, out, str(inference[1].with_suffix("")), "model.pth", "torch", checks)
+    elif paddle_ckpt is not None:
+        checks = _converted(result, out, paddle_ckpt, "model.pth", "torch", checks, prefix=prefix)
     if verify:
-        from ..parity.verification import verify as verify_pairs
-
-        checks = dict(torch_ckpt=torch_ckpt, paddle_ckpt=result.converted) if torch_ckpt else {}
-        result.verify = verify_pairs([str(out)], tol=tol, floor=True, **checks)
-        if not result.verify.passed:
-            result.verify = verify_pairs([str(out)], tol=tol, floor=True, layers=True, **checks)
+        result.verify = _verified(result, out, input_size, tol, checks)
     return result
+
+
+def _paddle_source(source: str, inference, staging: Path, model_args: dict[str, Any] | None) -> PortResult:
+    from .paddle_to_torch import generate
+
+    if model_args:
+        raise InvalidArgument("model_args", model_args, "arguments for a torch model; a Paddle source takes none")
+    if inference is not None:
+        program, _ = inference
+        return generate(program, staging, source=f"inference:{program.with_suffix('').resolve()}")
+    from .paddle_to_torch.capture import capture
+
+    with capture(source) as (program, keys):
+        return generate(program, staging, source=source, keys=keys)
+
+
+def _converted(result: PortResult, out: Path, checkpoint: str, name: str, to: str, checks: dict[str, Any],
+               **options: Any) -> dict[str, Any]:
+    """Convert `checkpoint` into the ported folder; the files verification then compares."""
+    from ..conversion import convert
+
+    destination = out / name
+    convert(str(out), checkpoint, str(destination), to=to, force=True, **options)
+    result.converted = str(destination)
+    result.files.append(name)
+    if to == "paddle":
+        return dict(torch_ckpt=checkpoint, paddle_ckpt=str(destination))
+    return dict(torch_ckpt=str(destination))
+
+
+def _verified(result: PortResult, out: Path, input_size: int | None, tol: float, checks: dict[str, Any]):
+    """The port's verification: at the port's size, and for a Paddle source at a second size too
+    where the program leaves the size open (a failure is reported layer by layer)."""
+    from ..parity.verification import VerifyResult
+    from ..parity.verification import verify as verify_pairs
+
+    sizes = [input_size or result.input_size]
+    if result.direction == "paddle->torch" and _open_size(out):
+        sizes.append(sizes[0] * 3 // 4 // 32 * 32 or 32)
+    results = []
+    for size in sizes:
+        outcome = verify_pairs([str(out)], tol=tol, floor=True, input_size=size, **checks)
+        if not outcome.passed:
+            outcome = verify_pairs([str(out)], tol=tol, floor=True, layers=True, input_size=size, **checks)
+        results += outcome.models
+    result.sizes = sizes
+    return VerifyResult(tol, None, results)
+
+
+def _open_size(out: Path) -> bool:
+    dims = ported.read_folder(out).input_dims
+    return dims is not None and any(d < 0 for d in dims[2:])

@@ -40,7 +40,9 @@ def generate(source: str, folder: Path, *, model_args: dict[str, Any] | None = N
     paddle_model = _build_generated(folder)
     (folder / ported.TABLE).write_text(mapping_table(source, model, paddle_model))
     (folder / ported.LAYOUT).write_text(layout_manifest(name, model, paddle_model))
-    ported.write_manifest(folder, name=name, torch_source=source, model_args=model_args, versions=versions(),
+    ported.write_manifest(folder, name=name, versions=versions(),
+                          sides={"torch": {"source": source, "model_args": model_args},
+                                 "paddle": {"module": ported.PADDLE_MODULE, "factory": ported.FACTORY}},
                           input_size=size, num_classes=_class_count(model, example), preprocessing=preprocessing)
     files += [ported.TABLE, ported.LAYOUT, ported.MANIFEST]
     check_table(folder / ported.TABLE, model, paddle_model)

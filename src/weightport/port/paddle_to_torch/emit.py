@@ -1,0 +1,640 @@
+"""Write the torch twin of a program: a module class whose `__init__` builds one torch layer per
+Paddle op holding parameters and whose `forward` computes each op in program order.
+
+Names come from the program: a layer is named by its parameters' common prefix (`conv2d_0` holds
+`conv2d_0.w_0` as `weight`) or, for a Layer captured with its structured keys, by that key's path
+(`backbone.conv1._conv`); a variable by the op computing it. Constants (`full`, `full_int_array`,
+`fill_constant`, `assign_value`) are folded into the code that reads them, so sizes computed from
+the input at run time stay computed while fixed ones are written as numbers. A convolution or a
+matmul by a parameter followed by the addition of a parameter bias becomes one layer with a bias.
+"""
+from __future__ import annotations
+
+import builtins
+import inspect
+import keyword
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ...errors import PortError
+from ...formats.paddle_inference import DATA_TYPES
+from ..templates import Code, NeedsConstant, Spelling, check_requirements, render
+from . import runtime
+from .program import Graph, Op, Value, unsupported
+from .translations import OpTranslation, translations
+
+CONSTANT_OPS = {"full", "full_int_array", "fill_constant", "assign_value", "assign_value_"}
+LIST_OPERANDS = {"concat", "stack", "sum", "meshgrid"}  # legacy ops whose X is a list even of one
+RESERVED = {"torch", "nn", "F", "np", "math", "self", *dir(builtins)}
+
+
+class Tensor(Code):
+    """A value computed at run time, with the static shape the program gives it (-1: not fixed)."""
+
+    def __init__(self, text: str, value: Value):
+        super().__init__(text, value)
+        self.shape = value.shape
+        self.rank = len(value.shape)
+
+
+class Param(Code):
+    """A program parameter, as the twin's code reaches it."""
+
+    def __init__(self, text: str, value: Value):
+        super().__init__(text, value)
+        self.shape = value.shape
+        self.rank = len(value.shape)
+
+
+@dataclass
+class Constant:
+    """A value the program fixes: folded into the code that reads it."""
+
+    array: np.ndarray
+
+    @property
+    def shape(self):
+        return self.array.shape
+
+    @property
+    def rank(self):
+        return self.array.ndim
+
+
+@dataclass
+class Layer:
+    """A torch layer of the twin: its path, constructor and the parameters it holds."""
+
+    path: str
+    constructor: str
+    parameters: dict[str, Value] = field(default_factory=dict)  # torch attribute -> program parameter
+    transposed: set[str] = field(default_factory=set)
+
+
+@dataclass
+class Generated:
+    code: str
+    layers: list[Layer]
+    variables: dict[str, str]  # local variable -> the program value's key
+    inputs: list[tuple[str, Value]]
+    outputs: list[str]
+    lines: int = 0
+
+
+# --- generation-time helpers the templates call -------------------------------------------------
+
+
+def _literal(value: Any) -> str:
+    if isinstance(value, Code):
+        return value.text
+    if isinstance(value, Constant):
+        return _constant_code(value.array)
+    if isinstance(value, tuple):
+        inner = ", ".join(_literal(v) for v in value)
+        return f"({inner},)" if len(value) == 1 else f"({inner})"
+    if isinstance(value, list):
+        return "[" + ", ".join(_literal(v) for v in value) + "]"
+    if isinstance(value, np.generic):
+        return repr(value.item())
+    return repr(value)
+
+
+def _constant_code(array: np.ndarray) -> str:
+    return f"torch.tensor({array.tolist()!r}, dtype={_torch_dtype(str(array.dtype)).text})"
+
+
+def _torch_dtype(name: Any) -> Code:
+    if isinstance(name, int):
+        name = DATA_TYPES.get(name, str(name))
+    return Code(f"torch.{ {'bool': 'bool', 'bfloat16': 'bfloat16'}.get(name, name)}")
+
+
+def _value(operand: Any) -> Any:
+    if isinstance(operand, (Tensor, Param)):
+        raise NeedsConstant(operand.text)
+    if isinstance(operand, Constant):
+        return operand.array.tolist()
+    return operand
+
+
+def _scalar(operand: Any) -> Any:
+    value = _value(operand)
+    while isinstance(value, list) and len(value) == 1:
+        value = value[0]
+    return value
+
+
+def _f32(number: float) -> Code:
+    return Code(str(np.float32(number)))
+
+
+def _conv_padding(paddings, algorithm):
+    if algorithm != "EXPLICIT" and algorithm is not None:
+        return 0
+    if len(paddings) == 2:
+        return tuple(paddings)
+    top, bottom, left, right = paddings
+    return (top, left) if (top, left) == (bottom, right) else 0
+
+
+def _pre_pad(x, paddings, algorithm, kernel, strides, dilations):
+    if algorithm == "SAME":
+        return Code(f"pad_same({x.text}, {tuple(kernel)}, {tuple(strides)}, {tuple(dilations)})")
+    if algorithm == "EXPLICIT" and len(paddings) == 4 and _conv_padding(paddings, algorithm) == 0:
+        top, bottom, left, right = paddings
+        return Code(f"F.pad({x.text}, ({left}, {right}, {top}, {bottom}))")
+    return x
+
+
+def _aligned(y, x, axis):
+    """A legacy elementwise op's Y, shaped to broadcast against X from `axis` on."""
+    if axis is None or axis == -1 or y.rank == x.rank:
+        return y
+    trailing = x.rank - axis - y.rank
+    if trailing <= 0:
+        return y
+    if isinstance(y, Constant):
+        return Constant(y.array.reshape(y.shape + (1,) * trailing))
+    return Code(f"{_atom(y)}[(...{', None' * trailing})]")
+
+
+def _atom(code) -> str:
+    text = _literal(code)
+    return text if Code(text).atomic else f"({text})"
+
+
+def _scaled(x, scale, bias, bias_after_scale):
+    try:
+        factor = _scalar(scale)
+        factor_text = None if factor == 1 else repr(float(factor))
+    except NeedsConstant:
+        factor_text = _literal(scale)
+    text = x.text if not factor_text else f"{_atom(x)} * {factor_text}"
+    if not bias:
+        return Code(text)
+    if bias_after_scale:
+        return Code(f"{text} + {float(bias)!r}")
+    return Code(f"({x.text} + {float(bias)!r})" + (f" * {factor_text}" if factor_text else ""))
+
+
+def _transposed_if(x, flag):
+    return Code(f"{_atom(x)}.transpose(-1, -2)") if flag else x
+
+
+def _pool2d(x, kind, kernel, strides, paddings, ceil_mode, exclusive, global_pooling, adaptive, algorithm):
+    reduce = "amax" if kind == "max" else "mean"
+    if global_pooling or (adaptive and list(kernel) == [1, 1]):
+        return Code(f"{_atom(x)}.{reduce}((2, 3), keepdim=True)")
+    if adaptive:
+        return Code(f"F.adaptive_{'max' if kind == 'max' else 'avg'}_pool2d({x.text}, {tuple(kernel)})")
+    if algorithm == "VALID":
+        paddings = [0, 0]
+    elif algorithm == "SAME":
+        raise PortError("pooling with padding_algorithm SAME is not translated")
+    padding = _conv_padding(paddings, "EXPLICIT")
+    if padding == 0 and len(paddings) == 4 and any(paddings):
+        raise PortError(f"pooling with asymmetric paddings {paddings} is not translated")
+    common = f"{x.text}, {tuple(kernel)}, {tuple(strides)}, {padding}"
+    ceil = ", ceil_mode=True" if ceil_mode else ""
+    if kind == "max":
+        return Code(f"F.max_pool2d({common}{ceil})")
+    return Code(f"F.avg_pool2d({common}{ceil}, count_include_pad={not exclusive})")
+
+
+def _interpolate(x, out_size, size_tensor, scale_tensor, out_h, out_w, scale, method, align_corners, align_mode):
+    mode = {"nearest": "nearest", "bilinear": "bilinear"}.get(method)
+    if mode is None:
+        raise PortError(f"interpolation {method!r} is not translated")
+    if size_tensor is not None:
+        items = size_tensor if isinstance(size_tensor, list) else [size_tensor]
+        size = "[" + ", ".join(f"int({_literal(v)})" for v in items) + "]"
+    elif out_size is not None:
+        size = f"[int(v) for v in {_literal(out_size)}]" if not isinstance(out_size, Constant) else repr(_value(out_size))
+    elif scale_tensor is not None:
+        raise PortError("interpolation by a scale computed at run time is not translated")
+    elif scale and any(s > 0 for s in scale):
+        factors = tuple(float(s) for s in (scale if len(scale) == 2 else scale * 2))
+        size = f"[int({x.text}.shape[2] * {factors[0]!r}), int({x.text}.shape[3] * {factors[1]!r})]"
+        if mode == "nearest" or (align_mode == 0 and not align_corners):
+            return Code(f"F.interpolate({x.text}, scale_factor={factors}, mode={mode!r}"
+                        + (", align_corners=False" if mode != "nearest" else "") + ")")
+    else:
+        size = repr([out_h, out_w])
+    if mode == "nearest":
+        return Code(f"F.interpolate({x.text}, size={size}, mode='nearest')")
+    if align_corners or align_mode == 0:
+        return Code(f"F.interpolate({x.text}, size={size}, mode='bilinear', align_corners={bool(align_corners)})")
+    return Code(f"interpolate_asymmetric({x.text}, {size}, 'bilinear')")
+
+
+def _sliced(x, axes, starts, ends, strides, decrease):
+    try:
+        starts, ends = _value(starts), _value(ends)
+        steps = _value(strides) if strides is not None else [1] * len(axes)
+    except NeedsConstant:
+        return Code(f"slice_dynamic({x.text}, {list(axes)}, {_literal(starts)}, {_literal(ends)}, "
+                    f"{_literal(strides)}, {list(decrease)})")
+    rank = x.rank
+    index = [":"] * rank
+    big = 1 << 62
+    for axis, start, end, step in zip(axes, starts, ends, steps):
+        axis = axis % rank
+        if axis in decrease:
+            index[axis] = str(start)
+            continue
+        text = (str(start) if start != 0 else "") + ":" + (str(end) if abs(end) < big else "")
+        index[axis] = text + (f":{step}" if step != 1 else "")
+    while index and index[-1] == ":":
+        index.pop()
+    return Code(f"{_atom(x)}[{', '.join(index) or '...'}]")
+
+
+def _reshaped(x, shape):
+    try:
+        sizes = _value(shape)
+    except NeedsConstant:
+        return Code(f"{_atom(x)}.reshape(paddle_shape({x.text}, {_literal(shape)}))")
+    parts = [f"{x.text}.shape[{i}]" if v == 0 else str(v) for i, v in enumerate(sizes)]
+    return Code(f"{_atom(x)}.reshape({', '.join(parts)}{',' if len(parts) == 1 else ''})")
+
+
+def _unsqueezed(x, axes):
+    text = _atom(x)
+    for axis in (axes if isinstance(axes, list) else [axes]):
+        text = f"{text}.unsqueeze({axis})"
+    return Code(text)
+
+
+ENVIRONMENT = {
+    "raw": Code, "value": _value, "scalar": _scalar, "f32": _f32, "tuple": tuple, "len": len, "set": set,
+    "map": map, "str": str, "list": list, "round": round, "conv_padding": _conv_padding, "pre_pad": _pre_pad,
+    "aligned": _aligned, "scaled": _scaled, "transposed_if": _transposed_if, "pool2d": _pool2d,
+    "interpolate": _interpolate, "sliced": _sliced, "reshaped": _reshaped, "unsqueezed": _unsqueezed,
+    "torch_dtype": _torch_dtype,
+}
+SPELLING = Spelling(_literal, ENVIRONMENT)
+
+
+# --- the emitter ----------------------------------------------------------------------------------
+
+
+def identifier(text: str) -> str:
+    name = re.sub(r"\W", "_", text)
+    if not name or name[0].isdigit():
+        name = f"v_{name}"
+    return f"{name}_" if keyword.iskeyword(name) or name in RESERVED else name
+
+
+class Emitter:
+    def __init__(self, graph: Graph, keys: dict[str, str] | None = None, class_name: str = "PortedModel"):
+        self.graph = graph
+        self.keys = keys or {}  # program parameter name -> the structured key it is known by
+        self.class_name = class_name
+        self.table = translations()
+        self.constants: dict[int, Constant] = {}
+        self.names: dict[int, str] = {}  # id(Value) -> local variable
+        self.variables: dict[str, str] = {}  # local variable -> the program value's key
+        self.taken: set[str] = set()
+        self.counts: Counter = Counter()
+        self.layers: dict[str, Layer] = {}
+        self.loose: dict[str, Value] = {}  # parameters used directly: their key -> value
+        self.helpers: list[str] = []
+        self.needed: set[int] = set()  # the values the outputs depend on
+        self.lists: dict[int, list] = {}  # PIR's combined values: their items' code
+
+    # which program value is which
+
+    def key_of(self, value: Value) -> str:
+        return self.keys.get(value.parameter, value.parameter)
+
+    def local(self, value: Value, hint: str) -> str:
+        name = identifier(hint)
+        if name in self.taken:
+            self.counts[name] += 1
+            while f"{name}_{self.counts[name]}" in self.taken:
+                self.counts[name] += 1
+            name = f"{name}_{self.counts[name]}"
+        self.taken.add(name)
+        self.names[id(value)] = name
+        self.variables[name] = value.key
+        return name
+
+    def operand(self, value: Value | None):
+        if value is None:
+            return None
+        if isinstance(value, list):
+            return [self.operand(v) for v in value]
+        if id(value) in self.constants:
+            return self.constants[id(value)]
+        if id(value) in self.lists:
+            return self.lists[id(value)]
+        if value.parameter is not None:
+            return self.loose_parameter(value)
+        if id(value) not in self.names:
+            raise PortError(f"{self.graph.path}: value {value.key} is read before any op computes it")
+        return Tensor(self.names[id(value)], value)
+
+    def loose_parameter(self, value: Value) -> Param:
+        key = self.key_of(value)
+        self.loose[key] = value
+        path, _, attribute = key.rpartition(".")
+        return Param(_attribute_code(path, identifier(attribute) if not attribute.isidentifier() else attribute), value)
+
+    # the passes
+
+    def fold_constants(self) -> None:
+        for op in self.graph.ops:
+            if op.kind in CONSTANT_OPS and not _operands_list(op):
+                self.constants[id(op.all_results[0])] = Constant(_constant_of(op))
+
+    def fuse_biases(self) -> list[Op]:
+        """Convolutions and matmuls by a parameter, with the parameter bias added to their output
+        folded in (a matmul by a 2-D parameter becomes a `linear` op either way)."""
+        readers = Counter(id(v) for op in self.graph.ops for v in _operands_list(op))
+        readers.update(id(v) for v in self.graph.outputs)
+        producer = {id(v): op for op in self.graph.ops for v in op.all_results}
+        adders = {id(_operands_list(op)[0]): op for op in self.graph.ops if op.kind in ("add", "elementwise_add")}
+        dropped = set()
+        for op in self.graph.ops:
+            linear = op.kind in ("matmul", "matmul_v2")
+            if not linear and op.kind not in ("conv2d", "depthwise_conv2d", "conv2d_transpose"):
+                continue
+            bound = self.bind_values(op)
+            weight = bound.get("y" if linear else "weight")
+            if weight is None or weight.parameter is None:
+                continue
+            if linear and (len(weight.shape) != 2 or any(op.attrs.get(k) for k in ("transpose_x", "transpose_y", "trans_x", "trans_y"))):
+                continue
+            if linear:
+                op.kind, op.operands, op.results = "linear", [bound["x"], weight, None], op.all_results[:1]
+            out, add = op.all_results[0], adders.get(id(op.all_results[0]))
+            if add is None or readers[id(out)] != 1:
+                continue
+            added = _operands_list(add)[1]
+            bias, reshape = added, producer.get(id(added))
+            if reshape is not None and reshape.kind in ("reshape", "reshape2"):
+                bias = _operands_list(reshape)[0]
+            else:
+                reshape = None
+            if bias.parameter is None or len(bias.shape) != 1 or readers[id(added)] != 1:
+                continue
+            dropped.update({add.index} | ({reshape.index} if reshape is not None else set()))
+            entry = self.table[op.kind]
+            if isinstance(op.operands, dict):
+                op.operands = {**op.operands, "Bias": [bias]}
+                op.results = {entry.outputs[0]: add.all_results[:1]}
+            else:
+                position = entry.operands.index("bias")
+                operands = [*op.operands, *[None] * (position + 1 - len(op.operands))]
+                operands[position] = bias
+                op.operands = operands
+                op.results = add.all_results[:1]
+        return [op for op in self.graph.ops if op.index not in dropped]
+
+    def bind_values(self, op: Op) -> dict[str, Any]:
+        entry = self.table.get(op.kind)
+        if entry is None:
+            return {}
+        if isinstance(op.operands, dict):  # a slot of several values (concat's X) binds as a list
+            listed = op.kind in LIST_OPERANDS
+            return {entry.slots[slot]: values if len(values) > 1 or listed else values[0]
+                    for slot, values in op.operands.items() if slot in entry.slots and values}
+        return {name: value for name, value in zip(entry.operands, op.operands)}
+
+    def live(self, ops: list[Op]) -> list[Op]:
+        """The ops the outputs depend on, constants aside (they are folded into their readers)."""
+        needed = self.needed = {id(v) for v in self.graph.outputs}
+        kept = []
+        for op in reversed(ops):
+            if id(op.all_results[0]) in self.constants or not any(id(v) in needed for v in op.all_results):
+                continue
+            kept.append(op)
+            for v in _operands_list(op):
+                needed.update(id(item) for item in (v if isinstance(v, list) else [v]))
+        return kept[::-1]
+
+    def emit(self) -> Generated:
+        self.fold_constants()
+        ops = self.live(self.fuse_biases())
+        inputs = []
+        for name, value in self.graph.inputs:
+            inputs.append((self.local(value, name), value))
+        lines = [line for line in map(self.statement, ops) if line is not None]
+        outputs = [self.operand(v) for v in self.graph.outputs]
+        returned = ", ".join(_literal(o) for o in outputs)
+        return self.module(lines, inputs, returned, outputs)
+
+    def statement(self, op: Op) -> str | None:
+        if op.kind == "builtin.combine":  # a list of values: written where it is read
+            self.lists[id(op.results[0])] = [self.operand(v) for v in op.operands]
+            return None
+        if op.kind == "builtin.split":
+            source = self.operand(op.operands[0])
+            targets = [self.local(v, "part") for v in op.results]
+            return f"{', '.join(targets)}{',' if len(targets) == 1 else ''} = {source.text}"
+        entry = self.table.get(op.kind)
+        if entry is None:
+            raise unsupported(self.graph, op, "no torch translation for this op")
+        where = f"{self.graph.path}: op {op.index} ({op.kind})"
+        names = {**entry.defaults, **{k: v for k, v in op.attrs.items() if v is not None}}
+        bound = self.bind_values(op)
+        for name in (*entry.operands, *entry.slots.values()):
+            names.setdefault(name, None)
+        for name, attr in entry.from_attrs.items():
+            if bound.get(name) is None and attr in op.attrs:
+                bound[name] = _AttributeConstant(op.attrs[attr])
+        owned = {o: bound.get(o) for o in entry.parameters}
+        as_module = entry.module is not None and all(
+            v is None or (isinstance(v, Value) and v.parameter is not None and id(v) not in self.constants) for v in owned.values())
+        for name, value in bound.items():
+            if as_module and name in owned:
+                names[name] = Param("", value) if value is not None else None
+            else:
+                names[name] = value.value if isinstance(value, _AttributeConstant) else self.operand(value)
+        template = entry.torch
+        if entry.module is not None:
+            if as_module:
+                check_requirements(list(entry.require), names, where, SPELLING)
+                path = self.layer_path(op, owned)
+                layer = Layer(path, render(entry.module, names, where, SPELLING))
+                for o, v in owned.items():
+                    if v is not None:
+                        layer.parameters[entry.parameters[o]] = v
+                        if o in entry.transposed:
+                            layer.transposed.add(entry.parameters[o])
+                self.layers[path] = layer
+                names["self"] = Code(_attribute_code(*path.rpartition(".")[::2]) if "." in path else f"self.{path}")
+            elif entry.functional is not None:
+                template = entry.functional
+                check_requirements(list(entry.require), names, where, SPELLING)
+            else:
+                raise unsupported(self.graph, op, "its parameters are computed, and this op has no functional translation")
+        else:
+            check_requirements(list(entry.require), names, where, SPELLING)
+        self.helpers += [h for h in entry.helpers if h not in self.helpers]
+        try:
+            code = render(template, names, where, SPELLING)
+        except PortError as exc:
+            raise unsupported(self.graph, op, str(exc).split("): ", 1)[-1]) from None
+        results = self.results(op, entry)
+        targets = [self.local(v, self.hint(op, v)) for v in results]
+        return f"{', '.join(targets)} = {code}"
+
+    def results(self, op: Op, entry: OpTranslation) -> list[Value]:
+        if isinstance(op.results, dict):
+            values = [v for slot in entry.outputs for v in op.results.get(slot, [])]
+            others = [v for slot, vs in op.results.items() if slot not in entry.outputs for v in vs]
+        else:
+            values, others = op.results[: entry.results], op.results[entry.results :]
+        if any(id(v) in self.needed and v.parameter is None for v in others):  # (legacy ops update parameters in place)
+            raise unsupported(self.graph, op, "the program reads a result of this op that its translation does not compute")
+        return values
+
+    def hint(self, op: Op, value: Value) -> str:
+        if self.graph.kind == "pdmodel":
+            return value.key
+        return op.kind
+
+    def layer_path(self, op: Op, owned: dict[str, Value | None]) -> str:
+        keys = [self.key_of(v) for v in owned.values() if v is not None and not isinstance(v, _AttributeConstant)]
+        prefixes = {k.rpartition(".")[0] for k in keys}
+        if len(prefixes) == 1 and next(iter(prefixes)) and next(iter(prefixes)) not in self.layers:
+            return next(iter(prefixes))
+        base = identifier(op.kind.rstrip("_"))
+        self.counts["layer:" + base] += 1
+        path = f"{base}_{self.counts['layer:' + base] - 1}"
+        while path in self.layers:
+            self.counts["layer:" + base] += 1
+            path = f"{base}_{self.counts['layer:' + base] - 1}"
+        return path
+
+    def module(self, lines: list[str], inputs, returned: str, outputs) -> Generated:
+        init = []
+        containers = set()
+        layer_paths = set(self.layers)
+
+        def ensure_container(path: str):
+            parent, _, _ = path.rpartition(".")
+            if not parent or parent in containers or parent in layer_paths:
+                return
+            ensure_container(parent)
+            containers.add(parent)
+            init.append(_assignment(parent, "Container()"))
+
+        for layer in self.layers.values():
+            ensure_container(layer.path)
+            init.append(_assignment(layer.path, layer.constructor))
+        holders: dict[str, dict[str, Value]] = {}
+        for key, value in self.loose.items():
+            path, _, attribute = key.rpartition(".")
+            holders.setdefault(path, {})[attribute] = value
+        for path, params in holders.items():
+            shapes = ", ".join(f"{a}={tuple(v.shape)!r}" for a, v in params.items())
+            if not path:
+                for attribute, value in params.items():
+                    init.append(f"self.{attribute} = nn.Parameter(torch.zeros({tuple(value.shape)!r}))")
+            elif path in self.layers or path in containers:
+                for attribute, value in params.items():
+                    init.append(f"{_attribute_code(path, attribute)} = nn.Parameter(torch.zeros({tuple(value.shape)!r}))")
+            else:
+                ensure_container(path)
+                init.append(_assignment(path, f"Parameters({shapes})"))
+                containers.add(path)
+        self.helpers += ["Container"] if any("Container()" in line for line in init) else []
+        self.helpers += ["Parameters"] if any("Parameters(" in line for line in init) else []
+        body = "\n".join(f"        {line}" for line in lines)
+        signature = ", ".join(name for name, _ in inputs)
+        used = [h for h in self.helpers if re.search(rf"\b{h}\(", body + "\n".join(init))]
+        helpers = "\n\n\n".join(inspect.getsource(getattr(runtime, h)).rstrip() for h in used)
+        source = Path(self.graph.path).name
+        code = f'''"""The torch twin of the Paddle program {source}, generated by weightport port.
+
+It imports torch, numpy and the standard library only. Each layer is named after the Paddle
+parameters it holds; each variable after the op computing it.
+"""
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+{helpers}
+
+
+class {self.class_name}(nn.Module):
+    def __init__(self):
+        super().__init__()
+{chr(10).join(f"        {line}" for line in init) or "        pass"}
+
+    def forward(self, {signature}):
+{body}
+        return {returned}
+
+
+def create_model():
+    return {self.class_name}()
+'''
+        return Generated(code, list(self.layers.values()), self.variables, inputs, [_literal(o) for o in outputs],
+                         lines=code.count("\n"))
+
+class _AttributeConstant:
+    def __init__(self, value):
+        self.value = value
+
+
+def _attribute_code(path: str, attribute: str) -> str:
+    return f"{_module_code(path)}.{attribute}" if path else f"self.{attribute}"
+
+
+def _module_code(path: str) -> str:
+    text = "self"
+    for part in path.split("."):
+        if part.isdigit():
+            text += f"[{int(part)}]"
+        else:
+            text += f".{part}" if part.isidentifier() and not keyword.iskeyword(part) else f"[{part!r}]"
+    return text
+
+
+def _assignment(path: str, code: str) -> str:
+    """The statement putting the module `code` at `path` (by add_module where a name is no identifier)."""
+    parent, _, name = path.rpartition(".")
+    if name.isidentifier() and not keyword.iskeyword(name):
+        return f"{_module_code(parent)}.{name} = {code}" if parent else f"self.{name} = {code}"
+    return f"{_module_code(parent)}.add_module({name!r}, {code})"
+
+
+def _operands_list(op: Op) -> list:
+    if isinstance(op.operands, dict):
+        return [v for values in op.operands.values() for v in values]
+    return list(op.operands)
+
+
+def _entry_outputs(table, op: Op) -> tuple[str, ...]:
+    entry = table.get(op.kind)
+    return entry.outputs if entry is not None else ("Out",)
+
+
+def _constant_of(op: Op) -> np.ndarray:
+    attrs = op.attrs
+    dtype = attrs.get("dtype")
+    if isinstance(dtype, int):
+        dtype = DATA_TYPES.get(dtype, "float32")
+    dtype = np.dtype(dtype or "float32") if dtype != "bfloat16" else np.dtype("float32")
+    if op.kind == "full_int_array":
+        return np.asarray(attrs["value"], dtype=dtype)
+    if op.kind in ("full", "fill_constant"):
+        value = attrs.get("value", 0.0)
+        if attrs.get("str_value"):
+            value = float(attrs["str_value"])
+        return np.full(attrs.get("shape", []), value, dtype=dtype)
+    values = attrs.get("values") or attrs.get("fp32_values") or attrs.get("int32_values") or attrs.get("int64_values") or []
+    return np.asarray(values, dtype=dtype).reshape(attrs.get("shape", [len(values)]))
+
