@@ -184,3 +184,21 @@ def test_the_released_pp_ocrv5_recogniser_ports_at_two_widths_and_back(tmp_path)
     model = weightport.create_model(str(tmp_path / "rec"), framework="torch")
     model.load_state_dict(torch.load(tmp_path / "rec" / "model.pth"), strict=True)
     assert model(torch.randn(1, 3, 48, 100)).shape == (1, 12, 18385)  # any width
+
+
+def test_layers_name_the_first_op_that_parts_ways(exported, tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from weightport.parity.verification import verify
+    from weightport.port.paddle_to_torch import translations
+
+    table = dict(translations.translations())
+    for kind in ("hardswish", "hard_swish"):
+        table[kind] = replace(table[kind], torch="F.relu({x})")  # a wrong translation
+    monkeypatch.setattr("weightport.port.paddle_to_torch.emit.translations", lambda: table)
+    port(str(exported), tmp_path / "twin", verify=False)
+    result = verify([str(tmp_path / "twin")], layers=True)
+    report = result.models[0].layers
+    assert not result.passed and report.first_divergence is not None
+    first = next(row for row in report.layers if row.name == report.first_divergence)
+    assert first.kind.startswith(("hardswish", "hard_swish")), first

@@ -34,6 +34,7 @@ from ..formats import read_checkpoint
 from ..formats.checkpoint import LazyTensor, paddle_array_tensor
 from ..formats.inspection import non_finite_tensors
 from ..frameworks import quiet_paddle_import
+from ..models import ported
 from ..models.pair import TwinPair, resolve
 from ..models.weights import fill_lossless_drops, load_paddle, load_torch, randomize_torch
 from .gate import DEFAULT_TOL, Gate, decide, failure, rule_in_words
@@ -337,7 +338,14 @@ def verify_model(model: TwinPair | str | Path, options: VerifyOptions | None = N
     outputs = run(setup, twins)
     results = judge(outputs, options)
     layer_report = training = None
-    if options.layers:
+    if options.layers and _program_variables(setup.pair, twins.paddle):
+        from .variables import compare_variables
+
+        layer_report = compare_variables(
+            setup.pair.folder, ported.VARIABLES, twins.torch, twins.paddle, outputs.first_batch, model64=twins.torch64,
+            inputs=f"the first batch, {list(outputs.first_batch.shape)}, every variable of the program",
+        )
+    elif options.layers:
         from .layerwise import compare_layers
 
         layer_report = compare_layers(
@@ -356,6 +364,11 @@ def verify_model(model: TwinPair | str | Path, options: VerifyOptions | None = N
         seconds=time.perf_counter() - started, non_finite_weights=twins.non_finite,
         conversion=twins.conversion.as_dict() if twins.conversion else None, layers=layer_report, training=training,
     )
+
+
+def _program_variables(pair: TwinPair, paddle_model) -> bool:
+    """Whether the pair is a ported program whose Paddle twin can show every variable."""
+    return pair.folder is not None and (pair.folder / ported.VARIABLES).is_file() and hasattr(paddle_model, "values")
 
 
 def verify(

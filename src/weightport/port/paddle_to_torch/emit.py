@@ -80,7 +80,7 @@ class Layer:
 class Generated:
     code: str
     layers: list[Layer]
-    variables: dict[str, str]  # local variable -> the program value's key
+    variables: dict[str, dict[str, str]]  # local variable -> {"value": the program value's key, "op": its op}
     inputs: list[tuple[str, Value]]
     outputs: list[str]
     lines: int = 0
@@ -169,85 +169,147 @@ def _atom(code) -> str:
 
 
 def _scaled(x, scale, bias, bias_after_scale):
+    """x * scale + bias (or (x + bias) * scale); whole numbers stay integers on an integer tensor."""
+    integral = isinstance(x, Code) and isinstance(x.value, Value) and x.value.dtype.startswith(("int", "uint"))
+
+    def number(v):
+        return repr(int(v)) if integral and float(v).is_integer() else repr(float(v))
+
     try:
         factor = _scalar(scale)
-        factor_text = None if factor == 1 else repr(float(factor))
+        factor_text = None if factor == 1 else number(factor)
     except NeedsConstant:
         factor_text = _literal(scale)
     text = x.text if not factor_text else f"{_atom(x)} * {factor_text}"
     if not bias:
         return Code(text)
+    offset = f" + {number(bias)}" if bias > 0 else f" - {number(-bias)}"
     if bias_after_scale:
-        return Code(f"{text} + {float(bias)!r}")
-    return Code(f"({x.text} + {float(bias)!r})" + (f" * {factor_text}" if factor_text else ""))
+        return Code(f"{text}{offset}")
+    return Code(f"({x.text}{offset})" + (f" * {factor_text}" if factor_text else ""))
 
 
 def _transposed_if(x, flag):
     return Code(f"{_atom(x)}.transpose(-1, -2)") if flag else x
 
 
+def _flat(value: Any) -> list:
+    if isinstance(value, (list, tuple)):
+        return [item for v in value for item in _flat(v)]
+    return [value]
+
+
+def _ints(operand: Any) -> list[int]:
+    """The integers a constant operand holds (an attribute's list, a folded constant, or PIR's
+    combined list of constants), flattened; NeedsConstant where any of them is computed."""
+    items = operand if isinstance(operand, list) else [operand]
+    return [int(v) for item in items for v in _flat(_value(item))]
+
+
+def _sizes(operand: Any) -> Code:
+    """Code for a list of sizes: the numbers where the program fixes them, else read at run time."""
+    try:
+        return Code(repr(_ints(operand)))
+    except NeedsConstant:
+        return Code(f"paddle_sizes({_literal(operand)})")
+
+
+def _number(operand: Any) -> Any:
+    """A scalar operand: its number where it is constant, else its tensor's value read at run time."""
+    if isinstance(operand, Code):
+        return Code(f"{_atom(operand)}.item()")
+    return _scalar(operand)
+
+
+def _dtype_of(operand: Any) -> str:
+    if isinstance(operand, Constant):
+        return str(operand.array.dtype)
+    return operand.value.dtype if isinstance(operand, Code) and isinstance(operand.value, Value) else "float32"
+
+
+def _like_dtype(dtype: Any) -> Code:
+    """`, dtype=...` for a *_like op, nothing where it keeps its input's dtype."""
+    if dtype in (None, "", -1) or (isinstance(dtype, str) and dtype.startswith("Undefined")):
+        return Code("")
+    return Code(f", dtype={_torch_dtype(dtype).text}")
+
+
 def _pool2d(x, kind, kernel, strides, paddings, ceil_mode, exclusive, global_pooling, adaptive, algorithm):
+    """torch's pooling where it computes what Paddle's does, `paddle_pool2d` otherwise (asymmetric
+    or SAME padding, padding over half the window, the windows past the padding ceil_mode adds)."""
     reduce = "amax" if kind == "max" else "mean"
-    if global_pooling or (adaptive and list(kernel) == [1, 1]):
+    kernel = _ints(kernel)
+    if global_pooling or (adaptive and kernel == [1, 1]):
         return Code(f"{_atom(x)}.{reduce}((2, 3), keepdim=True)")
     if adaptive:
         return Code(f"F.adaptive_{'max' if kind == 'max' else 'avg'}_pool2d({x.text}, {tuple(kernel)})")
-    if algorithm == "VALID":
-        paddings = [0, 0]
-    elif algorithm == "SAME":
-        raise PortError("pooling with padding_algorithm SAME is not translated")
-    padding = _conv_padding(paddings, "EXPLICIT")
-    if padding == 0 and len(paddings) == 4 and any(paddings):
-        raise PortError(f"pooling with asymmetric paddings {paddings} is not translated")
-    common = f"{x.text}, {tuple(kernel)}, {tuple(strides)}, {padding}"
+    paddings = [0, 0, 0, 0] if algorithm in ("VALID", "SAME") else list(paddings)
+    if len(paddings) == 2:
+        paddings = [paddings[0], paddings[0], paddings[1], paddings[1]]
+    top, bottom, left, right = paddings
+    like_torch = (algorithm != "SAME" and (top, left) == (bottom, right) and 2 * top <= kernel[0] and 2 * left <= kernel[1]
+                  and (not ceil_mode or (not any(paddings) and (kind == "max" or exclusive))))
+    if not like_torch:
+        same = ", same=True" if algorithm == "SAME" else ""
+        return Code(f"paddle_pool2d({x.text}, {kind!r}, {tuple(kernel)}, {tuple(strides)}, {tuple(paddings)}, "
+                    f"{bool(ceil_mode)}, {bool(exclusive)}{same})")
+    common = f"{x.text}, {tuple(kernel)}, {tuple(strides)}, {(top, left) if top or left else 0}"
     ceil = ", ceil_mode=True" if ceil_mode else ""
     if kind == "max":
         return Code(f"F.max_pool2d({common}{ceil})")
-    return Code(f"F.avg_pool2d({common}{ceil}, count_include_pad={not exclusive})")
+    return Code(f"F.avg_pool2d({common}{ceil}{', count_include_pad=False' if exclusive and (top or left) else ''})")
 
 
 def _interpolate(x, out_size, size_tensor, scale_tensor, out_h, out_w, scale, method, align_corners, align_mode):
+    """Paddle's resize: sizes as the program gives them (fixed, or computed at run time), or the input's
+    size times a scale factor; align_corners and Paddle's align_mode 1, which torch lacks, followed."""
     mode = {"nearest": "nearest", "bilinear": "bilinear"}.get(method)
     if mode is None:
         raise PortError(f"interpolation {method!r} is not translated")
+    if mode == "nearest" and align_corners:
+        raise PortError("nearest interpolation with align_corners is not translated")
+    scale = [scale] if isinstance(scale, (int, float)) else list(scale or [])
+    factors = None
     if size_tensor is not None:
-        items = size_tensor if isinstance(size_tensor, list) else [size_tensor]
-        size = "[" + ", ".join(f"int({_literal(v)})" for v in items) + "]"
+        size = _sizes(size_tensor).text
     elif out_size is not None:
-        size = f"[int(v) for v in {_literal(out_size)}]" if not isinstance(out_size, Constant) else repr(_value(out_size))
+        size = _sizes(out_size).text
     elif scale_tensor is not None:
         raise PortError("interpolation by a scale computed at run time is not translated")
     elif scale and any(s > 0 for s in scale):
-        factors = tuple(float(s) for s in (scale if len(scale) == 2 else scale * 2))
-        size = f"[int({x.text}.shape[2] * {factors[0]!r}), int({x.text}.shape[3] * {factors[1]!r})]"
+        factors = tuple(float(_f32(s).text) for s in (scale if len(scale) == 2 else scale * 2))
         if mode == "nearest" or (align_mode == 0 and not align_corners):
             return Code(f"F.interpolate({x.text}, scale_factor={factors}, mode={mode!r}"
                         + (", align_corners=False" if mode != "nearest" else "") + ")")
+        size = f"[int({x.text}.shape[2] * {factors[0]!r}), int({x.text}.shape[3] * {factors[1]!r})]"
     else:
         size = repr([out_h, out_w])
     if mode == "nearest":
         return Code(f"F.interpolate({x.text}, size={size}, mode='nearest')")
     if align_corners or align_mode == 0:
         return Code(f"F.interpolate({x.text}, size={size}, mode='bilinear', align_corners={bool(align_corners)})")
-    return Code(f"interpolate_asymmetric({x.text}, {size}, 'bilinear')")
+    return Code(f"interpolate_asymmetric({x.text}, {size}, 'bilinear'{f', scale={factors}' if factors else ''})")
 
 
 def _sliced(x, axes, starts, ends, strides, decrease):
+    """Python indexing where the bounds are fixed and the strides positive, `paddle_slice` otherwise."""
     try:
-        starts, ends = _value(starts), _value(ends)
-        steps = _value(strides) if strides is not None else [1] * len(axes)
+        first, last = _ints(starts), _ints(ends)
+        steps = _ints(strides) if strides is not None else [1] * len(axes)
     except NeedsConstant:
-        return Code(f"slice_dynamic({x.text}, {list(axes)}, {_literal(starts)}, {_literal(ends)}, "
+        return Code(f"paddle_slice({x.text}, {list(axes)}, {_literal(starts)}, {_literal(ends)}, "
                     f"{_literal(strides)}, {list(decrease)})")
+    if any(step < 0 for step in steps) or not x.rank:
+        return Code(f"paddle_slice({x.text}, {list(axes)}, {first}, {last}, {steps}, {list(decrease)})")
     rank = x.rank
     index = [":"] * rank
-    big = 1 << 62
-    for axis, start, end, step in zip(axes, starts, ends, steps):
+    decrease = {axis % rank for axis in decrease}
+    for axis, start, end, step in zip(axes, first, last, steps):
         axis = axis % rank
         if axis in decrease:
             index[axis] = str(start)
             continue
-        text = (str(start) if start != 0 else "") + ":" + (str(end) if abs(end) < big else "")
+        text = (str(start) if start != 0 else "") + ":" + (str(end) if -(1 << 31) < end < (1 << 31) - 1 else "")
         index[axis] = text + (f":{step}" if step != 1 else "")
     while index and index[-1] == ":":
         index.pop()
@@ -256,26 +318,139 @@ def _sliced(x, axes, starts, ends, strides, decrease):
 
 def _reshaped(x, shape):
     try:
-        sizes = _value(shape)
+        sizes = _ints(shape)
     except NeedsConstant:
         return Code(f"{_atom(x)}.reshape(paddle_shape({x.text}, {_literal(shape)}))")
+    if isinstance(x, Constant):
+        return Constant(x.array.reshape([x.shape[i] if v == 0 else v for i, v in enumerate(sizes)]))
     parts = [f"{x.text}.shape[{i}]" if v == 0 else str(v) for i, v in enumerate(sizes)]
-    return Code(f"{_atom(x)}.reshape({', '.join(parts)}{',' if len(parts) == 1 else ''})")
+    return Code(f"{_atom(x)}.reshape({', '.join(parts) or '()'}{',' if len(parts) == 1 else ''})")
 
 
 def _unsqueezed(x, axes):
     text = _atom(x)
-    for axis in (axes if isinstance(axes, list) else [axes]):
+    for axis in _ints(axes):
         text = f"{text}.unsqueeze({axis})"
     return Code(text)
 
 
+def _reduced(x, how, axis, keepdim, reduce_all):
+    """A reduction over the axes given (all of them where none are, or reduce_all); a list (the legacy
+    `sum` op, which adds its inputs) is added up."""
+    if isinstance(x, list):
+        return Code(" + ".join(_atom(v) for v in x))
+    rank = x.rank
+    axes = sorted({a % rank for a in _ints(axis)}) if axis is not None and rank else []
+    if reduce_all or not axes:
+        axes = list(range(rank))
+        if not keepdim:
+            return Code(f"{_atom(x)}.{how}()")
+    if how == "prod":
+        text = _atom(x)
+        for a in reversed(axes):
+            text = f"{text}.prod({a}, keepdim={bool(keepdim)})"
+        return Code(text)
+    return Code(f"{_atom(x)}.{how}({tuple(axes)}, keepdim={bool(keepdim)})")
+
+
+def _split(x, num, sections, axis):
+    """torch.split by sections (a -1 among them takes what the others leave), torch.chunk by number."""
+    axis = int(_scalar(axis))
+    parts = _ints(sections) if sections is not None else []
+    if not parts:
+        return Code(f"torch.chunk({x.text}, {num}, dim={axis})")
+    rest = sum(p for p in parts if p != -1)
+    texts = [f"{x.text}.shape[{axis}] - {rest}" if p == -1 else str(p) for p in parts]
+    return Code(f"torch.split({x.text}, [{', '.join(texts)}], dim={axis})")
+
+
+def _padded(x, paddings, mode, value, data_format):
+    """Paddle's pad3d (and pad2d): paddings as F.pad orders them, last axis first."""
+    if data_format not in ("NCDHW", "NCHW"):
+        raise PortError(f"padding in data format {data_format} is not translated")
+    mode = {"edge": "replicate"}.get(mode, mode)
+    value = _scalar(value) if value is not None else 0.0
+    extra = f", value={float(value)!r}" if mode == "constant" and value else "" if mode == "constant" else f", mode={mode!r}"
+    return Code(f"F.pad({x.text}, {_sizes(paddings).text}{extra})")
+
+
+def _padded_all(x, paddings, value):
+    """Paddle's pad: a (before, after) pair for every axis, first axis first."""
+    pairs = [_ints(paddings)[i : i + 2] for i in range(0, len(_ints(paddings)), 2)]
+    while pairs and pairs[0] == [0, 0]:
+        pairs.pop(0)
+    order = tuple(p for pair in reversed(pairs) for p in pair)
+    value = _scalar(value) if value is not None else 0.0
+    return Code(f"F.pad({x.text}, {order}{f', value={float(value)!r}' if value else ''})")
+
+
+def _layer_norm(x, scale, bias, axis, epsilon):
+    """torch's LayerNorm over the last axis; `PaddleLayerNorm` over several (Paddle keeps their weight flattened)."""
+    axis = axis % x.rank
+    size = scale.shape[0] if scale is not None else bias.shape[0] if bias is not None else 0
+    if axis == x.rank - 1 and (scale is not None or bias is None) and (size or x.shape[-1] > 0):
+        return Code(f"nn.LayerNorm({size or x.shape[-1]}, eps={_f32(epsilon).text}, elementwise_affine={scale is not None}, "
+                    f"bias={bias is not None})")
+    return Code(f"PaddleLayerNorm({axis}, {size}, {_f32(epsilon).text}, affine={scale is not None}, bias={bias is not None})")
+
+
+def _layer_norm_functional(x, scale, bias, axis, epsilon):
+    shape = f"{x.text}.shape[{axis % x.rank}:]"
+    weight, offset = (f"{_atom(v)}.reshape({shape})" if v is not None else "None" for v in (scale, bias))
+    return Code(f"F.layer_norm({x.text}, {shape}, {weight}, {offset}, {_f32(epsilon).text})")
+
+
+def _transpose_padding(paddings, algorithm):
+    if algorithm == "SAME":
+        raise PortError("a transposed convolution with padding_algorithm SAME is not translated")
+    return 0 if algorithm == "VALID" else _conv_padding(paddings, "EXPLICIT")
+
+
+def _conv_transposed(call, x, output_size, paddings, algorithm, functional=None):
+    """A transposed convolution: to the output size the program gives (fixed or computed), with
+    asymmetric padding cropped from its output (torch pads both sides alike)."""
+    crop = algorithm == "EXPLICIT" and len(paddings) == 4 and _conv_padding(paddings, algorithm) == 0
+    top, bottom, left, right = paddings if crop else (0, 0, 0, 0)
+    size = None
+    if output_size is not None and (not isinstance(output_size, list) or output_size):
+        try:
+            fixed = _ints(output_size)
+            size = repr([fixed[0] + top + bottom, fixed[1] + left + right]) if fixed else None
+        except NeedsConstant:
+            size = f"paddle_sizes({_literal(output_size)})"
+            if crop:
+                size = f"[v + e for v, e in zip({size}, {(top + bottom, left + right)})]"
+    if size is not None and functional is not None:
+        raise PortError("a transposed convolution to a given output size, with weights computed at run time, is not translated")
+    text = f"{call.text}({x.text}{', output_size=' + size if size else ''})" if functional is None else functional.text
+    if crop:
+        text = f"{text}[:, :, {top}:{-bottom if bottom else ''}, {left}:{-right if right else ''}]"
+    return Code(text)
+
+
+def _matmul(x, y, transpose_x, transpose_y, alpha=1.0):
+    text = f"torch.matmul({_transposed_if(x, transpose_x).text if transpose_x else _literal(x)}, " \
+           f"{_transposed_if(y, transpose_y).text if transpose_y else _literal(y)})"
+    return Code(text if alpha == 1 else f"{text} * {_f32(alpha).text}")
+
+
+def _argmax(x, how, axis, keepdims, flatten, dtype):
+    axis = int(_scalar(axis)) if axis is not None else None
+    text = f"torch.{how}({_atom(x)}.flatten())" if flatten or axis is None else \
+        f"torch.{how}({x.text}, dim={axis}{', keepdim=True' if keepdims else ''})"
+    dtype = DATA_TYPES.get(dtype, "int64") if isinstance(dtype, int) else dtype or "int64"
+    return Code(text if dtype == "int64" else f"{text}.to({_torch_dtype(dtype).text})")
+
+
 ENVIRONMENT = {
     "raw": Code, "value": _value, "scalar": _scalar, "f32": _f32, "tuple": tuple, "len": len, "set": set,
-    "map": map, "str": str, "list": list, "round": round, "conv_padding": _conv_padding, "pre_pad": _pre_pad,
-    "aligned": _aligned, "scaled": _scaled, "transposed_if": _transposed_if, "pool2d": _pool2d,
+    "map": map, "str": str, "list": list, "round": round, "float": float, "int": int, "conv_padding": _conv_padding,
+    "pre_pad": _pre_pad, "aligned": _aligned, "scaled": _scaled, "transposed_if": _transposed_if, "pool2d": _pool2d,
     "interpolate": _interpolate, "sliced": _sliced, "reshaped": _reshaped, "unsqueezed": _unsqueezed,
-    "torch_dtype": _torch_dtype,
+    "torch_dtype": _torch_dtype, "ints": _ints, "sizes": _sizes, "number": _number, "dtype_of": _dtype_of,
+    "like_dtype": _like_dtype, "reduced": _reduced, "split": _split, "padded": _padded, "padded_all": _padded_all,
+    "layer_norm": _layer_norm, "layer_norm_functional": _layer_norm_functional, "transpose_padding": _transpose_padding,
+    "conv_transposed": _conv_transposed, "matmul": _matmul, "argmax": _argmax,
 }
 SPELLING = Spelling(_literal, ENVIRONMENT)
 
@@ -298,12 +473,11 @@ class Emitter:
         self.table = translations()
         self.constants: dict[int, Constant] = {}
         self.names: dict[int, str] = {}  # id(Value) -> local variable
-        self.variables: dict[str, str] = {}  # local variable -> the program value's key
+        self.variables: dict[str, dict[str, str]] = {}  # local variable -> the program value's key, its op
         self.taken: set[str] = set()
         self.counts: Counter = Counter()
         self.layers: dict[str, Layer] = {}
         self.loose: dict[str, Value] = {}  # parameters used directly: their key -> value
-        self.helpers: list[str] = []
         self.needed: set[int] = set()  # the values the outputs depend on
         self.lists: dict[int, list] = {}  # PIR's combined values: their items' code
 
@@ -312,7 +486,7 @@ class Emitter:
     def key_of(self, value: Value) -> str:
         return self.keys.get(value.parameter, value.parameter)
 
-    def local(self, value: Value, hint: str) -> str:
+    def local(self, value: Value, hint: str, op: str) -> str:
         name = identifier(hint)
         if name in self.taken:
             self.counts[name] += 1
@@ -321,7 +495,7 @@ class Emitter:
             name = f"{name}_{self.counts[name]}"
         self.taken.add(name)
         self.names[id(value)] = name
-        self.variables[name] = value.key
+        self.variables[name] = {"value": value.key, "op": op}
         return name
 
     def operand(self, value: Value | None):
@@ -368,7 +542,8 @@ class Emitter:
             weight = bound.get("y" if linear else "weight")
             if weight is None or weight.parameter is None:
                 continue
-            if linear and (len(weight.shape) != 2 or any(op.attrs.get(k) for k in ("transpose_x", "transpose_y", "trans_x", "trans_y"))):
+            if linear and (len(weight.shape) != 2 or op.attrs.get("alpha", 1.0) != 1.0 or any(
+                    op.attrs.get(k) for k in ("transpose_x", "transpose_y", "trans_x", "trans_y", "transpose_X", "transpose_Y"))):
                 continue
             if linear:
                 op.kind, op.operands, op.results = "linear", [bound["x"], weight, None], op.all_results[:1]
@@ -423,7 +598,7 @@ class Emitter:
         ops = self.live(self.fuse_biases())
         inputs = []
         for name, value in self.graph.inputs:
-            inputs.append((self.local(value, name), value))
+            inputs.append((self.local(value, name, "input"), value))
         lines = [line for line in map(self.statement, ops) if line is not None]
         outputs = [self.operand(v) for v in self.graph.outputs]
         returned = ", ".join(_literal(o) for o in outputs)
@@ -435,7 +610,7 @@ class Emitter:
             return None
         if op.kind == "builtin.split":
             source = self.operand(op.operands[0])
-            targets = [self.local(v, "part") for v in op.results]
+            targets = [self.local(v, "part", f"split (op {op.index})") for v in op.results]
             return f"{', '.join(targets)}{',' if len(targets) == 1 else ''} = {source.text}"
         entry = self.table.get(op.kind)
         if entry is None:
@@ -476,13 +651,12 @@ class Emitter:
                 raise unsupported(self.graph, op, "its parameters are computed, and this op has no functional translation")
         else:
             check_requirements(list(entry.require), names, where, SPELLING)
-        self.helpers += [h for h in entry.helpers if h not in self.helpers]
         try:
             code = render(template, names, where, SPELLING)
         except PortError as exc:
             raise unsupported(self.graph, op, str(exc).split("): ", 1)[-1]) from None
         results = self.results(op, entry)
-        targets = [self.local(v, self.hint(op, v)) for v in results]
+        targets = [self.local(v, self.hint(op, v), f"{op.kind} (op {op.index})") for v in results]
         return f"{', '.join(targets)} = {code}"
 
     def results(self, op: Op, entry: OpTranslation) -> list[Value]:
@@ -545,12 +719,9 @@ class Emitter:
                 ensure_container(path)
                 init.append(_assignment(path, f"Parameters({shapes})"))
                 containers.add(path)
-        self.helpers += ["Container"] if any("Container()" in line for line in init) else []
-        self.helpers += ["Parameters"] if any("Parameters(" in line for line in init) else []
         body = "\n".join(f"        {line}" for line in lines)
         signature = ", ".join(name for name, _ in inputs)
-        used = [h for h in self.helpers if re.search(rf"\b{h}\(", body + "\n".join(init))]
-        helpers = "\n\n\n".join(inspect.getsource(getattr(runtime, h)).rstrip() for h in used)
+        helpers = "\n\n\n".join(_runtime_sources(body + "\n".join(init)))
         source = Path(self.graph.path).name
         code = f'''"""The torch twin of the Paddle program {source}, generated by weightport port.
 
@@ -609,6 +780,19 @@ def _assignment(path: str, code: str) -> str:
     if name.isidentifier() and not keyword.iskeyword(name):
         return f"{_module_code(parent)}.{name} = {code}" if parent else f"self.{name} = {code}"
     return f"{_module_code(parent)}.add_module({name!r}, {code})"
+
+
+def _runtime_sources(code: str) -> list[str]:
+    """The sources of the runtime helpers `code` calls, and of those they call, in runtime.py's order."""
+    defined = {name: inspect.getsource(obj).rstrip() for name, obj in vars(runtime).items()
+               if getattr(obj, "__module__", None) == runtime.__name__}
+    used, text = set(), code
+    while True:
+        found = {name for name in defined if name not in used and re.search(rf"\b{name}\b", text)}
+        if not found:
+            return [source for name, source in defined.items() if name in used]
+        used |= found
+        text = "\n".join(defined[name] for name in found)
 
 
 def _operands_list(op: Op) -> list:
