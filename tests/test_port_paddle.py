@@ -202,3 +202,20 @@ def test_layers_name_the_first_op_that_parts_ways(exported, tmp_path, monkeypatc
     assert not result.passed and report.first_divergence is not None
     first = next(row for row in report.layers if row.name == report.first_divergence)
     assert first.kind.startswith(("hardswish", "hard_swish")), first
+
+
+@pytest.mark.parametrize("name", ["conv.w_0=__import__('os')", "conv.lambda", "conv. w", 'x"""'])
+def test_a_parameter_name_that_is_no_attribute_path_is_refused(exported, tmp_path, name):
+    program = next(exported.glob("inference.json"), None)
+    if program is None:
+        pytest.skip("the legacy program is a protobuf; names are checked the same way")
+    document = json.loads(program.read_text())
+    ops = document["program"]["regions"][0]["blocks"][0]["ops"]
+    next(op for op in ops if op["#"] == "p")["A"][-1] = name
+    hostile = tmp_path / "hostile"
+    hostile.mkdir()
+    (hostile / "inference.json").write_text(json.dumps(document))
+    (hostile / "inference.pdiparams").write_bytes((exported / "inference.pdiparams").read_bytes())
+    with pytest.raises(PortError, match="cannot be named so in a torch module"):
+        port(str(hostile), tmp_path / "twin")
+    assert not (tmp_path / "twin").exists() and [p.name for p in tmp_path.iterdir()] == ["hostile"]

@@ -46,7 +46,7 @@ def port_cmd(source, out, model_args, input_size, torch_ckpt, paddle_ckpt, prefi
     else:
         from ..report.console import console, print_layers, print_verify
 
-        made = f"{result.classes} layers" if result.direction == "paddle->torch" else f"{result.classes} classes"
+        made = f"{result.layers} layers" if result.direction == "paddle->torch" else f"{result.classes} classes"
         sizes = ", ".join(str(s) for s in result.sizes) or str(result.input_size)
         console().print(f"{source} -> {result.folder} ({result.direction}): {made}, {result.lines} lines, "
                         f"{result.tensors} tensors ({result.parameters:,} parameters), verified at input size {sizes}, "

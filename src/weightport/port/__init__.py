@@ -23,7 +23,8 @@ class PortResult:
 
     source: str
     folder: str
-    classes: int = 0
+    classes: int = 0  # classes in the generated code
+    layers: int = 0  # torch layers holding parameters (Paddle -> torch)
     lines: int = 0
     tensors: int = 0
     parameters: int = 0

@@ -49,7 +49,7 @@ def generate(program: Path, folder: Path, *, source: str, keys: dict[str, str] |
     _check_keys(torch_model, generated, parameters, keys or {})
     files = [ported.TORCH_MODULE, copied.name, ported.TABLE, ported.LAYOUT, ported.VARIABLES, ported.MANIFEST]
     return PortResult(
-        source=source, folder=str(folder), classes=len(generated.layers), lines=generated.lines,
+        source=source, folder=str(folder), classes=1, layers=len(generated.layers), lines=generated.lines,
         tensors=len(graph.parameters), parameters=sum(_count(v.shape) for v in graph.parameters.values()),
         input_size=_input_size(dims), seconds=round(time.perf_counter() - started, 2), files=files)
 

@@ -70,9 +70,12 @@ def read_graph(program_path: str | Path) -> Graph:
     """The graph of the program file `program_path` (checked by the formats reader first)."""
     program = paddle_inference.read_program(program_path)
     data = Path(program_path).read_bytes()
-    if program.kind == "pir":
-        return _pir_graph(str(program_path), json.loads(data))
-    return _legacy_graph(str(program_path), data)
+    try:
+        if program.kind == "pir":
+            return _pir_graph(str(program_path), json.loads(data))
+        return _legacy_graph(str(program_path), data)
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError, struct.error) as exc:
+        raise PortError(f"{Path(program_path).name}: a malformed program ({type(exc).__name__}: {str(exc)[:120]})") from None
 
 
 # --- PIR ----------------------------------------------------------------------------------------
@@ -137,6 +140,9 @@ _ATTRIBUTES = {
 }
 
 
+_VARIABLE_ATTRIBUTES = (13, 14)  # VAR, VARS: an attribute naming variables the op reads (an input, then)
+
+
 def _legacy_attribute(attr: dict[int, list]) -> Any:
     kind = protobuf.integer(attr.get(2, []), -1)
     number, how = _ATTRIBUTES.get(kind, (None, None))
@@ -192,7 +198,13 @@ def _legacy_graph(path: str, data: bytes) -> Graph:
                 names = [protobuf.string([a]) for a in slot.get(2, [])]
                 slots[direction][protobuf.string(slot.get(1, []))] = [
                     variables.setdefault(n, Value(n)) for n in names]
-        attrs = {protobuf.string(a.get(1, [])): _legacy_attribute(a) for a in map(protobuf.fields, op.get(4, []))}
+        attrs = {}
+        for attr in map(protobuf.fields, op.get(4, [])):
+            name = protobuf.string(attr.get(1, []))
+            attrs[name] = _legacy_attribute(attr)
+            if protobuf.integer(attr.get(2, []), -1) in _VARIABLE_ATTRIBUTES and attrs[name]:
+                names = [attrs[name]] if isinstance(attrs[name], str) else attrs[name]
+                slots["in"].setdefault(name, [variables.setdefault(n, Value(n)) for n in names])
         if kind == "feed":
             inputs.append((attrs.get("col", 0), slots["out"]["Out"][0]))
             continue

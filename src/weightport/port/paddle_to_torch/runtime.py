@@ -100,28 +100,32 @@ def paddle_slice(x, axes, starts, ends, strides, decrease):
 
 def paddle_pool2d(x, kind, kernel, stride, paddings, ceil_mode, exclusive, same=False):
     """Paddle's max or average pooling where torch's differs: asymmetric or SAME padding, padding
-    over half the window, and the last windows ceil_mode adds (Paddle keeps every one and divides an
-    inclusive average by the whole window). Padded with -inf (max) or zeros (average), then pooled
-    without padding; an exclusive average divides by the pooled count of input elements."""
+    over half the window, and ceil_mode's last windows (torch drops one starting in the padding).
+    Padded ((top, bottom, left, right) and what ceil_mode adds), then pooled without padding: a max
+    pads with the lowest number (Paddle's value for a window in the padding alone), an average
+    divides by its count of input elements (exclusive) or, as Paddle does, by its window clipped to
+    the input and twice the leading padding."""
     sizes = x.shape[2:]
     if same:
         paddings = []
         for size, k, s in zip(sizes, kernel, stride):
             total = max((-(-size // s) - 1) * s + k - size, 0)
             paddings += [total // 2, total - total // 2]
-    before, after = paddings[0::2], list(paddings[1::2])
+    before, after = list(paddings[0::2]), list(paddings[1::2])
     for i, (size, k, s) in enumerate(zip(sizes, kernel, stride)):
-        span = size + before[i] + after[i] - k
-        out = (span + (s - 1 if ceil_mode else 0)) // s + 1
+        out = (size + before[i] + after[i] - k + (s - 1 if ceil_mode else 0)) // s + 1
         after[i] += max((out - 1) * s + k - (size + before[i] + after[i]), 0)
     pads = (before[1], after[1], before[0], after[0])
     if kind == "max":
-        return F.max_pool2d(F.pad(x, pads, value=-math.inf), kernel, stride)
+        return F.max_pool2d(F.pad(x, pads, value=torch.finfo(x.dtype).min), kernel, stride)
     pooled = F.avg_pool2d(F.pad(x, pads), kernel, stride)
-    if not exclusive:
-        return pooled
-    counts = F.avg_pool2d(F.pad(torch.ones_like(x[:1, :1]), pads), kernel, stride)
-    return pooled / counts
+    if exclusive:
+        mask = F.pad(torch.ones(1, 1, *sizes, dtype=x.dtype, device=x.device), pads)
+    else:
+        extent = [size + b + a for size, b, a in zip(sizes, before, after)]
+        kept = [min(size + 2 * b, e) for size, b, e in zip(sizes, before, extent)]
+        mask = F.pad(torch.ones(1, 1, *kept, dtype=x.dtype, device=x.device), (0, extent[1] - kept[1], 0, extent[0] - kept[0]))
+    return pooled / F.avg_pool2d(mask, kernel, stride)
 
 
 class PaddleLayerNorm(nn.Module):
