@@ -219,3 +219,14 @@ def test_a_parameter_name_that_is_no_attribute_path_is_refused(exported, tmp_pat
     with pytest.raises(PortError, match="cannot be named so in a torch module"):
         port(str(hostile), tmp_path / "twin")
     assert not (tmp_path / "twin").exists() and [p.name for p in tmp_path.iterdir()] == ["hostile"]
+
+
+def test_map_check_takes_the_folder_and_train_is_refused_for_a_program(ported_program):
+    from weightport.errors import UserError
+    from weightport.parity.verification import verify
+    from weightport.tables.check import table_problems
+
+    result, _ = ported_program
+    assert table_problems(result.folder) == []
+    with pytest.raises(UserError, match="an inference program runs in eval mode only"):
+        verify([result.folder], train=True)

@@ -54,6 +54,7 @@ PADDLE_MODULE = "modeling_paddle.py"
 TORCH_MODULE = "modeling_torch.py"
 PROGRAM = "program"  # the copy of a ported inference program: program.json or program.pdmodel
 VARIABLES = "variables.json"
+INFERENCE = "inference:"  # the source prefix of a ported inference model
 FACTORY = "create_model"
 TABLE = "mapping.toml"
 LAYOUT = "layout.json"

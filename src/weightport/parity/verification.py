@@ -334,11 +334,15 @@ def verify_model(model: TwinPair | str | Path, options: VerifyOptions | None = N
     started = time.perf_counter()
     options = VerifyOptions.of(options, **changes)
     setup = configure(resolve(model), options)
+    if options.train and _ported_program(setup.pair):
+        raise UserError(f"{setup.pair.name}: an inference program runs in eval mode only (its BatchNorm and dropout "
+                        "are fixed for inference), so it has no training mode to compare; port the Layer it was "
+                        "exported from (paddle:module:function) to check training")
     twins = weigh(setup)
     outputs = run(setup, twins)
     results = judge(outputs, options)
     layer_report = training = None
-    if options.layers and _program_variables(setup.pair, twins.paddle):
+    if options.layers and _ported_program(setup.pair):
         from .variables import compare_variables
 
         layer_report = compare_variables(
@@ -366,9 +370,9 @@ def verify_model(model: TwinPair | str | Path, options: VerifyOptions | None = N
     )
 
 
-def _program_variables(pair: TwinPair, paddle_model) -> bool:
-    """Whether the pair is a ported program whose Paddle twin can show every variable."""
-    return pair.folder is not None and (pair.folder / ported.VARIABLES).is_file() and hasattr(paddle_model, "values")
+def _ported_program(pair: TwinPair) -> bool:
+    """Whether the pair is a ported inference program: its Paddle twin is Paddle running the program."""
+    return pair.folder is not None and pair.sources.get("paddle", "").startswith(ported.INFERENCE)
 
 
 def verify(

@@ -125,7 +125,7 @@ def _paddle_source(source: str, inference, staging: Path, model_args: dict[str, 
         raise InvalidArgument("model_args", model_args, "arguments for a torch model; a Paddle source takes none")
     if inference is not None:
         program, _ = inference
-        return generate(program, staging, source=f"inference:{program.with_suffix('').resolve()}")
+        return generate(program, staging, source=f"{ported.INFERENCE}{program.with_suffix('').resolve()}")
     from .paddle_to_torch.capture import capture
 
     with capture(source) as (program, keys):

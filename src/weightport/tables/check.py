@@ -18,7 +18,10 @@ from .rules import Table
 
 def linear_weights(model, framework: str) -> set[str]:
     """State-dict keys of the weights of every Linear layer in a model (a layer registered under two
-    names, as the state dict lists it, under each)."""
+    names, as the state dict lists it, under each). A model that is a program rather than layers
+    (a ported program's Paddle twin) says which of its parameters it multiplies by as a Linear does."""
+    if hasattr(model, "linear_weights"):
+        return model.linear_weights()
     if framework == "torch":
         import torch
 

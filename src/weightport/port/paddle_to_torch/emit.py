@@ -409,9 +409,11 @@ def _transpose_padding(paddings, algorithm):
     return 0 if algorithm == "VALID" else _conv_padding(paddings, "EXPLICIT")
 
 
-def _conv_transposed(call, x, output_size, paddings, algorithm, functional=None):
-    """A transposed convolution: to the output size the program gives (fixed or computed), with
-    asymmetric padding cropped from its output (torch pads both sides alike)."""
+def _conv_transposed(layer, x, output_size, paddings, algorithm, weight=None, bias=None, strides=(), output_padding=(),
+                     groups=1, dilations=()):
+    """A transposed convolution by `layer` (or, where it is None, F.conv_transpose2d by the weights
+    given): to the output size the program gives (fixed or computed at run time), with asymmetric
+    padding cropped from its output (torch pads both sides alike)."""
     crop = algorithm == "EXPLICIT" and len(paddings) == 4 and _conv_padding(paddings, algorithm) == 0
     top, bottom, left, right = paddings if crop else (0, 0, 0, 0)
     size = None
@@ -423,9 +425,14 @@ def _conv_transposed(call, x, output_size, paddings, algorithm, functional=None)
             size = f"paddle_sizes({_literal(output_size)})"
             if crop:
                 size = f"[v + e for v, e in zip({size}, {(top + bottom, left + right)})]"
-    if size is not None and functional is not None:
-        raise PortError("a transposed convolution to a given output size, with weights computed at run time, is not translated")
-    text = f"{call.text}({x.text}{', output_size=' + size if size else ''})" if functional is None else functional.text
+    if layer is not None:
+        text = f"{layer.text}({x.text}{', output_size=' + size if size else ''})"
+    elif size is not None:
+        raise PortError("a transposed convolution to a given output size, by weights computed at run time, is not translated")
+    else:
+        text = (f"F.conv_transpose2d({x.text}, {_literal(weight)}, {_literal(bias)}, {tuple(strides)}, "
+                f"{_transpose_padding(paddings, algorithm)}, {tuple(output_padding) if output_padding else 0}, {groups}, "
+                f"{tuple(dilations)})")
     if crop:
         text = f"{text}[:, :, {top}:{-bottom if bottom else ''}, {left}:{-right if right else ''}]"
     return Code(text)
