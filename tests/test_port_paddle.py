@@ -167,6 +167,10 @@ def test_a_layer_ports_with_its_own_keys_and_its_training_checkpoint_converts(tm
     renamed = {"_mean": "running_mean", "_variance": "running_var"}
     expected = {k.rpartition(".")[0] + "." + renamed.get(k.rpartition(".")[2], k.rpartition(".")[2]) for k in layer.state_dict()}
     assert keys - {k for k in keys if k.endswith("num_batches_tracked")} == expected
+    from weightport.parity.verification import verify
+
+    training = verify([str(tmp_path / "twin")], train=True).models[0].training
+    assert training.passed, training  # loss, gradients, running statistics, SGD and AdamW steps, against the Layer
 
 
 def _released(name: str) -> Path:

@@ -39,6 +39,8 @@ def pad_same(x, kernel, stride, dilation):
 class DowngradeInInferDropout(nn.Module):
     """Paddle's dropout with mode "downgrade_in_infer": no rescaling while training, scaled by 1 - p in eval."""
 
+    mode = "downscale_in_infer"  # as paddle.nn.Dropout names this mode
+
     def __init__(self, p):
         super().__init__()
         self.p = p
