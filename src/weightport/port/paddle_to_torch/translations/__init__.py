@@ -26,7 +26,6 @@ class OpTranslation:
     outputs: tuple[str, ...] = ("Out",)
     results: int = 1
     require: tuple[str, ...] = ()
-    helpers: tuple[str, ...] = ()
     transposed: tuple[str, ...] = ()
 
 
@@ -48,7 +47,6 @@ def translations() -> dict[str, OpTranslation]:
             outputs=tuple(raw.get("outputs", ("Out",))),
             results=raw.get("results", 1),
             require=tuple(raw.get("require", ())),
-            helpers=tuple(raw.get("helpers", ())),
             transposed=tuple(raw.get("transposed", ())),
         )
         for alias in (key, *raw.get("also", ())):
