@@ -42,6 +42,7 @@ EXPORT = textwrap.dedent('''
         def forward(self, x):
             y = F.hardswish(self.bn(self.stem(x)))
             y = self.dw(y) * F.hardsigmoid(self.se(F.adaptive_avg_pool2d(y, 1)))
+            y = y * paddle.to_tensor([0.5, 1.0, 1.5, 2.0, 0.5, 1.0, 1.5, 2.0]).reshape([1, 8, 1, 1])  # a constant
             u = F.interpolate(self.up(y), size=x.shape[2:], mode="nearest")
             pooled = paddle.concat([F.adaptive_avg_pool2d(y, 1).flatten(1), F.adaptive_avg_pool2d(u, 1).flatten(1)], axis=1)
             return self.fc(self.drop(pooled))
@@ -106,6 +107,7 @@ def test_the_layers_are_named_after_the_programs_parameters(ported_program):
     assert any(k.endswith(".running_mean") for k in keys) and any(k.startswith("linear_") for k in keys)
     assert "nn.BatchNorm2d(8, eps=1e-05, momentum=0.1)" in code and "nn.Dropout(0.3)" in code
     assert "x.shape" in code or "shape[2]" in code  # the resize target stays computed
+    assert "register_buffer('constant_0', torch.tensor([[[[0.5]], [[1.0]]" in code  # moves with .to(device)
 
 
 def test_the_twin_imports_no_paddle_and_runs_at_other_sizes(ported_program):

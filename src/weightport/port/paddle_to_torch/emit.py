@@ -11,6 +11,7 @@ matmul by a parameter followed by the addition of a parameter bias becomes one l
 from __future__ import annotations
 
 import builtins
+import contextvars
 import inspect
 import keyword
 import re
@@ -104,8 +105,19 @@ def _literal(value: Any) -> str:
     return repr(value)
 
 
+# The constant tensors of the twin being written: a tensor of one or more dimensions is a buffer
+# of the module (so that it moves with `.to(device)`); a 0-d one is written in place.
+_BUFFERS: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("buffers", default=None)
+
+
 def _constant_code(array: np.ndarray) -> str:
-    return f"torch.tensor({array.tolist()!r}, dtype={_torch_dtype(str(array.dtype)).text})"
+    code = f"torch.tensor({array.tolist()!r}, dtype={_torch_dtype(str(array.dtype)).text})"
+    buffers = _BUFFERS.get()
+    if buffers is None or array.ndim == 0:
+        return code
+    name = next((n for n, c in buffers.items() if c == code), f"constant_{len(buffers)}")
+    buffers[name] = code
+    return f"self.{name}"
 
 
 def _torch_dtype(name: Any) -> Code:
@@ -492,6 +504,7 @@ class Emitter:
         self.loose: dict[str, Value] = {}  # parameters used directly: their key -> value
         self.needed: set[int] = set()  # the values the outputs depend on
         self.lists: dict[int, list] = {}  # PIR's combined values: their items' code
+        self.buffers: dict[str, str] = {}  # constant tensors held as buffers: name -> their code
 
     # which program value is which
 
@@ -534,8 +547,8 @@ class Emitter:
     # the passes
 
     def fold_constants(self) -> None:
-        for op in self.graph.ops:
-            if op.kind in CONSTANT_OPS and not _operands_list(op):
+        for op in self.graph.ops:  # (PIR's assign_value_ reads the tensor it overwrites, nothing else)
+            if op.kind in CONSTANT_OPS and (not _operands_list(op) or op.kind == "assign_value_"):
                 self.constants[id(op.all_results[0])] = Constant(_constant_of(op))
 
     def fuse_biases(self) -> list[Op]:
@@ -611,9 +624,13 @@ class Emitter:
         inputs = []
         for name, value in self.graph.inputs:
             inputs.append((self.local(value, name, "input"), value))
-        lines = [line for line in map(self.statement, ops) if line is not None]
-        outputs = [self.operand(v) for v in self.graph.outputs]
-        returned = ", ".join(_literal(o) for o in outputs)
+        token = _BUFFERS.set(self.buffers)
+        try:
+            lines = [line for line in map(self.statement, ops) if line is not None]
+            outputs = [self.operand(v) for v in self.graph.outputs]
+            returned = ", ".join(_literal(o) for o in outputs)
+        finally:
+            _BUFFERS.reset(token)
         return self.module(lines, inputs, returned, outputs)
 
     def statement(self, op: Op) -> str | None:
@@ -731,6 +748,7 @@ class Emitter:
                 ensure_container(path)
                 init.append(_assignment(path, f"Parameters({shapes})"))
                 containers.add(path)
+        init += [f"self.register_buffer({name!r}, {code}, persistent=False)" for name, code in self.buffers.items()]
         body = "\n".join(f"        {line}" for line in lines)
         signature = ", ".join(name for name, _ in inputs)
         helpers = "\n\n\n".join(_runtime_sources(body + "\n".join(init)))

@@ -136,7 +136,8 @@ def _pir_graph(path: str, document: dict) -> Graph:
 _ATTRIBUTES = {
     0: (3, "int"), 1: (4, "float"), 2: (5, "string"), 3: (6, "ints"), 4: (7, "floats"), 5: (8, "strings"),
     6: (10, "bool"), 7: (11, "bools"), 8: (12, "int"), 9: (13, "int"), 10: (14, "ints"), 11: (15, "ints"),
-    12: (16, "doubles"), 13: (17, "string"), 14: (18, "strings"), 15: (19, "double"),
+    12: (16, "doubles"), 13: (17, "string"), 14: (18, "strings"), 15: (19, "double"), 16: (20, "scalars"),
+    17: (21, "scalars"),
 }
 
 
@@ -166,7 +167,21 @@ def _legacy_attribute(attr: dict[int, list]) -> Any:
         return [v for chunk in raw for v in struct.unpack(f"<{len(chunk) // 8}d", chunk)]
     if how == "strings":
         return [protobuf.string([s]) for s in raw]
-    return None  # blocks, scalars: no translated op reads them
+    if how == "scalars":  # framework.proto's Scalar: type 1 bool (field 2), 2 int64 (3), 3 double (4)
+        values = [_scalar(protobuf.fields(message)) for message in raw]
+        return values if kind == 17 else (values[-1] if values else None)
+    return None  # blocks: no translated op reads them
+
+
+def _scalar(message: dict[int, list]) -> Any:
+    kind = protobuf.integer(message.get(1, []))
+    if kind == 1:
+        return bool(protobuf.integer(message.get(2, [])))
+    if kind == 2:
+        return protobuf.integer(message.get(3, []))
+    if kind == 3 and message.get(4):
+        return struct.unpack("<d", message[4][-1])[0]
+    return None  # a complex number: no translated op reads one
 
 
 def _legacy_graph(path: str, data: bytes) -> Graph:
