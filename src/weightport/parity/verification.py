@@ -298,9 +298,12 @@ def _run_once(setup: Setup, twins: Twins, model64, batch: np.ndarray) -> dict[st
             import torch
 
             ref64 = torch_forward(model64, batch, device, torch.float64)
-    except (RuntimeError, ValueError, AssertionError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"{name} cannot run on a {batch.shape[2]}x{batch.shape[3]} input: {first[:200]}") from None
+    except UserError:
+        raise
+    except Exception as exc:  # a twin's own failure (a generated one's NameError too), in one line
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise UserError(f"{name} cannot run on a {batch.shape[2]}x{batch.shape[3]} input: "
+                        f"{type(exc).__name__}: {first[:200]}") from None
     if [n for n, _ in ref] != [n for n, _ in out]:
         raise UserError(f"{name}: the twins return different outputs ({len(ref)} vs {len(out)} tensors)")
     return {n: [r, o] + ([r64] if model64 is not None else [])

@@ -47,6 +47,7 @@ def generate(program: Path, folder: Path, *, source: str, keys: dict[str, str] |
         input_size=_input_size(dims), input_dims=dims, num_classes=_class_count(graph),
         preprocessing={}, variables=ported.VARIABLES)
     _check_keys(torch_model, generated, parameters, keys or {})
+    _check_runs(torch_model, dims)
     files = [ported.TORCH_MODULE, copied.name, ported.TABLE, ported.LAYOUT, ported.VARIABLES, ported.MANIFEST]
     return PortResult(
         source=source, folder=str(folder), classes=1, layers=len(generated.layers), lines=generated.lines,
@@ -105,6 +106,21 @@ def _check_keys(torch_model, generated: Generated, parameters, keys: dict[str, s
     problems += [f"torch tensor {k} comes from no Paddle parameter" for k in extra]
     if problems:
         raise PortError(f"the generated twin's tensors do not match the program's: {'; '.join(problems[:3])}")
+
+
+def _check_runs(torch_model, dims: list[int]) -> None:
+    """The twin runs on an input the program accepts (64 wherever it leaves a size open): a twin
+    that cannot is refused before its folder exists."""
+    import torch
+
+    shape = [d if d > 0 else (1 if i == 0 else 64) for i, d in enumerate(dims)]
+    try:
+        with torch.no_grad():
+            torch_model(torch.zeros(shape))
+    except Exception as exc:  # the generated code's failure, whatever it is, in one line
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise PortError(f"the generated torch twin fails on a {'x'.join(map(str, shape))} input: "
+                        f"{type(exc).__name__}: {first[:200]}") from None
 
 
 def _build(folder: Path):
