@@ -187,9 +187,9 @@ def _first_line(exc: BaseException) -> str:
 def run_worker(name: str, args: list[str], log: Path, pir: str = "1") -> dict:
     """A worker in a fresh process: its JSON answer, or why it gave none (last error line of its log)."""
     env = {**os.environ, "FLAGS_enable_pir_api": pir, "GLOG_minloglevel": "2"}
-    command = [sys.executable, __file__, "--worker", name, *args]
+    command = [sys.executable, str(Path(__file__).resolve()), "--worker", name, *args]
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=TIME_LIMIT, env=env)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=TIME_LIMIT, env=env, cwd=log.parent)
     except subprocess.TimeoutExpired:
         return {"status": "timeout", "cause": f"over {TIME_LIMIT} s"}
     log.write_text(done.stderr)
@@ -234,7 +234,8 @@ def peer_one(folder: Path, program: str, work: Path, sizes: list[int], pir: str)
     command = [paddle2onnx_cli(), "--model_dir", str(folder), "--model_filename", program,
                "--params_filename", "inference.pdiparams", "--save_file", str(onnx_file), "--opset_version", str(OPSET)]
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=TIME_LIMIT, env={**os.environ, "GLOG_minloglevel": "2"})
+        done = subprocess.run(command, capture_output=True, text=True, timeout=TIME_LIMIT,
+                              env={**os.environ, "GLOG_minloglevel": "2"}, cwd=work)  # its temporary files stay there
     except subprocess.TimeoutExpired:
         return {"status": "timeout", "cause": f"paddle2onnx over {TIME_LIMIT} s"}
     (work / "paddle2onnx.log").write_text(done.stdout + done.stderr)
@@ -457,6 +458,7 @@ def main() -> None:
     if with_peer and not peer_installed():
         print("peer not installed (pip install paddle2onnx==2.1.0 onnx2torch==1.5.15 onnxruntime onnx): "
               "its columns say so", file=sys.stderr)
+    args.out = args.out.resolve()  # workers run in their own folders
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     meta = {"date": datetime.date.today().isoformat(), "machine": machine(), "versions": versions(),
