@@ -8,10 +8,12 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 import weightport
+from tests.inference_models import write_model
 from tests.released_models import released_model
 from weightport.conversion import convert
 from weightport.errors import PortError
@@ -206,21 +208,13 @@ def test_layers_name_the_first_op_that_parts_ways(exported, tmp_path, monkeypatc
     assert first.kind.startswith(("hardswish", "hard_swish")), first
 
 
-@pytest.mark.parametrize("name", ["conv.w_0=__import__('os')", "conv.lambda", "conv. w", 'x"""'])
-def test_a_parameter_name_that_is_no_attribute_path_is_refused(exported, tmp_path, name):
-    program = next(exported.glob("inference.json"), None)
-    if program is None:
-        pytest.skip("the legacy program is a protobuf; names are checked the same way")
-    document = json.loads(program.read_text())
-    ops = document["program"]["regions"][0]["blocks"][0]["ops"]
-    next(op for op in ops if op["#"] == "p")["A"][-1] = name
-    hostile = tmp_path / "hostile"
-    hostile.mkdir()
-    (hostile / "inference.json").write_text(json.dumps(document))
-    (hostile / "inference.pdiparams").write_bytes((exported / "inference.pdiparams").read_bytes())
+@pytest.mark.parametrize("kind", ["pir", "pdmodel"])
+@pytest.mark.parametrize("name", ["conv.w_0=__import__('os')", "conv.lambda", "conv. w", 'x"""', "conv.0"])
+def test_a_parameter_name_that_is_no_attribute_path_is_refused(tmp_path, kind, name):
+    hostile = write_model(tmp_path / "hostile", {name: np.ones((2, 3), np.float32)}, kind)
     with pytest.raises(PortError, match="cannot be named so in a torch module"):
         port(str(hostile), tmp_path / "twin")
-    assert not (tmp_path / "twin").exists() and [p.name for p in tmp_path.iterdir()] == ["hostile"]
+    assert [p.name for p in tmp_path.iterdir()] == ["hostile"]
 
 
 def test_map_check_takes_the_folder_and_train_is_refused_for_a_program(ported_program):

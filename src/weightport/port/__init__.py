@@ -108,11 +108,11 @@ def port(
     result.folder = str(out)
     checks: dict[str, Any] = {}
     if torch_ckpt is not None:
-        checks = _converted(result, out, torch_ckpt, "model.pdparams", "paddle", checks, torch_ckpt=torch_ckpt)
+        checks = _converted(result, out, torch_ckpt, "model.pdparams", "paddle")
     elif inference is not None:
-        checks = _converted(result, out, str(inference[1].with_suffix("")), "model.pth", "torch", checks)
+        checks = _converted(result, out, str(inference[1].with_suffix("")), "model.pth", "torch")
     elif paddle_ckpt is not None:
-        checks = _converted(result, out, paddle_ckpt, "model.pth", "torch", checks, prefix=prefix)
+        checks = _converted(result, out, paddle_ckpt, "model.pth", "torch", prefix=prefix)
     if verify:
         result.verify = _verified(result, out, input_size, tol, checks)
     return result
@@ -132,8 +132,7 @@ def _paddle_source(source: str, inference, staging: Path, model_args: dict[str, 
         return generate(program, staging, source=source, keys=keys)
 
 
-def _converted(result: PortResult, out: Path, checkpoint: str, name: str, to: str, checks: dict[str, Any],
-               **options: Any) -> dict[str, Any]:
+def _converted(result: PortResult, out: Path, checkpoint: str, name: str, to: str, **options: Any) -> dict[str, Any]:
     """Convert `checkpoint` into the ported folder; the files verification then compares."""
     from ..conversion import convert
 
