@@ -252,3 +252,30 @@ def test_a_twin_that_cannot_run_is_refused_with_nothing_left(exported, tmp_path,
     with pytest.raises(PortError, match=r"fails on a 1x3x64x64 input: NameError: name 'undefined_helper'"):
         port(str(exported), tmp_path / "twin")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_layers_training_only_tensors_are_dropped_and_said_so(tmp_path, monkeypatch):
+    import paddle
+
+    (tmp_path / "layer_with_aux_head.py").write_text(textwrap.dedent('''
+        from paddle import nn
+
+        class Net(nn.Layer):
+            def __init__(self):
+                super().__init__()
+                self.conv = nn.Conv2D(3, 4, 3, padding=1)
+                self.aux_head = nn.Linear(4, 2)  # trained, but not in the eval-mode forward
+
+            def forward(self, x):
+                return self.conv(x)
+
+        def build():
+            return Net()
+    '''))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from layer_with_aux_head import build
+
+    paddle.save(build().state_dict(), str(tmp_path / "trained.pdparams"))
+    result = port("paddle:layer_with_aux_head:build", tmp_path / "twin", paddle_ckpt=str(tmp_path / "trained.pdparams"))
+    assert result.verify.passed and sorted(result.dropped) == ["aux_head.bias", "aux_head.weight"]
+    assert "training-only branch" in (tmp_path / "twin" / "mapping.toml").read_text()

@@ -51,6 +51,10 @@ def port_cmd(source, out, model_args, input_size, torch_ckpt, paddle_ckpt, prefi
         console().print(f"{source} -> {result.folder} ({result.direction}): {made}, {result.lines} lines, "
                         f"{result.tensors} tensors ({result.parameters:,} parameters), verified at input size {sizes}, "
                         f"in {result.seconds:.1f} s; files: {', '.join(result.files)}")
+        if result.dropped:
+            shown = ", ".join(result.dropped[:5]) + (f" (and {len(result.dropped) - 5} more)" if len(result.dropped) > 5 else "")
+            console().print(f"dropped {len(result.dropped)} tensors of the checkpoint the twin has no "
+                            f"place for (its mapping table says why): {shown}")
         if result.verify is not None:
             if not result.verify.passed:
                 print_layers(result.verify)

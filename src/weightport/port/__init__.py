@@ -32,6 +32,7 @@ class PortResult:
     sizes: list[int] = field(default_factory=list)  # the input sizes verified
     seconds: float = 0.0
     converted: str | None = None
+    dropped: list[str] = field(default_factory=list)  # tensors of the converted checkpoint the twin has no place for
     verify: Any = None  # parity.verification.VerifyResult
     files: list[str] = field(default_factory=list)
 
@@ -128,8 +129,8 @@ def _paddle_source(source: str, inference, staging: Path, model_args: dict[str, 
         return generate(program, staging, source=f"{ported.INFERENCE}{program.with_suffix('').resolve()}")
     from .paddle_to_torch.capture import capture
 
-    with capture(source) as (program, keys):
-        return generate(program, staging, source=source, keys=keys)
+    with capture(source) as (program, keys, unused):
+        return generate(program, staging, source=source, keys=keys, unused=unused)
 
 
 def _converted(result: PortResult, out: Path, checkpoint: str, name: str, to: str, **options: Any) -> dict[str, Any]:
@@ -137,8 +138,9 @@ def _converted(result: PortResult, out: Path, checkpoint: str, name: str, to: st
     from ..conversion import convert
 
     destination = out / name
-    convert(str(out), checkpoint, str(destination), to=to, force=True, **options)
+    summary = convert(str(out), checkpoint, str(destination), to=to, force=True, **options)
     result.converted = str(destination)
+    result.dropped = list(summary.dropped_keys)
     result.files.append(name)
     if to == "paddle":
         return dict(torch_ckpt=checkpoint, paddle_ckpt=str(destination))

@@ -17,11 +17,12 @@ from .program import Graph, read_graph
 
 
 def generate(program: Path, folder: Path, *, source: str, keys: dict[str, str] | None = None,
-             paddle_source: str | None = None):
+             unused: dict[str, tuple[tuple[int, ...], str]] | None = None):
     """Write the torch twin of the inference program `program` into `folder` (an empty directory).
 
     `keys` renames the program's parameters to the structured keys they are known by (a captured
-    Layer's); `paddle_source` is the Paddle twin's source when it is not the program itself."""
+    Layer's); `unused` gives the Layer's keys its program never reads (with shapes and dtypes), which
+    the table drops."""
     from .. import PortResult, versions
 
     started = time.perf_counter()
@@ -34,15 +35,15 @@ def generate(program: Path, folder: Path, *, source: str, keys: dict[str, str] |
     copied = folder / f"{ported.PROGRAM}{program.suffix}"
     shutil.copyfile(program, copied)
     parameters = {v.parameter: v for v in graph.parameters.values()}
-    (folder / ported.TABLE).write_text(mapping_table(source, generated, keys or {}))
+    (folder / ported.TABLE).write_text(mapping_table(source, generated, keys or {}, list(unused or {})))
     torch_model = _build(folder)
-    (folder / ported.LAYOUT).write_text(layout_manifest(name, torch_model, generated, parameters, keys or {}))
+    (folder / ported.LAYOUT).write_text(layout_manifest(name, torch_model, parameters, keys or {}, unused or {}))
     (folder / ported.VARIABLES).write_text(json.dumps(generated.variables, indent=1) + "\n")
     _, input_value = graph.inputs[0]
     dims = [int(d) for d in input_value.shape]
     ported.write_manifest(
         folder, name=name, versions=versions(),
-        sides={"paddle": {"source": paddle_source or source, "program": copied.name},
+        sides={"paddle": {"source": source, "program": copied.name},
                "torch": {"module": ported.TORCH_MODULE, "factory": ported.FACTORY}},
         input_size=_input_size(dims), input_dims=dims, num_classes=_class_count(graph),
         preprocessing={}, variables=ported.VARIABLES)
@@ -59,9 +60,10 @@ def torch_key(layer: Layer, attribute: str) -> str:
     return f"{layer.path}.{attribute}"
 
 
-def mapping_table(source: str, generated: Generated, keys: dict[str, str]) -> str:
-    """Every tensor's torch key <-> the Paddle key it came from, Linear weights transposed, and
-    BatchNorm's batch counter, which Paddle does not keep."""
+def mapping_table(source: str, generated: Generated, keys: dict[str, str], unused: list[str] = ()) -> str:
+    """Every tensor's torch key <-> the Paddle key it came from, Linear weights transposed,
+    BatchNorm's batch counter, which Paddle does not keep, and the Layer's tensors its eval program
+    never reads, which the twin has no place for (a conversion drops them and says so)."""
     from ...tables.draft import _toml_string
 
     lines = [f"description = {_toml_string(f'{source} <-> its generated torch twin (weightport port)')}"]
@@ -75,14 +77,18 @@ def mapping_table(source: str, generated: Generated, keys: dict[str, str]) -> st
                           f"paddle = {_toml_string(paddle_key)}"]
     if any(layer.constructor.startswith("nn.BatchNorm") for layer in generated.layers):
         lines += ["", "[[drop]]", 'torch = "{module:.+}.num_batches_tracked"', "fill = 0"]
+    for key in unused:
+        lines += ["", "[[drop]]", f"paddle = {_toml_string(key)}", "fill = 0",
+                  'why = "the Layer\'s eval-mode program never reads it (a training-only branch)"']
     return "\n".join(lines) + "\n"
 
 
-def layout_manifest(name: str, torch_model, generated: Generated, parameters, keys: dict[str, str]) -> str:
-    """The layout manifest: torch's from the built twin, Paddle's from the program."""
+def layout_manifest(name: str, torch_model, parameters, keys: dict[str, str], unused) -> str:
+    """The layout manifest: torch's from the built twin, Paddle's from the program (and a captured
+    Layer's tensors the program never reads)."""
     from ...tables.layouts import count_trainable, manifest_text, model_layout
 
-    paddle = {keys.get(n, n): (tuple(v.shape), v.dtype) for n, v in sorted(parameters.items())}
+    paddle = {**{keys.get(n, n): (tuple(v.shape), v.dtype) for n, v in sorted(parameters.items())}, **unused}
     layouts = {"torch": model_layout(torch_model, "torch"), "paddle": paddle}
     return manifest_text(name, count_trainable(torch_model), {}, layouts)
 

@@ -22,9 +22,12 @@ INPUT_SPEC = [None, 3, None, None]  # NCHW with the batch and the spatial size l
 
 
 @contextlib.contextmanager
-def capture(source: str) -> Iterator[tuple[Path, dict[str, str]]]:
-    """(program, {program parameter name: structured key}) of the Layer `source` ("paddle:module:function")
-    builds, saved in a temporary folder for as long as the context lasts."""
+def capture(source: str) -> Iterator[tuple[Path, dict[str, str], dict[str, tuple[tuple[int, ...], str]]]]:
+    """(program, {program parameter name: structured key}, the Layer's keys the program never uses,
+    with their shapes and dtypes)
+    of the Layer `source` ("paddle:module:function") builds, saved in a temporary folder for as long
+    as the context lasts. The unused keys are what the eval-mode program leaves out (a training-only
+    head, say): the twin has no place for them, and the table says so."""
     from ...frameworks import quiet_paddle_import
 
     paddle = quiet_paddle_import()
@@ -36,7 +39,8 @@ def capture(source: str) -> Iterator[tuple[Path, dict[str, str]]]:
     if not isinstance(layer, paddle.nn.Layer):
         raise PortError(f"{source} returned {type(layer).__name__}, not a paddle.nn.Layer")
     layer.eval()
-    keys = {tensor.name: key for key, tensor in layer.state_dict().items()}
+    state = layer.state_dict()
+    keys = {tensor.name: key for key, tensor in state.items()}
     with tempfile.TemporaryDirectory(prefix="weightport-capture-") as folder:
         prefix = Path(folder) / "inference"
         spec = [paddle.static.InputSpec(INPUT_SPEC, "float32", "x")]
@@ -53,4 +57,6 @@ def capture(source: str) -> Iterator[tuple[Path, dict[str, str]]]:
         unnamed = sorted(set(names) - set(keys))
         if unnamed:
             raise PortError(f"{source}: the program's parameters {unnamed[:3]} are none of the Layer's state-dict entries")
-        yield program, {name: keys[name] for name in names}
+        unused = {key: (tuple(state[key].shape), str(state[key].dtype).removeprefix("paddle."))
+                  for name, key in sorted(keys.items(), key=lambda item: item[1]) if name not in names}
+        yield program, {name: keys[name] for name in names}, unused
