@@ -279,3 +279,16 @@ def test_a_layers_training_only_tensors_are_dropped_and_said_so(tmp_path, monkey
     result = port("paddle:layer_with_aux_head:build", tmp_path / "twin", paddle_ckpt=str(tmp_path / "trained.pdparams"))
     assert result.verify.passed and sorted(result.dropped) == ["aux_head.bias", "aux_head.weight"]
     assert "training-only branch" in (tmp_path / "twin" / "mapping.toml").read_text()
+
+
+def test_a_checkpoint_that_does_not_fit_leaves_nothing(tmp_path):
+    import paddle
+
+    from weightport.errors import UserError
+    from weightport.models.ppcls_lcnet.modeling_paddle import ppcls_pplcnet_x1_0
+
+    paddle.save(ppcls_pplcnet_x1_0().state_dict(), str(tmp_path / "x1_0.pdparams"))
+    with pytest.raises(UserError):
+        port("paddle:weightport.models.ppcls_lcnet.modeling_paddle:ppcls_pplcnet_x0_5", tmp_path / "twin",
+             paddle_ckpt=str(tmp_path / "x1_0.pdparams"))
+    assert [p.name for p in tmp_path.iterdir()] == ["x1_0.pdparams"]

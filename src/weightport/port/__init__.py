@@ -92,6 +92,7 @@ def port(
     inference = None if source.startswith(("timm:", "paddle:")) else paddle_inference.locate(source)
     if paddle_ckpt is not None and inference is None and not source.startswith("paddle:"):
         raise InvalidArgument("paddle_ckpt", paddle_ckpt, "a Paddle checkpoint goes with a Paddle source")
+    conversion = _conversion(torch_ckpt, paddle_ckpt, inference, prefix)
     staging = ported.staging_folder(out, force)
     try:
         if inference is not None or source.startswith("paddle:"):
@@ -102,21 +103,38 @@ def port(
 
             quiet_paddle_import()
             result = generate(source, staging, model_args=model_args, input_size=input_size)
+        if conversion is not None:  # before the folder is installed: a checkpoint that does not fit leaves nothing
+            checkpoint, name, to, options = conversion
+            from ..conversion import convert
+
+            result.dropped = convert(str(staging), checkpoint, str(staging / name), to=to, **options).dropped_keys
+            result.files.append(name)
         ported.install(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     result.folder = str(out)
     checks: dict[str, Any] = {}
-    if torch_ckpt is not None:
-        checks = _converted(result, out, torch_ckpt, "model.pdparams", "paddle")
-    elif inference is not None:
-        checks = _converted(result, out, str(inference[1].with_suffix("")), "model.pth", "torch")
-    elif paddle_ckpt is not None:
-        checks = _converted(result, out, paddle_ckpt, "model.pth", "torch", prefix=prefix)
+    if conversion is not None:
+        checkpoint, name, to, _ = conversion
+        result.converted = str(out / name)
+        checks = dict(torch_ckpt=checkpoint, paddle_ckpt=result.converted) if to == "paddle" else dict(torch_ckpt=result.converted)
     if verify:
         result.verify = _verified(result, out, input_size, tol, checks)
     return result
+
+
+def _conversion(torch_ckpt: str | None, paddle_ckpt: str | None, inference, prefix: str | None):
+    """(checkpoint, file name in the folder, target framework, convert's options) of the weights a
+    port converts into its folder, or None: a torch checkpoint into model.pdparams; an inference
+    model's own weights, or a Layer's training checkpoint, into model.pth."""
+    if torch_ckpt is not None:
+        return torch_ckpt, "model.pdparams", "paddle", {}
+    if inference is not None:
+        return str(inference[1].with_suffix("")), "model.pth", "torch", {}
+    if paddle_ckpt is not None:
+        return paddle_ckpt, "model.pth", "torch", {"prefix": prefix}
+    return None
 
 
 def _paddle_source(source: str, inference, staging: Path, model_args: dict[str, Any] | None) -> PortResult:
@@ -131,20 +149,6 @@ def _paddle_source(source: str, inference, staging: Path, model_args: dict[str, 
 
     with capture(source) as (program, keys, unused):
         return generate(program, staging, source=source, keys=keys, unused=unused)
-
-
-def _converted(result: PortResult, out: Path, checkpoint: str, name: str, to: str, **options: Any) -> dict[str, Any]:
-    """Convert `checkpoint` into the ported folder; the files verification then compares."""
-    from ..conversion import convert
-
-    destination = out / name
-    summary = convert(str(out), checkpoint, str(destination), to=to, force=True, **options)
-    result.converted = str(destination)
-    result.dropped = list(summary.dropped_keys)
-    result.files.append(name)
-    if to == "paddle":
-        return dict(torch_ckpt=checkpoint, paddle_ckpt=str(destination))
-    return dict(torch_ckpt=str(destination))
 
 
 def _verified(result: PortResult, out: Path, input_size: int | None, tol: float, checks: dict[str, Any]):
