@@ -15,7 +15,8 @@ from .output import print_json
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Folder to write the twin into.")
 @click.option("--model-arg", "model_args", multiple=True, metavar="NAME=VALUE",
               help="Keyword argument for the torch model (repeatable), e.g. num_classes=10.")
-@options.input_size("Input height and width the twin is generated for (default: the model's).")
+@options.input_size("Input height and width the twin is generated for (default: the model's); for a Paddle "
+                    "SOURCE, the first of the two sizes it is verified at.")
 @click.option("--torch", "torch_ckpt", type=click.Path(dir_okay=False), help="Also convert this torch checkpoint into OUT/model.pdparams.")
 @click.option("--paddle", "paddle_ckpt", type=click.Path(dir_okay=False),
               help="For a paddle:module:function SOURCE, also convert this training checkpoint (.pdparams) into OUT/model.pth.")
