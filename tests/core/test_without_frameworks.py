@@ -130,3 +130,41 @@ def test_a_paddle_inference_model_is_read_by_its_program(tmp_path):
         assert report["extras"]["inputs"] == "x float32 [-1, 3, -1, -1]"
         written = write_params(tmp_path / f"{kind}.pdiparams", read_checkpoint(folder).tensors)
         assert written.read_bytes() == (folder / "inference.pdiparams").read_bytes()
+
+
+def test_a_folder_ported_from_paddle_converts_both_ways_without_frameworks(tmp_path):
+    """The ported-folder contract of the Paddle -> torch direction, written by hand: converting an
+    inference model's weights into the twin's keys and back needs neither framework."""
+    from tests.inference_models import write_model
+    from weightport.tables.layouts import manifest_text
+
+    rng = np.random.default_rng(1)
+    tensors = {"conv2d_0.w_0": rng.standard_normal((4, 3, 3, 3)).astype(np.float32),
+               "batch_norm2d_0.w_1": rng.standard_normal(4).astype(np.float32),
+               "linear_0.w_0": rng.standard_normal((4, 5)).astype(np.float32)}
+    model = write_model(tmp_path / "model", tensors, "pir")
+    folder = tmp_path / "twin"
+    folder.mkdir()
+    (folder / "program.json").write_bytes((model / "inference.json").read_bytes())
+    (folder / "modeling_torch.py").write_text("raise ImportError('never imported to convert')\n")
+    (folder / "mapping.toml").write_text(
+        'transpose = ["linear_0.weight"]\n'
+        '[[rename]]\ntorch = "conv2d_0.weight"\npaddle = "conv2d_0.w_0"\n'
+        '[[rename]]\ntorch = "batch_norm2d_0.running_mean"\npaddle = "batch_norm2d_0.w_1"\n'
+        '[[rename]]\ntorch = "linear_0.weight"\npaddle = "linear_0.w_0"\n'
+        '[[drop]]\ntorch = "{module:.+}.num_batches_tracked"\nfill = 0\n')
+    layouts = {"torch": {"conv2d_0.weight": ((4, 3, 3, 3), "float32"), "batch_norm2d_0.running_mean": ((4,), "float32"),
+                         "batch_norm2d_0.num_batches_tracked": ((), "int64"), "linear_0.weight": ((5, 4), "float32")},
+               "paddle": {k: (v.shape, "float32") for k, v in tensors.items()}}
+    (folder / "layout.json").write_text(manifest_text("twin", 128, {}, layouts))
+    (folder / "weightport.json").write_text(json.dumps({
+        "format": "weightport-port/1", "name": "twin",
+        "paddle": {"source": f"inference:{model / 'inference'}", "program": "program.json"},
+        "torch": {"module": "modeling_torch.py", "factory": "create_model"},
+        "table": "mapping.toml", "layout": "layout.json", "input_size": 224, "input_dims": [-1, 3, -1, -1],
+        "num_classes": 0, "preprocessing": {}}))
+    succeeds("convert", folder, model, tmp_path / "twin.pth")
+    converted = read_checkpoint(tmp_path / "twin.pth").tensors
+    np.testing.assert_array_equal(np.asarray(converted["linear_0.weight"].load()), tensors["linear_0.w_0"].T)
+    succeeds("convert", folder, tmp_path / "twin.pth", tmp_path / "back.pdiparams")
+    assert (tmp_path / "back.pdiparams").read_bytes() == (model / "inference.pdiparams").read_bytes()
