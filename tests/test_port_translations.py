@@ -146,3 +146,14 @@ def test_every_runtime_helper_is_used_by_an_entry():
     defined = {n for n, v in vars(runtime).items() if (inspect.isfunction(v) or inspect.isclass(v)) and v.__module__ == runtime.__name__}
     used = {h for table in (functions(), methods(), layers()) for e in table.values() for h in e.helpers}
     assert defined == used
+
+
+def test_one_hot_sized_by_the_data_is_refused_with_the_remedy():
+    from weightport.errors import PortError
+
+    class OneHot(torch.nn.Module):
+        def forward(self, i):
+            return torch.nn.functional.one_hot(i)
+
+    with pytest.raises(PortError, match="sizes its output by the data; give num_classes"):
+        generate(OneHot().eval(), (_inputs()["i"],), "test twin")
