@@ -147,6 +147,7 @@ CASES: dict[str, Case] = {
     "scale": Case("x * 2.5 + 1.0"),
     "scale_bias_before": Case("paddle.scale(x, 2.0, 1.0, bias_after_scale=False)"),
     "scale_tensor": Case("paddle.scale(x, paddle.mean(x).reshape([1]), 0.5)"),
+    "scale_of_constant": Case("x + paddle.scale(paddle.full([1], 3.0), 2.0, 0.5, bias_after_scale=False)"),
     "cast": Case("(x * 4).astype('int32').astype('float32')"),
     "cast_int64": Case("(x * 4).astype('int64')"),
     # --- two tensors -----------------------------------------------------------------------------

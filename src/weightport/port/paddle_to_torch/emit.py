@@ -194,14 +194,18 @@ def _scaled(x, scale, bias, bias_after_scale):
         factor = _scalar(scale)
         factor_text = None if factor == 1 else number(factor)
     except NeedsConstant:
-        factor_text = _literal(scale)
-    text = x.text if not factor_text else f"{_atom(x)} * {factor_text}"
+        factor, factor_text = None, _literal(scale)
+    if isinstance(x, Constant) and factor is not None:  # a constant scaled by a constant: folded
+        array = x.array * factor + bias if bias_after_scale else (x.array + bias) * factor
+        return Constant(np.asarray(array).astype(x.array.dtype))
+    source = _literal(x)
+    text = source if not factor_text else f"{_atom(x)} * {factor_text}"
     if not bias:
         return Code(text)
     offset = f" + {number(bias)}" if bias > 0 else f" - {number(-bias)}"
     if bias_after_scale:
         return Code(f"{text}{offset}")
-    return Code(f"({x.text}{offset})" + (f" * {factor_text}" if factor_text else ""))
+    return Code(f"({source}{offset})" + (f" * {factor_text}" if factor_text else ""))
 
 
 def _transposed_if(x, flag):
