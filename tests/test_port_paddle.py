@@ -292,3 +292,17 @@ def test_a_checkpoint_that_does_not_fit_leaves_nothing(tmp_path):
         port("paddle:weightport.models.ppcls_lcnet.modeling_paddle:ppcls_pplcnet_x0_5", tmp_path / "twin",
              paddle_ckpt=str(tmp_path / "x1_0.pdparams"))
     assert [p.name for p in tmp_path.iterdir()] == ["x1_0.pdparams"]
+
+
+def test_a_sequential_layer_keeps_its_index_keys(tmp_path, monkeypatch):
+    (tmp_path / "sequential_layer.py").write_text(textwrap.dedent('''
+        from paddle import nn
+
+        def build():
+            return nn.Sequential(nn.Conv2D(3, 4, 3, padding=1), nn.BatchNorm2D(4), nn.ReLU())
+    '''))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    result = port("paddle:sequential_layer:build", tmp_path / "twin")
+    assert result.verify.passed
+    model = weightport.create_model(str(tmp_path / "twin"), framework="torch")
+    assert {"0.weight", "0.bias", "1.running_mean"} <= set(model.state_dict())  # the Layer's keys, "0." and all

@@ -43,13 +43,8 @@ class Tensor(Code):
         self.rank = len(value.shape)
 
 
-class Param(Code):
+class Param(Tensor):
     """A program parameter, as the twin's code reaches it."""
-
-    def __init__(self, text: str, value: Value):
-        super().__init__(text, value)
-        self.shape = value.shape
-        self.rank = len(value.shape)
 
 
 @dataclass
@@ -130,7 +125,7 @@ def _torch_dtype(name: Any) -> Code:
 
 
 def _value(operand: Any) -> Any:
-    if isinstance(operand, (Tensor, Param)):
+    if isinstance(operand, Tensor):
         raise NeedsConstant(operand.text)
     if isinstance(operand, Constant):
         return operand.array.tolist()
@@ -664,26 +659,20 @@ class Emitter:
                 names[name] = Param("", value) if value is not None else None
             else:
                 names[name] = value.value if isinstance(value, _AttributeConstant) else self.operand(value)
-        template = entry.torch
-        if entry.module is not None:
-            if as_module:
-                check_requirements(list(entry.require), names, where, SPELLING)
-                path = self.layer_path(op, owned)
-                layer = Layer(path, render(entry.module, names, where, SPELLING))
-                for o, v in owned.items():
-                    if v is not None:
-                        layer.parameters[entry.parameters[o]] = v
-                        if o in entry.transposed:
-                            layer.transposed.add(entry.parameters[o])
-                self.layers[path] = layer
-                names["self"] = Code(_attribute_code(*path.rpartition(".")[::2]) if "." in path else f"self.{path}")
-            elif entry.functional is not None:
-                template = entry.functional
-                check_requirements(list(entry.require), names, where, SPELLING)
-            else:
-                raise unsupported(self.graph, op, "its parameters are computed, and this op has no functional translation")
-        else:
-            check_requirements(list(entry.require), names, where, SPELLING)
+        if entry.module is not None and not as_module and entry.functional is None:
+            raise unsupported(self.graph, op, "its parameters are computed, and this op has no functional translation")
+        check_requirements(list(entry.require), names, where, SPELLING)
+        template = entry.functional if entry.module is not None and not as_module else entry.torch
+        if as_module:
+            path = self.layer_path(op, owned)
+            layer = Layer(path, render(entry.module, names, where, SPELLING))
+            for o, v in owned.items():
+                if v is not None:
+                    layer.parameters[entry.parameters[o]] = v
+                    if o in entry.transposed:
+                        layer.transposed.add(entry.parameters[o])
+            self.layers[path] = layer
+            names["self"] = Code(_module_code(path))
         try:
             code = render(template, names, where, SPELLING)
         except PortError as exc:
@@ -741,21 +730,20 @@ class Emitter:
             path, _, attribute = key.rpartition(".")
             holders.setdefault(path, {})[attribute] = value
         for path, params in holders.items():
-            shapes = ", ".join(f"{a}={tuple(v.shape)!r}" for a, v in params.items())
-            if not path:
-                for attribute, value in params.items():
-                    init.append(f"self.{attribute} = nn.Parameter(torch.zeros({tuple(value.shape)!r}))")
-            elif path in self.layers or path in containers:
+            if not path or path in self.layers or path in containers:  # beside a module's own tensors
                 for attribute, value in params.items():
                     init.append(f"{_attribute_code(path, attribute)} = nn.Parameter(torch.zeros({tuple(value.shape)!r}))")
             else:
                 ensure_container(path)
+                shapes = ", ".join(f"{a}={tuple(v.shape)!r}" for a, v in params.items())
                 init.append(_assignment(path, f"Parameters({shapes})"))
                 containers.add(path)
         init += [f"self.register_buffer({name!r}, {code}, persistent=False)" for name, code in self.buffers.items()]
         body = "\n".join(f"        {line}" for line in lines)
         signature = ", ".join(name for name, _ in inputs)
-        helpers = "\n\n\n".join(_runtime_sources(body + "\n".join(init)))
+        paths = [*self.layers, *(key.rpartition(".")[0] for key in self.loose)]
+        base = "Container" if any(p.split(".")[0].isdigit() for p in paths) else "nn.Module"  # self[0] for a key "0.weight"
+        helpers = "\n\n\n".join(_runtime_sources("\n".join((base, body, *init))))
         source = re.sub(r"[^\w.\- ]", "_", Path(self.graph.path).name)  # written into a docstring
         used = "\n".join((helpers, *init, body))
         imports = "".join(f"{line}\n" for module, line in (("math", "import math"), ("np", "import numpy as np"))
@@ -773,7 +761,7 @@ from torch import nn
 {helpers}
 
 
-class {self.class_name}(nn.Module):
+class {self.class_name}({base}):
     def __init__(self):
         super().__init__()
 {chr(10).join(f"        {line}" for line in init) or "        pass"}
@@ -795,12 +783,13 @@ class _AttributeConstant:
 
 
 def _attribute_code(path: str, attribute: str) -> str:
-    return f"{_module_code(path)}.{attribute}" if path else f"self.{attribute}"
+    return f"{_module_code(path)}.{attribute}"
 
 
 def _module_code(path: str) -> str:
+    """The code reaching the module at `path` ("" is the twin itself)."""
     text = "self"
-    for part in path.split("."):
+    for part in path.split(".") if path else ():
         if part.isdigit():
             text += f"[{int(part)}]"
         else:
