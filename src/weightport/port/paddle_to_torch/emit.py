@@ -26,7 +26,7 @@ from ...errors import PortError
 from ...formats.paddle_inference import DATA_TYPES
 from ..templates import Code, NeedsConstant, Spelling, check_requirements, render
 from . import runtime
-from .program import Graph, Op, Value, unsupported
+from .program import Graph, Op, Value, linear_weight, unsupported
 from .translations import OpTranslation, translations
 
 CONSTANT_OPS = {"full", "full_int_array", "fill_constant", "assign_value", "assign_value_"}
@@ -559,18 +559,13 @@ class Emitter:
         adders = {id(_operands_list(op)[0]): op for op in self.graph.ops if op.kind in ("add", "elementwise_add")}
         dropped = set()
         for op in self.graph.ops:
-            linear = op.kind in ("matmul", "matmul_v2")
-            if not linear and op.kind not in ("conv2d", "depthwise_conv2d", "conv2d_transpose"):
+            weight = linear_weight(op)
+            if weight is not None:
+                op.kind, op.operands, op.results = "linear", [self.bind_values(op)["x"], weight, None], op.all_results[:1]
+            elif op.kind not in ("conv2d", "depthwise_conv2d", "conv2d_transpose"):
                 continue
-            bound = self.bind_values(op)
-            weight = bound.get("y" if linear else "weight")
-            if weight is None or weight.parameter is None:
+            elif (weight := self.bind_values(op).get("weight")) is None or weight.parameter is None:
                 continue
-            if linear and (len(weight.shape) != 2 or op.attrs.get("alpha", 1.0) != 1.0 or any(
-                    op.attrs.get(k) for k in ("transpose_x", "transpose_y", "trans_x", "trans_y", "transpose_X", "transpose_Y"))):
-                continue
-            if linear:
-                op.kind, op.operands, op.results = "linear", [bound["x"], weight, None], op.all_results[:1]
             out, add = op.all_results[0], adders.get(id(op.all_results[0]))
             if add is None or readers[id(out)] != 1:
                 continue

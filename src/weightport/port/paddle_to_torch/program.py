@@ -236,6 +236,19 @@ def _legacy_graph(path: str, data: bytes) -> Graph:
                  [v for _, v in sorted(outputs, key=lambda c: c[0])], ops)
 
 
+MATMULS = ("matmul", "matmul_v2")  # PIR's and the legacy ops (v1 with alpha and transpose_X/Y)
+TRANSPOSES = ("transpose_x", "transpose_y", "trans_x", "trans_y", "transpose_X", "transpose_Y")
+
+
+def linear_weight(op: Op) -> Value | None:
+    """The 2-D parameter `op` multiplies by as a Linear layer does (x @ W, W of [in, out], no
+    transposes, no scaling), or None: the twin's nn.Linear and the table's transposes follow it."""
+    if op.kind not in MATMULS or op.attrs.get("alpha", 1.0) != 1.0 or any(op.attrs.get(k) for k in TRANSPOSES):
+        return None
+    weight = op.operands["Y"][0] if isinstance(op.operands, dict) else op.operands[1]
+    return weight if weight is not None and weight.parameter is not None and len(weight.shape) == 2 else None
+
+
 def unsupported(graph: Graph, op: Op, reason: str) -> PortError:
     """The one-line refusal of `op`: its kind, its position and the variable it would produce."""
     produced = op.all_results[0] if op.all_results else None

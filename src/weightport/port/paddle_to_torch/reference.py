@@ -219,15 +219,9 @@ def program_layer(program: str | os.PathLike, params: str | os.PathLike | None =
 
         def linear_weights(self) -> set[str]:
             """The parameters the program multiplies by as a Linear layer does (x @ W, W of [in, out])."""
-            from .program import read_graph
+            from .program import linear_weight, read_graph
 
-            found = set()
-            for op in read_graph(program).ops:
-                if op.kind in ("matmul", "matmul_v2") and not any(op.attrs.get(k) for k in ("transpose_y", "trans_y")):
-                    weight = op.operands["Y"][0] if isinstance(op.operands, dict) else op.operands[1]
-                    if weight.parameter is not None and len(weight.shape) == 2:
-                        found.add(weight.parameter)
-            return found
+            return {weight.parameter for weight in map(linear_weight, read_graph(program).ops) if weight is not None}
 
         def values(self, inputs: Sequence[np.ndarray], keys: Sequence[str]) -> list[np.ndarray]:
             """The program's values named by `keys`, for `inputs` (layer-by-layer comparison)."""
