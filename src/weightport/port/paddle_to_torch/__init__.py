@@ -101,7 +101,8 @@ def _check_keys(torch_model, generated: Generated, parameters, keys: dict[str, s
     for layer in generated.layers:
         for attribute, value in layer.parameters.items():
             covered[torch_key(layer, attribute)] = value
-    loose = {keys.get(n, n): v for n, v in parameters.items() if all(v is not c for c in covered.values())}
+    held = {id(v) for v in covered.values()}
+    loose = {keys.get(n, n): v for n, v in parameters.items() if id(v) not in held}
     problems = []
     for key, value in {**covered, **loose}.items():
         if key not in state:
