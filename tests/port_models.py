@@ -64,3 +64,48 @@ class Untranslatable(nn.Module):
 
 def untranslatable() -> Untranslatable:
     return Untranslatable()
+
+
+class Windows(nn.Module):
+    """Sizes torch computes from its input, three ways: a pad that only some sizes need (a branch),
+    a window count it reshapes by (kept computed), and a count Python turns into a plain int (a
+    number the traces saw, which the twin may only reuse where the input gives it again)."""
+
+    def __init__(self, dim: int = 8, window: int = 5):
+        super().__init__()
+        self.window = window
+        self.proj = nn.Conv2d(3, dim, 3, padding=1)
+        self.mix = nn.Linear(dim, dim)
+
+    def forward(self, x):
+        x = self.proj(x)
+        batch, channels, height, width = x.shape
+        pad_h, pad_w = (-height) % self.window, (-width) % self.window
+        if pad_h or pad_w:
+            x = nn.functional.pad(x, (0, pad_w, 0, pad_h))
+        rows, columns = x.shape[2] // self.window, x.shape[3] // self.window
+        windows = x.reshape(batch, channels, rows, self.window, columns, self.window).permute(0, 2, 4, 3, 5, 1)
+        windows = self.mix(windows).permute(0, 5, 1, 3, 2, 4).reshape(batch, channels, x.shape[2], x.shape[3])
+        quarter = int(height // 4)
+        return windows[:, :, :height, :width].mean((2, 3)) + x[:, :, :quarter].mean((1, 2, 3))[:, None]
+
+
+def windows() -> Windows:
+    return Windows()
+
+
+class FixedSize(nn.Module):
+    """Runs at one input size only: its Linear takes the flattened 4x4 map of a 16x16 input."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, stride=2, padding=1)
+        self.pool = nn.AvgPool2d(2)
+        self.head = nn.Linear(4 * 4 * 4, 3)
+
+    def forward(self, x):
+        return self.head(self.pool(self.conv(x)).flatten(1))
+
+
+def fixed_size() -> FixedSize:
+    return FixedSize()

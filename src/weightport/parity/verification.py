@@ -114,6 +114,7 @@ class ModelResult:
     model: str
     weights: str  # where the weights came from
     inputs: str
+    input_size: int  # the size the inputs were made at (see TwinPair.input_shape)
     devices: dict[str, str]
     outputs: list[OutputResult]
     seconds: float
@@ -367,7 +368,8 @@ def verify_model(model: TwinPair | str | Path, options: VerifyOptions | None = N
                                   torch_device=setup.devices["torch"], tol=options.train_tol, layers=options.layers)
         training.differs_by_design = setup.pair.training_differs
     return ModelResult(
-        model=setup.pair.name, weights=twins.weights, inputs=outputs.inputs, devices=setup.devices, outputs=results,
+        model=setup.pair.name, weights=twins.weights, inputs=outputs.inputs, input_size=setup.input_size,
+        devices=setup.devices, outputs=results,
         seconds=time.perf_counter() - started, non_finite_weights=twins.non_finite,
         conversion=twins.conversion.as_dict() if twins.conversion else None, layers=layer_report, training=training,
     )

@@ -29,7 +29,8 @@ class PortResult:
     tensors: int = 0
     parameters: int = 0
     input_size: int = 224
-    sizes: list[int] = field(default_factory=list)  # the input sizes verified
+    sizes: list[int] = field(default_factory=list)  # the input sizes traced (torch -> Paddle), then verified
+    size_limit: str | None = None  # why the twin runs at its port's size only (None: any size torch's model runs at)
     seconds: float = 0.0
     converted: str | None = None
     dropped: list[str] = field(default_factory=list)  # tensors of the converted checkpoint the twin has no place for
@@ -158,7 +159,9 @@ def _verified(result: PortResult, out: Path, input_size: int | None, tol: float,
     from ..parity.verification import verify as verify_pairs
 
     sizes = [input_size or result.input_size]
-    if result.direction == "paddle->torch" and _open_size(out):
+    if result.direction == "torch->paddle":
+        sizes = result.sizes or sizes
+    elif _open_size(out):
         sizes.append(sizes[0] * 3 // 4 // 32 * 32 or 32)
     results = []
     for size in sizes:

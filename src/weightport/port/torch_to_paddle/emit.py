@@ -24,7 +24,7 @@ import torch.fx
 from ...errors import PortError
 from ..templates import Code, Translation, is_atomic
 from . import runtime
-from .trace import Body, Trace, describe
+from .trace import QUESTIONS, Body, Trace, describe, is_guard
 from .translations import check_requirements, functions, layers, literal, methods, qualified_name, render
 
 INDENT = "    "
@@ -85,14 +85,39 @@ class _Forward:
     helpers: set[str] = field(default_factory=set)
 
 
+@dataclass
+class _Branch:
+    """`if` arms, each a condition and its statements (each arm runs to the body's return); `otherwise`
+    is the last arm's statements, or None where no traced size went another way (the twin raises)."""
+
+    arms: list[tuple[str, list]]
+    otherwise: list | None
+    unseen: str = ""  # the raise of an `else` no traced size reached
+
+
+class SizeSpecific(Exception):
+    """A module's code differs between traced input sizes where no recorded answer explains it."""
+
+
 class _BodyWriter:
-    def __init__(self, body: Body):
-        self.body = body
-        self.root = body.root
-        self.values = body.values
+    """Writes one module's forward from its bodies traced at several input sizes (the port's size
+    first): the nodes they share once, a guard they answer differently as a branch."""
+
+    def __init__(self, bodies: list[Body]):
+        self.bodies = bodies
+        self.body = bodies[0]
+        self.owner = {node: body for body in bodies for node in body.graph.nodes}
         self.code: dict[torch.fx.Node, Code] = {}
+        self.matches: dict[torch.fx.Node, list[torch.fx.Node]] = {}  # a written node -> the same node in each trace of its group
         self.names: set[str] = set()
         self.out = _Forward([])
+
+    @property
+    def root(self) -> torch.nn.Module:
+        return self.body.root
+
+    def values(self, node: torch.fx.Node):
+        return self.owner[node].values(node)
 
     def where(self, node: torch.fx.Node) -> str:
         return f"{describe(self.body.module, self.body.path)}, `{node.format_node()}`"
@@ -136,7 +161,7 @@ class _BodyWriter:
             attribute = f"constant{len(self.out.constants)}" if relative is None or "." in relative else relative
             if attribute.startswith("_"):
                 attribute = "constant" + attribute.lstrip("_").removeprefix("tensor_constant")
-            self.out.constants[attribute] = self.body.initial_values(node).detach().cpu().numpy()
+            self.out.constants[attribute] = self.owner[node].initial_values(node).detach().cpu().numpy()
             return Code(f"self.{attribute}", value)
         if name in DROPPED_BUFFERS and name in owner._buffers:
             return Code("None", value)
@@ -144,8 +169,8 @@ class _BodyWriter:
         spelled = entry.attributes.get(name, name) if entry is not None else name
         return Code(self._self_path(".".join(filter(None, (owner_path, spelled)))), value)
 
-    def _variable(self, node: torch.fx.Node) -> str:
-        name = node.name
+    def _variable(self, node: torch.fx.Node, prefix: str = "") -> str:
+        name = f"{prefix}_{node.name}" if prefix else node.name
         if node.op == "call_module":  # fx names it after the whole path; the body knows it by its own
             name = _identifier(self._relative(node.target, is_module=True).replace(".", "_"))
         if name in RESERVED or keyword.iskeyword(name) or name in runtime_names():
@@ -178,49 +203,200 @@ class _BodyWriter:
         return render(entry.paddle, bound, self.where(node)), entry
 
     def write(self) -> tuple[list[str], _Forward]:
-        statements: list[_Statement] = []
-        parameters = []
-        for node in self.body.graph.nodes:
-            if node.op == "placeholder":
-                self.names.add(node.target)
-                self.code[node] = Code(node.target, self.values(node))
-                parameters.append(node.target)
+        parameters = [node.target for node in self.body.graph.nodes if node.op == "placeholder"]
+        statements = self._block([list(body.graph.nodes) for body in self.bodies], 0)
+        return parameters, _Forward(_render(_live(statements)), self.out.constants, self.out.helpers)
+
+    def _block(self, traces: list[list[torch.fx.Node]], start: int) -> list:
+        """Statements for the traces' nodes from `start` on (they share every node before it)."""
+        self.body = self.owner[traces[0][0]]
+        statements: list = []
+        for position in range(start, len(traces[0])):
+            nodes = [trace[position] for trace in traces]
+            node = nodes[0]
+            if is_guard(node) and all(is_guard(n) for n in nodes):
+                answers = [n.args[2] for n in nodes]
+                if len({(type(a), a) for a in answers}) > 1:
+                    statements.append(self._branch(traces, position, nodes))
+                    return statements
+                self._share(nodes, Code("None", answers[0]))
+                if self._from_sizes(node.args[0]):
+                    statements.append(_Statement(None, self._check(node), True))
                 continue
-            if node.op == "get_attr":
-                self.code[node] = self._attribute(node)
-                continue
-            if node.op == "output":
-                statements.append(_Statement(None, f"return {literal(self._args(node.args[0]))}", True))
-                continue
-            if node.op == "call_module":
-                relative = self._relative(node.target, is_module=True)
-                if relative is None:
-                    raise PortError(f"{self.where(node)} calls a module outside its own")
-                args = [literal(a) for a in self._args(node.args)]
-                args += [f"{k}={literal(v)}" for k, v in self._args(dict(node.kwargs)).items()]
-                text = f"{self._self_path(relative)}({', '.join(args)})"
-                keep = True
+            if len({_identity(n, self.owner[n]) for n in nodes}) > 1:
+                raise SizeSpecific(f"{self.where(node)} runs other code at another input size, for no reason the trace recorded")
+            statement = self._statement(node)
+            self._share(nodes, self.code.get(node))
+            if statement is not None:
+                statements.append(statement)
+        return statements
+
+    def _share(self, nodes: list[torch.fx.Node], code: Code | None) -> None:
+        for node in nodes:
+            self.matches[node] = nodes
+        if code is not None:
+            for other in nodes[1:]:
+                self.code[other] = code
+
+    def _question(self, node: torch.fx.Node) -> str:
+        _, question, _ = node.args
+        text = literal(self._args(node.args[0]))
+        return ast.unparse(ast.parse(text if question in ("bool", "index") else QUESTIONS[question].format(text), mode="eval"))
+
+    def _branch(self, traces: list[list[torch.fx.Node]], position: int, nodes: list[torch.fx.Node]) -> _Branch:
+        """Where traced sizes answered a guard differently: one arm per answer, in the order the sizes
+        were traced; a question of truth has both arms, any other raises for an answer no size gave."""
+        node = nodes[0]
+        question, by_answer = self._question(node), {}
+        for trace, guard_node in zip(traces, nodes, strict=True):
+            by_answer.setdefault((type(guard_node.args[2]), guard_node.args[2]), []).append(trace)
+        arms, names = [], set(self.names)
+        for (_, answer), group in by_answer.items():
+            self.names = set(names)  # each arm runs to the return: arms may reuse names
+            if node.args[1] == "bool":
+                condition = question if answer else f"not {_wrapped(question)}"
             else:
-                text, entry = self._translate(node)
-                if text == "":
-                    self.code[node] = Code("None", self.values(node))
-                    continue
-                if text == literal(self._args(node.args[0])) and node.op == "call_method":  # an alias (contiguous)
-                    self.code[node] = Code(text, self.values(node))
-                    continue
-                keep = False
-                inline = len(node.users) == 1 and (
-                    (node.op == "call_function" and node.target in _INLINE_FUNCTIONS)
-                    or not isinstance(self.values(node), torch.Tensor)
-                )
-                if inline or not node.users:
-                    if inline:
-                        self.code[node] = Code(text if is_atomic(text) else f"({text})", self.values(node))
-                        continue
-            variable = self._variable(node)
-            self.code[node] = Code(variable, self.values(node))
-            statements.append(_Statement(variable, f"{variable} = {text}", keep))
-        return parameters, _Forward(_live(statements), self.out.constants, self.out.helpers)
+                condition = f"{_wrapped(question)} == {answer!r}"
+            arms.append((condition, _live(self._block(group, position + 1))))
+        self.body = self.owner[node]
+        if node.args[1] == "bool":
+            return _Branch(arms[:1], arms[1][1])
+        general = _generalised([body for _, body in arms], [answer for _, answer in by_answer], self._variable(node.args[0], node.args[1]))
+        if general is not None:
+            variable, body = general
+            return _Statement(None, f"{variable} = {question}\n{body}" if variable in _names_in(body) else body, True)
+        unseen = (f"raise ValueError(f\"this twin follows torch's code at the input sizes it was ported at; here "
+                  f"{_escaped(question)} is {{{question}!r}}, which none of them gave: port the model again at this size\")")
+        return _Branch(arms, None, unseen)
+
+    def _check(self, node: torch.fx.Node) -> str:
+        """A guard every traced size answered alike although it depends on the input's size: the twin
+        checks that it holds (torch would take a path no trace saw, so the twin must not go on)."""
+        question, answer = self._question(node), node.args[2]
+        failed = f"not {_wrapped(question)}" if node.args[1] == "bool" and answer else (
+            question if node.args[1] == "bool" else f"{_wrapped(question)} != {answer!r}")
+        expected = ("true" if answer else "false") if node.args[1] == "bool" else repr(answer)
+        return (f"if {failed}:\n{INDENT}raise ValueError(\"this twin follows torch's code where "
+                f"{_escaped(question)} is {expected}, as at every input size it was ported at; port the model again at this size\")")
+
+    def _from_sizes(self, node: torch.fx.Node) -> bool:
+        """Whether a guarded value is computed from an input size that differed between the traces:
+        a shape or an item of one that took other values, or an int between it and the guard that did.
+        A shape only one trace computed (in a branch only one size took) counts as differing."""
+        seen, pending = set(), [node]
+        while pending:
+            current = pending.pop()
+            if current in seen or current not in self.matches:
+                continue
+            seen.add(current)
+            value = self.values(current)
+            matches = self.matches[current]
+            varies = len({repr(self.values(n)) for n in matches}) > 1
+            if isinstance(value, torch.Size) or _is_size_item(current, self.values):
+                if varies or len(matches) == 1:
+                    return True
+                continue
+            if isinstance(value, torch.Tensor) or current.op in ("call_module", "placeholder"):
+                continue
+            if varies and isinstance(value, (int, float)):
+                return True
+            pending += current.all_input_nodes
+        return False
+
+    def _statement(self, node: torch.fx.Node) -> _Statement | None:
+        """Fill self.code[node]; the statement computing it, where it is not inlined."""
+        if node.op == "placeholder":
+            self.names.add(node.target)
+            self.code[node] = Code(node.target, self.values(node))
+            return None
+        if node.op == "get_attr":
+            self.code[node] = self._attribute(node)
+            return None
+        if node.op == "output":
+            return _Statement(None, f"return {literal(self._args(node.args[0]))}", True)
+        if node.op == "call_module":
+            relative = self._relative(node.target, is_module=True)
+            if relative is None:
+                raise PortError(f"{self.where(node)} calls a module outside its own")
+            args = [literal(a) for a in self._args(node.args)]
+            args += [f"{k}={literal(v)}" for k, v in self._args(dict(node.kwargs)).items()]
+            text = f"{self._self_path(relative)}({', '.join(args)})"
+            keep = True
+        else:
+            text, entry = self._translate(node)
+            if text == "":
+                self.code[node] = Code("None", self.values(node))
+                return None
+            if text == literal(self._args(node.args[0])) and node.op == "call_method":  # an alias (contiguous)
+                self.code[node] = Code(text, self.values(node))
+                return None
+            keep = False
+            inline = len(node.users) == 1 and (
+                (node.op == "call_function" and node.target in _INLINE_FUNCTIONS)
+                or not isinstance(self.values(node), torch.Tensor)
+            )
+            if inline:
+                self.code[node] = Code(text if is_atomic(text) else f"({text})", self.values(node))
+                return None
+            if not node.users:
+                return None
+        variable = self._variable(node)
+        self.code[node] = Code(variable, self.values(node))
+        return _Statement(variable, f"{variable} = {text}", keep)
+
+
+def _generalised(arms: list[list], answers: list, variable: str) -> tuple[str, str] | None:
+    """One body for the arms of a number the traced sizes answered differently, where the arms'
+    code is the same but for that number (a count Python took from a size and used as a
+    constant): `variable` holds the number, computed, in its place. None where they differ more."""
+    texts = ["\n".join(_render(body)) for body in arms]
+    streams = [list(tokenize.generate_tokens(io.StringIO(text).readline)) for text in texts]
+    if len({len(stream) for stream in streams}) != 1:
+        return None
+    replaced = []
+    for tokens in zip(*streams, strict=True):
+        spelled = [token.string for token in tokens]
+        if len(set(spelled)) == 1:
+            continue
+        if not all(token.type == tokenize.NUMBER and spelling == repr(answer)
+                   for token, spelling, answer in zip(tokens, spelled, answers, strict=True)):
+            return None
+        replaced.append(tokens[0])
+    lines = texts[0].split("\n")
+    for token in reversed(replaced):  # from the end, so that earlier columns stay put
+        row, (start, end) = token.start[0] - 1, (token.start[1], token.end[1])
+        lines[row] = lines[row][:start] + variable + lines[row][end:]
+    return variable, "\n".join(lines)
+
+
+def _wrapped(text: str) -> str:
+    return text if is_atomic(text) else f"({text})"
+
+
+def _escaped(code: str) -> str:
+    """Code quoted in an f-string's text: its braces doubled, its quotes plain."""
+    return "`" + code.replace("{", "{{").replace("}", "}}").replace('"', "'") + "`"
+
+
+def _is_size_item(node: torch.fx.Node, values) -> bool:
+    """An item of a shape (`x.shape[2]`, `x.size(2)`)."""
+    if node.op == "call_method" and node.target == "size" and len(node.args) > 1:
+        return True
+    return (node.op == "call_function" and node.target is operator.getitem and isinstance(node.args[0], torch.fx.Node)
+            and isinstance(values(node.args[0]), torch.Size) and isinstance(values(node), int))
+
+
+def _identity(node: torch.fx.Node, body: Body) -> str:
+    """What must agree for two traces' nodes to be written once: the operation, its arguments (nodes
+    by name, constants by value) and a made constant's content (not a parameter's or buffer's, which
+    training updates)."""
+    arguments = torch.fx.node.map_aggregate((node.args, node.kwargs), lambda a: f"%{a.name}" if isinstance(a, torch.fx.Node) else a)
+    text = f"{node.op} {node.name} {node.target!r} {arguments!r}"
+    if node.op == "get_attr" and not _is_state(body.root, node.target):
+        value = body.initial_values(node)
+        if isinstance(value, torch.Tensor) and value.device.type != "meta":
+            text += f" {tuple(value.shape)} {value.dtype} {hash(value.detach().cpu().numpy().tobytes())}"
+    return text
 
 
 def _names_in(text: str) -> set[str]:
@@ -231,15 +407,49 @@ def _names_in(text: str) -> set[str]:
     return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
 
 
-def _live(statements: list[_Statement]) -> list[str]:
-    """The statements whose results are used (module calls and the return always are)."""
-    needed: set[str] = set()
+def _live(statements: list, needed: set[str] | None = None) -> list:
+    """The statements whose results are used (module calls, checks and the return always are); a
+    branch, always last, keeps what each arm needs."""
+    needed = set() if needed is None else needed
     kept = []
     for statement in reversed(statements):
-        if statement.keep or statement.target in needed:
+        if isinstance(statement, _Branch):
+            arms = [(condition, _live(body, set(needed))) for condition, body in statement.arms]
+            otherwise = _live(statement.otherwise, set(needed)) if statement.otherwise is not None else None
+            for condition, body in arms:
+                needed |= _names_in(condition) | _needs(body)
+            needed |= _needs(otherwise or [])
+            kept.append(_Branch(arms, otherwise, statement.unseen))
+        elif statement.keep or statement.target in needed:
             needed |= _names_in(statement.text.partition(" = ")[2] if statement.target else statement.text)
-            kept.append(statement.text)
+            kept.append(statement)
     return kept[::-1]
+
+
+def _needs(statements: list) -> set[str]:
+    names: set[str] = set()
+    for statement in statements:
+        if isinstance(statement, _Branch):
+            names |= _needs([s for _, body in statement.arms for s in body]) | _needs(statement.otherwise or [])
+            names |= {n for condition, _ in statement.arms for n in _names_in(condition)}
+        else:
+            names |= _names_in(statement.text.partition(" = ")[2] if statement.target else statement.text)
+    return names
+
+
+def _render(statements: list) -> list[str]:
+    """Source lines of statements and branches (a statement's text may span lines)."""
+    lines = []
+    for statement in statements:
+        if isinstance(statement, _Branch):
+            for n, (condition, body) in enumerate(statement.arms):
+                lines.append(f"{'if' if n == 0 else 'elif'} {condition}:")
+                lines += [INDENT + line for line in _render(body)]
+            lines.append("else:")
+            lines += [INDENT + line for line in (_render(statement.otherwise) if statement.otherwise is not None else [statement.unseen])]
+        else:
+            lines += statement.text.split("\n")
+    return lines
 
 
 @cache
@@ -345,14 +555,16 @@ def _own_tensors(module: torch.nn.Module) -> tuple[list[str], dict[str, np.ndarr
     return lines, constants
 
 
-def _forward_text(instance: _Instance, bodies: list[Body | None]) -> tuple[list[str], set[str]]:
+def _forward_text(instance: _Instance, bodies: list[list[Body]]) -> tuple[list[str], set[str]]:
+    """forward() from the module's eval and train bodies, each traced at one or more input sizes."""
     rendered, helpers, signature = [], set(), None
-    for body in bodies:
-        if body is None:
+    for sized in bodies:
+        if not sized:
             rendered.append(None)
             continue
-        _rewrite_in_place(body.graph, describe(body.module, body.path), body.root)
-        parameters, forward = _BodyWriter(body).write()
+        for body in sized:
+            _rewrite_in_place(body.graph, describe(body.module, body.path), body.root)
+        parameters, forward = _BodyWriter(sized).write()
         signature = _signature(instance.module, parameters)
         for name, value in forward.constants.items():
             instance.constants.setdefault(name, value)
@@ -509,12 +721,17 @@ class Generated:
     source: str
     constants: dict[str, np.ndarray]
     classes: int
+    fixed_reason: str | None = None  # why the twin runs at its port's size only (None: it runs at any size)
 
 
 class Emitter:
-    def __init__(self, model: torch.nn.Module, traces: tuple[Trace, Trace]):
+    """The twin's source from the model's traces: in eval and in train mode, each at one or more
+    input sizes (the port's size first)."""
+
+    def __init__(self, model: torch.nn.Module, traces: tuple[list[Trace], list[Trace]], fixed: tuple[int, ...] | None = None):
         self.model = model
         self.traces = traces
+        self.fixed = fixed  # the input's trailing sizes the twin is restricted to, if any
         self.instances: dict[str, _Instance] = {}
         self.helpers: set[str] = set()
         self.constants: dict[str, np.ndarray] = {}
@@ -524,7 +741,7 @@ class Emitter:
             return False
         return type(module) not in (torch.nn.Sequential, torch.nn.ModuleList, torch.nn.ModuleDict)
 
-    def run(self, header: str) -> Generated:
+    def run(self, header: str, fixed_reason: str | None = None) -> Generated:
         for path, module in self.model.named_modules(remove_duplicate=False):  # a shared module: one Paddle layer per path
             if self._is_custom(module):
                 self.instances[path] = self._instance(path, module)
@@ -532,7 +749,7 @@ class Emitter:
                 self.helpers.update(entry.helpers)
         classes = self._classes()
         builder = self._build("", self.model, 1)
-        return Generated(self._source(header, classes, builder), self.constants, len(classes))
+        return Generated(self._source(header, classes, builder), self.constants, len(classes), fixed_reason)
 
     def _classes(self) -> list[str]:
         """Each torch class's instances grouped by the shape of their code: one Paddle class per group."""
@@ -561,7 +778,7 @@ class Emitter:
         imports = ["import paddle", "import paddle.nn as nn", "import paddle.nn.functional as F"]
         if self.constants:
             imports = ["import os", "", "import numpy as np", *imports]
-        if any("math." in inspect.getsource(getattr(runtime, h)) for h in helpers):
+        if any("math." in inspect.getsource(getattr(runtime, h)) for h in helpers) or any("math." in text for text in classes):
             imports.insert(0, "import math")
         source = [f'"""{header}"""', "", *imports, "", "# Own parameters start from this; load converted weights before use.",
                   "INITIALIZER = nn.initializer.TruncatedNormal(std=0.02)", ""]
@@ -587,7 +804,7 @@ class Emitter:
 
     def _instance(self, path: str, module: torch.nn.Module) -> _Instance:
         instance = _Instance(path, module)
-        bodies = [trace.body_of(path) for trace in self.traces]
+        bodies = [[body for trace in traces if (body := trace.body_of(path)) is not None] for traces in self.traces]
         forward, helpers = _forward_text(instance, bodies)
         self.helpers |= helpers
         own_lines, own_constants = _own_tensors(module)
@@ -611,6 +828,8 @@ class Emitter:
         for name in instance.constants:
             init_lines.append(f"self.register_buffer({name!r}, {name}, persistable=False)")
         parameters = [_identifier(c) for c in children] + list(instance.constants)
+        if path == "" and self.fixed is not None and forward:
+            forward[1:1] = _size_check(forward[0], self.fixed)
         if not forward:
             forward = ["def forward(self, *args, **kwargs):",
                        f"{INDENT}raise NotImplementedError({('the torch module was not called when the twin was generated')!r})"]
@@ -645,6 +864,14 @@ class Emitter:
             self.constants[key] = value
             arguments.append(f"{name}=paddle.to_tensor(constants[{key!r}])")
         return _call(instance.class_name, arguments, depth)
+
+
+def _size_check(head: str, fixed: tuple[int, ...]) -> list[str]:
+    """The first lines of the root's forward where the twin runs at its port's size only."""
+    first = head.removeprefix("def forward(self, ").split(",")[0].split("=")[0].strip(" ):")
+    sizes = "x".join(str(n) for n in fixed)
+    return [f"{INDENT}if {first}.shape[{-len(fixed)}:] != {list(fixed)}:",
+            f"{2 * INDENT}raise ValueError(f\"this twin was ported for {sizes} inputs and runs at that size only; got {{{first}.shape}}\")"]
 
 
 def without_defaults(call: str) -> str:
@@ -710,9 +937,19 @@ def _call(function: str, arguments: list[str], depth: int, brackets: str = "()")
     return f"{function}{opening}\n" + "".join(f"{inner}{a},\n" for a in arguments) + f"{depth * INDENT}{closing}"
 
 
-def generate(model: torch.nn.Module, example: tuple, header: str) -> Generated:
-    """Trace `model` on `example` in eval and train mode and write its Paddle twin."""
+def generate(model: torch.nn.Module, examples: list[tuple], header: str) -> Generated:
+    """Trace `model` on each example (inputs of different sizes, the port's first) in eval and train
+    mode and write its Paddle twin. Where the traces differ for no reason they recorded, or where
+    there is one example, the twin is written for the first example's size and checks its input."""
     from .trace import trace
 
-    traces = tuple(trace(model, example, is_layer, training) for training in (False, True))
-    return Emitter(model, traces).run(header)
+    traces = tuple([trace(model, example, is_layer, training) for example in examples] for training in (False, True))
+    reason = None if len(examples) > 1 else "torch's model ran at no other size tried"
+    if reason is None:
+        try:
+            return Emitter(model, traces).run(header)
+        except SizeSpecific as exc:
+            reason = str(exc)
+    first = examples[0][0]
+    fixed = tuple(first.shape[2:]) if isinstance(first, torch.Tensor) and first.ndim >= 4 else None
+    return Emitter(model, tuple(mode[:1] for mode in traces), fixed=fixed).run(header, fixed_reason=reason)

@@ -7,7 +7,12 @@ Why this tracer and not a plain `torch.fx.symbolic_trace`:
 - fx refuses control flow on traced values (`if H % window:`, `assert x.shape[1] == C`, `len(x)`,
   `math.ceil(h / s)`), which timm's models are full of. Here every node also carries the real
   value it has for an example batch (a shadow forward pass, run alongside), so such questions get
-  their real answer: the graph is specialised to the example's input size, as the port records.
+  their real answer: the graph of one trace is specialised to its example's input size.
+- Python's questions get concrete answers, so each answer is recorded where it is given (a
+  `guard` node: the traced value, how it was asked, the answer). The model is traced at several
+  input sizes; emit.py merges the traces, turning a guard answered differently at two sizes into
+  a branch, and one answered alike but computed from a size into a check, so the twin takes
+  torch's path at any size or says why it cannot.
 - Branches on `self.training` are fixed by tracing; so each model is traced twice, in eval and in
   train mode, and a module whose two bodies differ keeps both (emit.py picks one by
   `self.training` at run time). Layers with a translation stay layers (dropout, BatchNorm,
@@ -45,31 +50,47 @@ class ShadowProxy(torch.fx.Proxy):
         return super().__getattr__(name)
 
     def __len__(self):
-        return len(self._value())
+        return self.tracer.answer(self, "len")
 
     def __index__(self):
-        return operator.index(self._value())
+        return self.tracer.answer(self, "index")
 
     def __int__(self):
-        return int(self._value())
+        return self.tracer.answer(self, "int")
 
     def __float__(self):
-        return float(self._value())
+        return self.tracer.answer(self, "float")
 
     def __ceil__(self):
-        return math.ceil(self._value())
+        return self.tracer.answer(self, "ceil")
 
     def __floor__(self):
-        return math.floor(self._value())
+        return self.tracer.answer(self, "floor")
 
     def __round__(self, ndigits=None):
-        return round(self._value(), ndigits)
+        if ndigits is not None:
+            return round(self._value(), ndigits)
+        return self.tracer.answer(self, "round")
 
     def __contains__(self, item):
-        return item in self._value()
+        return bool(self.tracer.create_proxy("call_function", operator.contains, (self, item), {}))
 
     def __setitem__(self, index, value):  # recorded as a call; emit.py treats it as an in-place op
         self.tracer.create_proxy("call_function", operator.setitem, (self, index, value), {})
+
+
+# How Python asked a traced value for a concrete answer: the question's Python spelling.
+QUESTIONS = {"bool": "bool({})", "len": "len({})", "index": "{}", "int": "int({})", "float": "float({})",
+             "ceil": "math.ceil({})", "floor": "math.floor({})", "round": "round({})"}
+
+
+def guard(value, question: str, answer):
+    """Stands in a graph where tracing gave `answer` to `question` about a traced value (see QUESTIONS)."""
+    return answer
+
+
+def is_guard(node: torch.fx.Node) -> bool:
+    return node.op == "call_function" and node.target is guard
 
 
 @dataclass
@@ -172,11 +193,22 @@ class ShadowTracer(torch.fx.Tracer):
     def proxy(self, node):
         return ShadowProxy(node, self)
 
+    def answer(self, proxy: torch.fx.Proxy, question: str):
+        """The concrete answer to `question` about `proxy`, recorded as a guard node. The length of
+        a shape, a tuple or a list is the model's structure, not a size, and is not recorded."""
+        value = proxy._value()
+        if question == "len" and not isinstance(value, torch.Tensor):
+            return len(value)
+        result = {"bool": bool, "len": len, "index": operator.index, "int": int, "float": float,
+                  "ceil": math.ceil, "floor": math.floor, "round": round}[question](value)
+        self.create_proxy("call_function", guard, (proxy, question, result), {})
+        return result
+
     def to_bool(self, obj):
-        return bool(obj._value())
+        return self.answer(obj, "bool")
 
     def iter(self, obj):
-        return iter([obj[i] for i in range(len(obj._value()))])
+        return iter([obj[i] for i in range(self.answer(obj, "len"))])
 
     def keys(self, obj):
         return obj._value().keys()
