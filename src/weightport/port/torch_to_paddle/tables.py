@@ -3,7 +3,8 @@
 The generated twin keeps torch's names, so its table is what every twin pair shares (BatchNorm's
 statistics) plus what Paddle's layers store differently, as layers.toml's `attributes` say: the
 Linear weights transposed (patterns found by `map draft`'s drafter), PReLU's and InstanceNorm's
-weights renamed, nn.MultiheadAttention's packed projection split. `map check`'s checker then proves the
+weights renamed, nn.MultiheadAttention's packed projection split, the second names of
+Paddle's RNN weights (`0.cell_fw.weight_ih` beside `weight_ih_l0`) copies of the first. `map check`'s checker then proves the
 table against both twins before the folder is complete.
 """
 from __future__ import annotations
@@ -17,17 +18,24 @@ from ...tables.check import twin_problems
 from ...tables.draft import BATCHNORM_RULES, _toml_string, _transpose_patterns
 from ...tables.layouts import count_trainable, manifest_text, model_layout
 from ...tables.loading import load_table
-from .emit import base_translation, layer_translation
+from ...tables.rules import Pattern
+from .emit import base_translation, class_name, layer_translation
 
 BATCHNORM_STATISTICS = ("running_mean", "running_var")  # renamed by the shared BatchNorm rules
+ALIAS_WHY = "Paddle's layer lists this tensor a second time, under its sublayer's name"
 
 
 def mapping_table(source: str, torch_model: torch.nn.Module, paddle_model) -> str:
     torch_keys = list(torch_model.state_dict())
-    transposed, renames, splits = [], [], []
+    transposed, renames, splits, aliases = [], [], [], []
+    paddle_keys = list(paddle_model.state_dict())
     for path, module in torch_model.named_modules(remove_duplicate=False):
         entry = layer_translation(module) or base_translation(module)
         prefix = f"{path}." if path else ""
+        for second, first in (entry.aliases.items() if entry is not None else ()):
+            pattern = Pattern.parse(prefix + second, f"{class_name(module)} alias")
+            if any(pattern.match(k) is not None for k in paddle_keys):
+                aliases.append((prefix + second, prefix + first))
         for name, spelled in (entry.attributes.items() if entry is not None else ()):
             if getattr(module, name, None) is None or name in BATCHNORM_STATISTICS:
                 continue
@@ -47,6 +55,8 @@ def mapping_table(source: str, torch_model: torch.nn.Module, paddle_model) -> st
     out += ["transpose = [", *(f"    {_toml_string(t)}," for t in transposes), "]"]
     for torch_key, paddle_key in renames:
         out += ["", "[[rename]]", f"torch = {_toml_string(torch_key)}", f"paddle = {_toml_string(paddle_key)}"]
+    for second, first in aliases:
+        out += ["", "[[drop]]", f"paddle = {_toml_string(second)}", f"same_as = {_toml_string(first)}", f"why = {_toml_string(ALIAS_WHY)}"]
     for torch_key, parts in _split_patterns(splits, torch_keys):
         out += ["", "[[split]]", f"torch = {_toml_string(torch_key)}", f"paddle = [{', '.join(map(_toml_string, parts))}]"]
     return "\n".join(out) + "\n"
