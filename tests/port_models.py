@@ -109,3 +109,40 @@ class FixedSize(nn.Module):
 
 def fixed_size() -> FixedSize:
     return FixedSize()
+
+
+def small_vit():
+    """torchvision's VisionTransformer, small: its attention is nn.MultiheadAttention."""
+    import torchvision
+
+    torch.manual_seed(0)
+    return torchvision.models.VisionTransformer(image_size=32, patch_size=16, num_layers=2, num_heads=2, hidden_dim=32,
+                                                mlp_dim=64, num_classes=10)
+
+
+class Reader(nn.Module):
+    """A CRNN-like reader: conv features pooled over the height, a recurrent layer along the width."""
+
+    def __init__(self, rnn: nn.Module):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.pool = nn.AdaptiveAvgPool2d((1, None))
+        self.rnn = rnn
+        self.head = nn.Linear(rnn.hidden_size * (2 if rnn.bidirectional else 1), 5)
+        self.lstm = isinstance(rnn, nn.LSTM)
+
+    def forward(self, x):
+        features = self.pool(self.conv(x)).squeeze(2).permute(0, 2, 1)  # [batch, width, channels]
+        out, state = self.rnn(features)
+        h = state[0] if self.lstm else state
+        return self.head(out).mean(1) + h.sum(0).mean(-1, keepdim=True)
+
+
+def lstm_reader() -> Reader:
+    torch.manual_seed(0)
+    return Reader(nn.LSTM(8, 12, num_layers=2, batch_first=True))
+
+
+def gru_reader() -> Reader:
+    torch.manual_seed(0)
+    return Reader(nn.GRU(8, 10, num_layers=2, bidirectional=True, batch_first=True))

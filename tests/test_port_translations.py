@@ -64,8 +64,10 @@ def _port(module: torch.nn.Module, example: tuple, tmp_path):
     plan = table.plan({k: v for k, v in state.items()}, "paddle")
     weights = {}
     for step in plan.steps:
-        array = state[step.source].detach().numpy()
+        array = step.part_of(state[step.source].detach().numpy())
         weights[step.target] = np.ascontiguousarray(array.T if step.transpose else array)
+    for key, rule in plan.fills(paddle_model.state_dict(), table).items():  # a Paddle RNN's second names
+        weights[key] = weights[rule.same_as_key(key)]
     assert set(weights) == set(paddle_model.state_dict()), "the table must fill every Paddle tensor"
     paddle_model.set_state_dict(weights)
     return paddle_model, generated
@@ -121,15 +123,21 @@ def test_layer_translations(entry, example, tmp_path):
         def forward(self, x):
             return self.layer(x)
 
-    module = Wrapped().eval()
+    class Attending(Wrapped):
+        def forward(self, query, key, value):
+            return self.layer(query, key, value)
+
+    module = (Attending if isinstance(entry.input, list) and isinstance(entry.input[0], list) else Wrapped)().eval()
     if isinstance(entry.input, dict):  # integer indices: {shape, high}
-        x = torch.randint(0, entry.input["high"], entry.input["shape"], generator=g)
+        inputs = (torch.randint(0, entry.input["high"], entry.input["shape"], generator=g),)
+    elif isinstance(entry.input[0], list):  # several inputs (attention's query, key, value)
+        inputs = tuple(torch.randn(*shape, generator=g) for shape in entry.input)
     else:
-        x = torch.randn(*entry.input, generator=g)
-    paddle_model, _ = _port(module, (x,), tmp_path)
+        inputs = (torch.randn(*entry.input, generator=g),)
+    paddle_model, _ = _port(module, inputs, tmp_path)
     with torch.no_grad():
-        reference = module(x)
-    _compare(reference, paddle_model(paddle.to_tensor(x.numpy())))
+        reference = module(*inputs)
+    _compare(reference, paddle_model(*(paddle.to_tensor(x.numpy()) for x in inputs)))
 
 
 def test_every_entry_has_examples():

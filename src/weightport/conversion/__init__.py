@@ -93,6 +93,12 @@ def convert_tensors(
         if step.target in out:
             problems.append(f"two source tensors map to {step.target}")
             continue
+        if step.split is not None:
+            target = _convert_split(step, tensors, expected.get(step.target), dtype, problems)
+            if target is not None:
+                out[step.target] = target
+                summary.transposed += step.transpose
+            continue
         source, want = _fitted_source(step, tensors, expected)
         folded = folds.pop(step.source, [])
         target = _convert_one(step, source, want, dtype, resize, problems, to, [(tensors[k], rule) for k, rule in folded])
@@ -113,6 +119,10 @@ def convert_tensors(
     fills = plan.fills(expected, table)
     for key, rule in fills.items():
         shape, fill_dtype = expected[key]
+        if rule.same_as is not None:  # the same tensor under a second name: produced under the first, or reported missing
+            if (same := out.get(rule.same_as_key(key))) is not None:
+                out[key] = same
+            continue
         out[key] = _filled(shape, fill_dtype, rule.fill or 0)
     summary.filled = len(fills)
     summary.dropped = len(plan.dropped)
@@ -220,6 +230,8 @@ def _class_counts(pair: TwinPair, plan: Plan, tensors: dict[str, LazyTensor], ex
     dims = pair.classifier_dims(plan.to)
     counts, others = set(), False
     for step in plan.steps:
+        if step.split is not None:  # a packed tensor never follows the class count
+            continue
         source, want = _fitted_source(step, tensors, expected)
         shape = _transposed_shape(source.shape, step.transpose)
         if want is None or shape == want[0]:
@@ -270,6 +282,50 @@ def _convert_one(step: Step, source: LazyTensor, expected, cast_to, resize: bool
         problems += misfits
         return None
     return LazyTensor(out_dtype, want_shape, _loader(source, step, out_dtype, resize_to, to, folded))
+
+
+def _convert_split(step: Step, tensors: dict[str, LazyTensor], expected, cast_to, problems: list[str]) -> LazyTensor | None:
+    """One part of a tensor that a split rule cuts (towards Paddle), or the whole that it joins
+    (towards torch), exactly: slicing, transposing and concatenating never change a value."""
+    if expected is None:
+        return None  # reported as unexpected by _check_complete
+    sources = [step.source] if not step.parts else list(step.parts)
+    missing = [k for k in sources if k not in tensors]
+    if missing:
+        problems += [f"{k}: missing, a part of {step.target} (the table joins {', '.join(step.parts)})" for k in missing]
+        return None
+    parts = [tensors[k] for k in sources]
+    if any(len(t.shape) != 2 for t in parts) and step.transpose:
+        problems.append(f"{step.source}: listed for transposing but has shape {list(parts[0].shape)}")
+        return None
+    shapes = [_transposed_shape(t.shape, step.transpose) for t in parts]
+    axis = step.split.axis % max(len(shapes[0]), 1)
+    if step.parts:
+        stacked = sum(shape[axis] for shape in shapes)
+        shape = shapes[0][:axis] + (stacked,) + shapes[0][axis + 1 :]
+        unequal = any(sh != shapes[0] for sh in shapes) or len({t.dtype for t in parts}) > 1
+    else:
+        shape = _transposed_shape(step.part_shape(parts[0].shape), step.transpose)
+        unequal = parts[0].shape[axis] % len(step.split.paddle) != 0
+    if unequal or shape != tuple(expected[0]):
+        problems.append(f"{', '.join(sources)} -> {step.target}: shapes {[list(t.shape) for t in parts]} do not "
+                        f"{'join into' if step.parts else 'split into parts of'} {list(expected[0])}")
+        return None
+    out_dtype = cast_to if (cast_to and parts[0].dtype in dtypes.FLOATING) else parts[0].dtype
+    if (out_dtype in dtypes.FLOATING) != (expected[1] in dtypes.FLOATING):
+        problems.append(f"{step.source}: dtype {parts[0].dtype}, but the target twin expects {expected[1]}")
+        return None
+
+    def load() -> np.ndarray:
+        arrays = [np.asarray(t.load()) for t in parts]
+        if step.parts:  # towards torch: each part back in torch's layout, then joined
+            array = np.concatenate([a.T if step.transpose else a for a in arrays], axis=axis)
+        else:
+            array = step.part_of(arrays[0])
+            array = array.T if step.transpose else array
+        return dtypes.cast(np.ascontiguousarray(array), parts[0].dtype, out_dtype)
+
+    return LazyTensor(out_dtype, shape, load)
 
 
 def _loader(source: LazyTensor, step: Step, out_dtype: str, resize_to, to: str,

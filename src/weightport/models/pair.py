@@ -28,6 +28,9 @@ from .registry import ModelSpec, Preprocessing, lookup, unknown_model
 # What a pair came from (TwinPair.kind); CUSTOM: made by the keyword constructor itself.
 REGISTERED, FACTORIES, PORTED, CUSTOM = "registered", "factories", "ported", "custom"
 CUSTOM_FAMILY = "custom"  # the family of a factory pair
+# What building a twin without its weights' memory raises when its construction computes with them:
+# torch's meta tensors (.item()), Paddle's lazy ones (an RNN layer packing its weights into one buffer).
+LAZY_REFUSED = (NotImplementedError, RuntimeError, ValueError)
 
 Factory = Callable[..., Any]
 
@@ -170,8 +173,13 @@ class TwinPair:
 
         factory = self.factory(framework)
         kwargs = self._factory_kwargs(kwargs)
-        with overwrite_only(framework):
-            return self._built(factory, kwargs)
+        try:
+            with overwrite_only(framework):
+                return self._built(factory, kwargs)
+        except LAZY_REFUSED:
+            if framework != "paddle":
+                raise
+            return self._built(factory, kwargs)  # built in full: its construction computes with its weights
 
     def skeleton(self, framework: str = "torch", **kwargs: Any):
         """The `framework` twin's structure with no memory for its tensors (see `models.weights.without_weights`),
@@ -184,7 +192,7 @@ class TwinPair:
         try:
             with without_weights(framework):
                 return self._built(factory, kwargs)
-        except (NotImplementedError, RuntimeError):  # e.g. .item() of a meta tensor
+        except LAZY_REFUSED:  # e.g. .item() of a meta tensor
             return self.create_to_overwrite(framework, **kwargs)
 
     def _built(self, factory: Factory, kwargs: dict[str, Any]):

@@ -113,9 +113,9 @@ def _under(key: str, path: str) -> bool:
     return path == "" or key.startswith(path + ".")
 
 
-def _key_sets(paths: list[str], keys: dict[str, str]) -> dict[str, frozenset[str]]:
+def _key_sets(paths: list[str], keys: dict[str, tuple[str, ...]]) -> dict[str, frozenset[str]]:
     """For each module path, the Paddle names (values of `keys`) of the state keys under it."""
-    return {path: frozenset(paddle_key for key, paddle_key in keys.items() if _under(key, path)) for path in paths}
+    return {path: frozenset(name for key, names in keys.items() if _under(key, path) for name in names) for path in paths}
 
 
 def _depth(path: str) -> int:
@@ -134,8 +134,8 @@ def match_modules(table: Table, torch_model, paddle_model) -> dict[str, str]:
     """Torch module path -> Paddle layer path, for every module that has a counterpart."""
     torch_paths = [p for p, _ in torch_model.named_modules()]
     paddle_paths = [p for p, _ in paddle_model.named_sublayers(include_self=True)]
-    torch_keys = {k: table.rename(k, "paddle") for k in torch_model.state_dict() if table.drop_rule(k, "torch") is None}
-    paddle_keys = {k: k for k in paddle_model.state_dict() if table.drop_rule(k, "paddle") is None}
+    torch_keys = {k: table.targets(k, "paddle") for k in torch_model.state_dict() if table.drop_rule(k, "torch") is None}
+    paddle_keys = {k: (k,) for k in paddle_model.state_dict() if table.drop_rule(k, "paddle") is None}
     torch_sets = _key_sets(torch_paths, torch_keys)
     paddle_sets = _key_sets(paddle_paths, paddle_keys)
     paddle_by_set: dict[frozenset[str], list[str]] = defaultdict(list)

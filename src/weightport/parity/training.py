@@ -340,31 +340,32 @@ def _to_paddle_layout(array: np.ndarray, transpose: bool) -> np.ndarray:
 
 
 def _as_paddle_value(array: np.ndarray, step: Step) -> np.ndarray:
-    """A torch value as the table gives it to Paddle: transposed, and adjusted where it says so."""
-    array = _to_paddle_layout(array, step.transpose)
+    """A torch value as the table gives it to Paddle: its part where split, transposed, and adjusted where it says so."""
+    array = _to_paddle_layout(step.part_of(array), step.transpose)
     return step.adjust.apply(array, "paddle") if step.adjust is not None else array
 
 
 def _as_paddle_gradient(array: np.ndarray, step: Step) -> np.ndarray:
-    """A torch gradient in Paddle's terms: transposed, and divided by the table's scale where
-    Paddle's value is torch's x scale (+ offset)."""
-    array = _to_paddle_layout(array, step.transpose)
+    """A torch gradient in Paddle's terms: its part where split, transposed, and divided by the
+    table's scale where Paddle's value is torch's x scale (+ offset)."""
+    array = _to_paddle_layout(step.part_of(array), step.transpose)
     return array / step.adjust.scale if step.adjust is not None else array
 
 
 def _compare_gradients(table: Table, torch_run: _TorchRun, paddle_run: _PaddleRun, tol: float,
-                       report: TrainingReport) -> dict[str, Step]:
-    """Fill the report's gradient checks and problems; returns torch key -> the table's step for it."""
+                       report: TrainingReport) -> dict[str, list[Step]]:
+    """Fill the report's gradient checks and problems; returns torch key -> the table's steps for it
+    (several for a tensor the table splits)."""
     plan = table.plan(torch_run.gradients, "paddle")
-    counterpart = {step.source: step for step in plan.steps}
+    counterpart: dict[str, list[Step]] = {}
+    for step in plan.steps:
+        counterpart.setdefault(step.source, []).append(step)
     reached = set()
     zero = GRADIENT_ZERO * max((_largest_magnitude(g) for g in torch_run.gradients.values() if g is not None), default=0.0)
     for key in plan.dropped:
         report.problems.append(f"{key}: trainable in torch, dropped by the table (Paddle would not train it)")
-    for key, gradient in torch_run.gradients.items():
-        if key not in counterpart:
-            continue
-        paddle_key = counterpart[key].target
+    for key, gradient, step in ((k, g, step) for k, g in torch_run.gradients.items() for step in counterpart.get(k, ())):
+        paddle_key = step.target
         reached.add(paddle_key)
         if paddle_key not in paddle_run.gradients:
             report.problems.append(f"{key}: trainable in torch, but Paddle's {paddle_key} is not a trainable parameter")
@@ -377,7 +378,7 @@ def _compare_gradients(table: Table, torch_run: _TorchRun, paddle_run: _PaddleRu
             report.problems.append(f"{key}: gets a gradient in {side} only (none reaches {other}'s "
                                    f"{key if other == 'torch' else paddle_key})")
         else:
-            report.gradients.append(_check(key, paddle_key, _as_paddle_gradient(gradient, counterpart[key]),
+            report.gradients.append(_check(key, paddle_key, _as_paddle_gradient(gradient, step),
                                            np.asarray(paddle_gradient.numpy(), dtype=np.float64), tol, scale=zero))
     for paddle_key, gradient in paddle_run.gradients.items():
         if paddle_key not in reached:
@@ -511,7 +512,7 @@ def _aligned_chunks(torch_array: np.ndarray, paddle_array: np.ndarray, transpose
         yield flat_torch[begin : begin + STEP_CHUNK], flat_paddle[begin : begin + STEP_CHUNK]
 
 
-def _compare_steps(torch_model, paddle_model, torch_run: _TorchRun, counterpart: dict[str, Step], tol: float,
+def _compare_steps(torch_model, paddle_model, torch_run: _TorchRun, counterpart: dict[str, list[Step]], tol: float,
                    report: TrainingReport) -> None:
     """Each optimizer's steps in both frameworks: torch's from its own values and gradient, Paddle's
     from its values and torch's gradient as the table carries it; torch's update, in Paddle's terms,
@@ -522,17 +523,16 @@ def _compare_steps(torch_model, paddle_model, torch_run: _TorchRun, counterpart:
     chunk's optimizer states, not a model's, and the twins are left as they were."""
     torch_params = dict(torch_model.named_parameters())
     paddle_params = dict(paddle_model.named_parameters())
-    shared = {k: counterpart[k] for k, g in torch_run.gradients.items()
-              if g is not None and k in counterpart and counterpart[k].target in paddle_params
-              and paddle_params[counterpart[k].target].grad is not None}
+    shared = [(k, step) for k, g in torch_run.gradients.items() if g is not None for step in counterpart.get(k, ())
+              if step.target in paddle_params and paddle_params[step.target].grad is not None]
     checks: dict[str, list[TensorCheck]] = {name: [] for name in OPTIMIZERS}
-    for key, step in shared.items():
-        torch_values = torch_params[key].detach().cpu().numpy()
+    for key, step in shared:
+        torch_values = step.part_of(torch_params[key].detach().cpu().numpy())
         paddle_values = np.asarray(paddle_params[step.target].numpy(), dtype=np.float64)
         scale = step.adjust.scale if step.adjust is not None else 1.0  # Paddle's value = torch's x scale (+ offset)
         errors: dict[str, list[tuple[float, float]]] = {name: [] for name in OPTIMIZERS}  # per chunk
         pieces = zip(_aligned_chunks(torch_values, paddle_values, step.transpose),
-                     _aligned_chunks(torch_run.gradients[key], paddle_values, step.transpose))
+                     _aligned_chunks(step.part_of(torch_run.gradients[key]), paddle_values, step.transpose))
         for (torch_chunk, paddle_chunk), (gradient, _) in pieces:
             for name in OPTIMIZERS:
                 reference = (_stepped(name, "torch", torch_chunk, gradient) - torch_chunk) * scale
@@ -560,7 +560,11 @@ def check_training(table: Table, torch_model, paddle_model, batch: np.ndarray, *
     The twins are left in float64 and train mode with their stochastic layers off and their running
     statistics updated once; their parameters are as they came."""
     torch_model.double().train()
-    paddle_model.to(dtype="float64")
+    try:
+        paddle_model.to(dtype="float64")
+    except RuntimeError as exc:  # Paddle's RNN layers, whose weights live in one packed buffer, refuse it (Paddle 3.3.1)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"the Paddle twin cannot be cast to float64, which the training check needs: {first[:200]}") from None
     paddle_model.train()
     switched_off = {"torch": switch_off_stochastic(torch_model, "torch"), "paddle": switch_off_stochastic(paddle_model, "paddle")}
     batch = batch.astype(np.float64)

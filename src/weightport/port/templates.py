@@ -135,6 +135,7 @@ class Translation:
     helpers: tuple[str, ...] = ()
     require: tuple[str, ...] = ()
     attributes: dict[str, str] = field(default_factory=dict)
+    aliases: dict[str, str] = field(default_factory=dict)  # the target layer's second names of its tensors -> the first
     examples: tuple[str, ...] = ()
     input: Any = None
 
@@ -162,6 +163,7 @@ def read_table(path: Path, with_signature: bool) -> dict[str, Translation]:
             helpers=tuple(raw.get("helpers", ())),
             require=tuple(raw.get("require", ())),
             attributes=dict(raw.get("attributes", {})),
+            aliases=dict(raw.get("aliases", {})),
             examples=tuple(raw.get("examples", ())),
             input=raw.get("input"),
         )

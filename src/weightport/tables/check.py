@@ -15,20 +15,27 @@ from ..models.pair import TwinPair, resolve
 from .layouts import model_layout
 from .rules import Table
 
+MHA_PROJECTIONS = ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight")
+
 
 def linear_weights(model, framework: str) -> set[str]:
     """State-dict keys of the weights of every Linear layer in a model (a layer registered under two
-    names, as the state dict lists it, under each). A model that is a program rather than layers
-    (a ported program's Paddle twin) says which of its parameters it multiplies by as a Linear does."""
+    names, as the state dict lists it, under each), nn.MultiheadAttention's projections included. A
+    model that is a program rather than layers (a ported program's Paddle twin) says which of its
+    parameters it multiplies by as a Linear does."""
     if hasattr(model, "linear_weights"):
         return model.linear_weights()
     if framework == "torch":
         import torch
 
-        linear, modules = torch.nn.Linear, model.named_modules(remove_duplicate=False)
+        linear, modules = torch.nn.Linear, list(model.named_modules(remove_duplicate=False))
+        # nn.MultiheadAttention applies its q, k, v projections as Linear layers do (F.linear), packed or not.
+        packed = {f"{name}.{weight}" if name else weight for name, module in modules
+                  if isinstance(module, torch.nn.MultiheadAttention)
+                  for weight in MHA_PROJECTIONS if getattr(module, weight, None) is not None}
     else:
-        linear, modules = quiet_paddle_import().nn.Linear, named_modules(model, framework)
-    return {f"{name}.weight" if name else "weight" for name, module in modules if isinstance(module, linear)}
+        linear, modules, packed = quiet_paddle_import().nn.Linear, named_modules(model, framework), set()
+    return packed | {f"{name}.weight" if name else "weight" for name, module in modules if isinstance(module, linear)}
 
 
 def table_problems(model: TwinPair | str | Path, **model_kwargs: Any) -> list[str]:
@@ -54,7 +61,12 @@ def twin_problems(table: Table, torch_model, paddle_model) -> list[str]:
         if step.target not in paddle_layout:
             problems.append(f"{step.source} -> {step.target}: no such Paddle key")
             continue
-        shape = torch_layout[step.source][0]
+        whole = torch_layout[step.source][0]
+        shape = step.part_shape(whole)
+        if step.split is not None and whole[step.split.axis % len(whole)] % len(step.split.paddle):
+            problems.append(f"{step.source}: shape {list(whole)} does not split into "
+                            f"{len(step.split.paddle)} equal parts along axis {step.split.axis}")
+            continue
         shape = tuple(reversed(shape)) if step.transpose else shape
         if shape != paddle_layout[step.target][0]:
             problems.append(
@@ -71,8 +83,9 @@ def twin_problems(table: Table, torch_model, paddle_model) -> list[str]:
     for step in backward.steps:
         if step.target not in torch_layout:
             problems.append(f"{step.source} -> {step.target}: no such torch key on the way back")
-        elif produced.get(step.source) not in (None, step.target):
-            problems.append(f"{step.source}: maps back to {step.target}, not to {produced[step.source]}")
+        for source in step.parts or (step.source,):
+            if produced.get(source) not in (None, step.target):
+                problems.append(f"{source}: maps back to {step.target}, not to {produced[source]}")
     back_fills = backward.fills(torch_layout, table)
     problems += [
         f"{k}: torch key neither produced on the way back nor created by a drop rule"
@@ -84,6 +97,10 @@ def twin_problems(table: Table, torch_model, paddle_model) -> list[str]:
         problems += [f"{key}: folded into {into}, which the {side} twin lacks or holds in another shape"
                      for into, folded in table.folds(layout, side).items() for key, _ in folded
                      if layout.get(into, (None,))[0] != layout[key][0]]
+    for side, layout in (("torch", torch_layout), ("paddle", paddle_layout)):
+        problems += [f"{key}: the same tensor as {rule.same_as_key(key)}, which the {side} twin lacks or holds in another shape"
+                     for key in layout if (rule := table.drop_rule(key, side)) is not None and rule.same_as is not None
+                     and layout.get(rule.same_as_key(key)) != layout[key]]
     for rule in table.adjusts:
         matched = [k for k in torch_layout if rule.torch.match(k) is not None]
         if not matched:

@@ -10,9 +10,9 @@ from pathlib import Path
 from .._compat import tomllib
 from ..errors import TableError
 from ..frameworks import FRAMEWORKS
-from .rules import _PLACEHOLDER, Adjust, Drop, Pattern, Rename, Resize, Table
+from .rules import _PLACEHOLDER, Adjust, Drop, Pattern, Rename, Resize, Split, Table
 
-_TABLE_KEYS = {"description", "include", "rename", "transpose", "drop", "resize", "adjust"}
+_TABLE_KEYS = {"description", "include", "rename", "transpose", "drop", "resize", "adjust", "split"}
 
 # Rule sets any table may include (`shared/batchnorm`); each family's tables live in its folder.
 SHARED_RULES_DIR = Path(__file__).resolve().parent
@@ -31,12 +31,13 @@ def load_table(name_or_path: str | Path) -> Table:
     path = Path(name_or_path) if Path(name_or_path).suffix == ".toml" else builtin_table(str(name_or_path))
     if path is None or not path.is_file():
         raise TableError(f"mapping table {str(name_or_path)!r} not found" + (f" ({path})" if path else ""))
-    renames, transposes, drops, resizes, adjusts = [], [], [], [], []
-    description = _read_into(path, renames, transposes, drops, resizes, adjusts, seen=set())
-    return Table(path.stem, description, tuple(renames), tuple(transposes), tuple(drops), tuple(resizes), tuple(adjusts))
+    renames, transposes, drops, resizes, adjusts, splits = [], [], [], [], [], []
+    description = _read_into(path, renames, transposes, drops, resizes, adjusts, splits, seen=set())
+    return Table(path.stem, description, tuple(renames), tuple(transposes), tuple(drops), tuple(resizes), tuple(adjusts),
+                 tuple(splits))
 
 
-def _read_into(path: Path, renames, transposes, drops, resizes, adjusts, seen: set[Path]) -> str:
+def _read_into(path: Path, renames, transposes, drops, resizes, adjusts, splits, seen: set[Path]) -> str:
     path = path.resolve()
     if path in seen:
         return ""
@@ -54,7 +55,7 @@ def _read_into(path: Path, renames, transposes, drops, resizes, adjusts, seen: s
         found = next((c for c in candidates if c.is_file()), None)
         if found is None:
             raise TableError(f"{where}: included table {include!r} not found")
-        _read_into(found, renames, transposes, drops, resizes, adjusts, seen)
+        _read_into(found, renames, transposes, drops, resizes, adjusts, splits, seen)
     for i, rule in enumerate(_list(data, "rename", where)):
         at = f"{where} rename #{i + 1}"
         _expect_keys(rule, {"torch", "paddle"}, set(), at)
@@ -68,7 +69,7 @@ def _read_into(path: Path, renames, transposes, drops, resizes, adjusts, seen: s
         transposes.append(Pattern.parse(text, f"{where} transpose #{i + 1}"))
     for i, rule in enumerate(_list(data, "drop", where)):
         at = f"{where} drop #{i + 1}"
-        _expect_keys(rule, set(), {"torch", "paddle", "fill", "lossless", "why", "into", "scale"}, at)
+        _expect_keys(rule, set(), {"torch", "paddle", "fill", "lossless", "why", "into", "scale", "same_as"}, at)
         sides = [s for s in FRAMEWORKS if s in rule]
         if len(sides) != 1:
             raise TableError(f"{at}: name exactly one of torch or paddle")
@@ -85,7 +86,12 @@ def _read_into(path: Path, renames, transposes, drops, resizes, adjusts, seen: s
         into = Pattern.parse(rule["into"], at) if "into" in rule else None
         if into is not None and (lossless or not into.fields <= pattern.fields):
             raise TableError(f"{at}: into may use only the dropped key's placeholders, and a folded tensor is not lossless")
-        drops.append(Drop(sides[0], pattern, fill, lossless, why, into, float(scale)))
+        same_as = Pattern.parse(rule["same_as"], at) if "same_as" in rule else None
+        if same_as is not None and (lossless or into is not None or fill is not None or not why
+                                    or not same_as.fields <= pattern.fields):
+            raise TableError(f"{at}: same_as names, with the dropped key's placeholders, the key holding the same tensor; "
+                             "it takes no fill, lossless or into, and needs why")
+        drops.append(Drop(sides[0], pattern, fill, lossless, why, into, float(scale), same_as))
     for i, rule in enumerate(_list(data, "resize", where)):
         at = f"{where} resize #{i + 1}"
         _expect_keys(rule, {"torch", "function"}, set(), at)
@@ -103,6 +109,18 @@ def _read_into(path: Path, renames, transposes, drops, resizes, adjusts, seen: s
         if not isinstance(rule["why"], str) or not rule["why"]:
             raise TableError(f"{at}: why must say what in the twins makes the values differ")
         adjusts.append(Adjust(Pattern.parse(rule["torch"], at), float(scale), float(offset), rule["why"]))
+    for i, rule in enumerate(_list(data, "split", where)):
+        at = f"{where} split #{i + 1}"
+        _expect_keys(rule, {"torch", "paddle"}, {"axis"}, at)
+        parts, axis = rule["paddle"], rule.get("axis", 0)
+        if not isinstance(parts, list) or len(parts) < 2 or isinstance(axis, bool) or not isinstance(axis, int):
+            raise TableError(f"{at}: paddle must list two or more parts, axis be an integer")
+        texts = [str(rule["torch"]), *map(str, parts)]
+        shared = {m.group(1): m.group(3) for text in texts for m in _PLACEHOLDER.finditer(text) if m.group(3)}
+        whole, parts = Pattern.parse(rule["torch"], at, shared), tuple(Pattern.parse(part, at, shared) for part in parts)
+        if any(part.fields != whole.fields for part in parts):
+            raise TableError(f"{at}: every part must use the torch pattern's placeholders")
+        splits.append(Split(whole, parts, axis))
     description = data.get("description", "")
     if not isinstance(description, str):
         raise TableError(f"{where}: description must be a string")

@@ -106,10 +106,42 @@ class Drop:
     why: str = ""
     into: Pattern | None = None
     scale: float = 1.0
+    # A key that names, on the same side, the very tensor this one is (Paddle's RNN layers list each
+    # weight under their cell's name too): converting towards this side creates it as a copy of that key.
+    same_as: Pattern | None = None
 
     def into_key(self, key: str) -> str:
         """The key on this side that absorbs `key` (a key this rule drops)."""
         return self.into.format(self.pattern.match(key))
+
+    def same_as_key(self, key: str) -> str:
+        """The key on this side that holds the same tensor as `key` (a key this rule drops)."""
+        return self.same_as.format(self.pattern.match(key))
+
+
+@dataclass(frozen=True)
+class Split:
+    """One torch tensor that Paddle keeps as several (nn.MultiheadAttention's packed q, k, v
+    projection): torch -> Paddle cuts it into len(paddle) equal slices along `axis` of torch's
+    tensor, in order; Paddle -> torch joins them back. A split key listed under `transpose` has each
+    part transposed (the packed [3E, E] weight of three Linear layers becomes three [E, E] ones)."""
+
+    torch: Pattern
+    paddle: tuple[Pattern, ...]
+    axis: int = 0
+
+    def parts(self, torch_key: str) -> tuple[str, ...] | None:
+        """The Paddle keys of `torch_key`'s parts, in order (None when the rule does not match it)."""
+        values = self.torch.match(torch_key)
+        return None if values is None else tuple(p.format(values) for p in self.paddle)
+
+    def whole(self, paddle_key: str) -> tuple[str, tuple[str, ...]] | None:
+        """The torch key that `paddle_key` is a part of, and all its parts (None when no part matches)."""
+        for pattern in self.paddle:
+            values = pattern.match(paddle_key)
+            if values is not None:
+                return self.torch.format(values), tuple(p.format(values) for p in self.paddle)
+        return None
 
 
 @dataclass(frozen=True)
@@ -150,6 +182,26 @@ class Step:
     transpose: bool
     resize: Resize | None
     adjust: Adjust | None = None
+    split: Split | None = None
+    part: int = 0  # torch -> Paddle, a split tensor: which of its parts the target is
+    parts: tuple[str, ...] = ()  # Paddle -> torch, a split tensor: every part in order (`source` is the first)
+
+    def part_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The shape of this step's part of a source tensor of `shape` (the shape itself unless split)."""
+        if self.split is None or self.parts:
+            return tuple(shape)
+        axis, count = self.split.axis % len(shape), len(self.split.paddle)
+        return tuple(shape[:axis]) + (shape[axis] // count,) + tuple(shape[axis + 1 :])
+
+    def part_of(self, array):
+        """This step's part of a torch source array (the array itself unless split), before transposing."""
+        if self.split is None or self.parts:
+            return array
+        axis = self.split.axis % array.ndim
+        size = array.shape[axis] // len(self.split.paddle)
+        index = [slice(None)] * array.ndim
+        index[axis] = slice(self.part * size, (self.part + 1) * size)
+        return array[tuple(index)]
 
 
 @dataclass(frozen=True)
@@ -173,6 +225,7 @@ class Table:
     drops: tuple[Drop, ...]
     resizes: tuple[Resize, ...]
     adjusts: tuple[Adjust, ...] = ()
+    splits: tuple[Split, ...] = ()
 
     def rename(self, key: str, to: str) -> str:
         source = other(to)
@@ -182,6 +235,15 @@ class Table:
             if values is not None:
                 key = rule.side(to).format(values)
         return key
+
+    def targets(self, key: str, to: str) -> tuple[str, ...]:
+        """The keys on side `to` that hold `key`'s values: its parts or its whole where a split rule
+        says so, else its renamed key."""
+        for rule in self.splits:
+            found = rule.parts(key) if to == "paddle" else rule.whole(key)
+            if found is not None:
+                return found if to == "paddle" else (found[0],)
+        return (self.rename(key, to),)
 
     def drop_rule(self, key: str, side: str) -> Drop | None:
         return next((d for d in self.drops if d.side == side and d.pattern.match(key) is not None), None)
@@ -209,12 +271,31 @@ class Table:
         if to not in FRAMEWORKS:
             raise InvalidArgument("to", to, "expected torch or paddle")
         source = other(to)
-        steps, dropped = [], []
+        steps, dropped, joined = [], [], set()
         for key in source_keys:
             if self.drop_rule(key, source):
                 dropped.append(key)
+                continue
+            split = self._split_step(key, to, joined)
+            if split is not None:
+                steps += split
                 continue
             target = self.rename(key, to)
             torch_key = key if source == "torch" else target
             steps.append(Step(key, target, self.is_transposed(torch_key), self.resize_rule(torch_key), self.adjust_rule(torch_key)))
         return Plan(tuple(steps), tuple(dropped), to)
+
+    def _split_step(self, key: str, to: str, joined: set[str]) -> list[Step] | None:
+        """The steps of `key` where a split rule covers it (an empty list for a part already joined
+        by an earlier one), else None."""
+        for rule in self.splits:
+            if to == "paddle" and (parts := rule.parts(key)) is not None:
+                transpose = self.is_transposed(key)
+                return [Step(key, part, transpose, None, split=rule, part=i) for i, part in enumerate(parts)]
+            if to == "torch" and (found := rule.whole(key)) is not None:
+                whole, parts = found
+                if whole in joined:
+                    return []
+                joined.add(whole)
+                return [Step(parts[0], whole, self.is_transposed(whole), None, split=rule, parts=parts)]
+        return None

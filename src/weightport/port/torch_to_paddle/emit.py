@@ -167,6 +167,8 @@ class _BodyWriter:
             return Code("None", value)
         entry = layer_translation(owner) or base_translation(owner)
         spelled = entry.attributes.get(name, name) if entry is not None else name
+        if isinstance(spelled, list):
+            raise PortError(f"{self.where(node)} reads {name}, which Paddle's layer keeps split into {', '.join(spelled)}")
         return Code(self._self_path(".".join(filter(None, (owner_path, spelled)))), value)
 
     def _variable(self, node: torch.fx.Node, prefix: str = "") -> str:
@@ -742,7 +744,12 @@ class Emitter:
         return type(module) not in (torch.nn.Sequential, torch.nn.ModuleList, torch.nn.ModuleDict)
 
     def run(self, header: str, fixed_reason: str | None = None) -> Generated:
+        layer_paths = []  # a translated layer builds its own sublayers (MultiheadAttention's out_proj)
         for path, module in self.model.named_modules(remove_duplicate=False):  # a shared module: one Paddle layer per path
+            if any(path.startswith(f"{layer}.") or (layer == "" and path) for layer in layer_paths):
+                continue
+            if layer_translation(module) is not None:
+                layer_paths.append(path)
             if self._is_custom(module):
                 self.instances[path] = self._instance(path, module)
             elif (entry := layer_translation(module)) is not None:
@@ -875,13 +882,16 @@ def _size_check(head: str, fixed: tuple[int, ...]) -> list[str]:
 
 
 def without_defaults(call: str) -> str:
-    """A Paddle layer's constructor call without the keyword arguments that repeat its defaults."""
+    """A Paddle (or runtime helper) layer's constructor call without the keyword arguments that repeat its defaults."""
     import paddle
 
     tree = ast.parse(call, mode="eval").body
-    if not (isinstance(tree, ast.Call) and isinstance(tree.func, ast.Attribute) and isinstance(tree.func.value, ast.Name)):
+    if isinstance(tree, ast.Call) and isinstance(tree.func, ast.Name) and tree.func.id in runtime_names():
+        cls = getattr(runtime, tree.func.id)  # a runtime helper layer
+    elif isinstance(tree, ast.Call) and isinstance(tree.func, ast.Attribute) and isinstance(tree.func.value, ast.Name):
+        cls = getattr(paddle.nn, tree.func.attr, None) if tree.func.value.id == "nn" else None
+    else:
         return call
-    cls = getattr(paddle.nn, tree.func.attr, None) if tree.func.value.id == "nn" else None
     if cls is None:
         return call
     defaults = {p.name: p.default for p in inspect.signature(cls.__init__).parameters.values() if p.default is not p.empty}

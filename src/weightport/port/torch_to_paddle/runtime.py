@@ -211,3 +211,53 @@ class DropPath(nn.Layer):
 
     def extra_repr(self):
         return f"drop_prob={self.drop_prob}"
+
+
+class MultiheadAttention(nn.MultiHeadAttention):
+    """torch.nn.MultiheadAttention: Paddle's layer holds the projections (torch's packed q, k, v
+    weight split over q_proj, k_proj, v_proj), this forward takes torch's call, which Paddle's does
+    not: sequence-first unless batch_first, key_padding_mask, boolean masks that mark the hidden
+    positions (Paddle's mark the kept ones), weights averaged over heads, an (output, weights) pair."""
+
+    def __init__(self, embed_dim, num_heads, dropout=0.0, bias=True, kdim=None, vdim=None, batch_first=False):
+        super().__init__(embed_dim, num_heads, dropout=dropout, kdim=kdim, vdim=vdim, bias_attr=None if bias else False)
+        self.batch_first = batch_first
+
+    def forward(self, query, key, value, key_padding_mask=None, need_weights=True, attn_mask=None,
+                average_attn_weights=True, is_causal=False):
+        # is_causal is only a hint in torch: the causal mask must be given as attn_mask.
+        unbatched = query.ndim == 2
+        if unbatched:
+            query, key, value = query.unsqueeze(0), key.unsqueeze(0), value.unsqueeze(0)
+            key_padding_mask = None if key_padding_mask is None else key_padding_mask.unsqueeze(0)
+        elif not self.batch_first:
+            query, key, value = (paddle.transpose(t, [1, 0, 2]) for t in (query, key, value))
+        batch, length, source = query.shape[0], query.shape[1], key.shape[1]
+
+        def heads(x, projection, size):
+            return paddle.transpose(paddle.reshape(projection(x), [batch, size, self.num_heads, self.head_dim]), [0, 2, 1, 3])
+
+        q, k, v = heads(query, self.q_proj, length), heads(key, self.k_proj, source), heads(value, self.v_proj, source)
+        logits = paddle.matmul(q * (1.0 / math.sqrt(self.head_dim)), k, transpose_y=True)
+        masks = []
+        if attn_mask is not None:
+            masks.append(attn_mask if attn_mask.ndim == 2 else paddle.reshape(attn_mask, [batch, self.num_heads, length, source]))
+        if key_padding_mask is not None:
+            masks.append(paddle.reshape(key_padding_mask, [batch, 1, 1, source]))
+        for mask in masks:
+            if mask.dtype == paddle.bool:
+                logits = paddle.where(mask, paddle.full_like(logits, float("-inf")), logits)
+            else:
+                logits = logits + mask
+        weights = F.softmax(logits, axis=-1)
+        if self.dropout > 0.0:
+            weights = F.dropout(weights, p=self.dropout, training=self.training)
+        out = paddle.reshape(paddle.transpose(paddle.matmul(weights, v), [0, 2, 1, 3]), [batch, length, self.embed_dim])
+        out = self.out_proj(out)
+        if unbatched:
+            out, weights = out.squeeze(0), weights.squeeze(0)
+        elif not self.batch_first:
+            out = paddle.transpose(out, [1, 0, 2])
+        if not need_weights:
+            return out, None
+        return out, weights.mean(axis=-3) if average_attn_weights else weights
