@@ -118,40 +118,40 @@ def interpolate(x, size=None, scale_factor=None, mode="nearest", align_corners=N
     no antialiasing, so that is done here as torch does it)."""
     if mode in ("nearest", "area"):
         return F.interpolate(x, size=size, scale_factor=scale_factor, mode=mode)
+
+    def antialiased_weights(length, size):
+        """The [size, length] matrix of torch's antialiased resampling along one axis: its filter (the
+        triangle, or the cubic with a = -0.5) stretched by the scale when shrinking, each row normalised."""
+        scale = length / size
+        support = (1.0 if mode == "bilinear" else 2.0) * max(scale, 1.0)
+        stretch = 1.0 / max(scale, 1.0)
+
+        def kernel(t):
+            t = abs(t)
+            if mode == "bilinear":
+                return max(0.0, 1.0 - t)
+            if t < 1.0:
+                return (1.5 * t - 2.5) * t * t + 1.0
+            return ((-0.5 * t + 2.5) * t - 4.0) * t + 2.0 if t < 2.0 else 0.0
+
+        matrix = []
+        for i in range(size):
+            center = scale * (i + 0.5)
+            first, last = max(int(center - support + 0.5), 0), min(int(center + support + 0.5), length)
+            weights = [kernel((j - center + 0.5) * stretch) for j in range(first, last)]
+            total = sum(weights) or 1.0
+            matrix.append([0.0] * first + [w / total for w in weights] + [0.0] * (length - last))
+        return paddle.to_tensor(matrix)
+
     if antialias:
         if size is None:
             factors = scale_factor if isinstance(scale_factor, (tuple, list)) else [scale_factor] * 2
             size = [int(math.floor(n * f)) for n, f in zip(x.shape[2:], factors)]
         size = [size, size] if isinstance(size, int) else size
-        rows = antialiased_weights(x.shape[2], size[0], mode).astype(x.dtype)
-        columns = antialiased_weights(x.shape[3], size[1], mode).astype(x.dtype)
+        rows = antialiased_weights(x.shape[2], size[0]).astype(x.dtype)
+        columns = antialiased_weights(x.shape[3], size[1]).astype(x.dtype)
         return paddle.matmul(paddle.matmul(rows, x), columns, transpose_y=True)
     return F.interpolate(x, size=size, scale_factor=scale_factor, mode=mode, align_corners=bool(align_corners), align_mode=0)
-
-
-def antialiased_weights(length, size, mode):
-    """The [size, length] matrix of torch's antialiased resampling along one axis: its filter (the
-    triangle, or the cubic with a = -0.5) stretched by the scale when shrinking, each row normalised."""
-    scale = length / size
-    support = (1.0 if mode == "bilinear" else 2.0) * max(scale, 1.0)
-    stretch = 1.0 / max(scale, 1.0)
-
-    def kernel(t):
-        t = abs(t)
-        if mode == "bilinear":
-            return max(0.0, 1.0 - t)
-        if t < 1.0:
-            return (1.5 * t - 2.5) * t * t + 1.0
-        return ((-0.5 * t + 2.5) * t - 4.0) * t + 2.0 if t < 2.0 else 0.0
-
-    matrix = []
-    for i in range(size):
-        center = scale * (i + 0.5)
-        first, last = max(int(center - support + 0.5), 0), min(int(center + support + 0.5), length)
-        weights = [kernel((j - center + 0.5) * stretch) for j in range(first, last)]
-        total = sum(weights) or 1.0
-        matrix.append([0.0] * first + [w / total for w in weights] + [0.0] * (length - last))
-    return paddle.to_tensor(matrix)
 
 
 def unflatten(x, dim, sizes):
