@@ -23,6 +23,7 @@ from ..tables.layouts import Layout, manifest_classifier, manifest_layout, model
 from ..tables.loading import builtin_table, load_table
 from ..tables.rules import Table
 from .factories import function_name, import_factory
+from .inputs import InputSpec
 from .registry import ModelSpec, Preprocessing, lookup, unknown_model
 
 # What a pair came from (TwinPair.kind); CUSTOM: made by the keyword constructor itself.
@@ -62,6 +63,7 @@ class TwinPair:
         manifest: Mapping[str, Any] | Path | None = None,
         input_size: int = 224,
         input_dims: tuple[int, ...] | None = None,
+        inputs: tuple[InputSpec, ...] | None = None,
         num_classes: int = 1000,
         preprocessing: Preprocessing | None = None,
         description: str = "",
@@ -81,6 +83,7 @@ class TwinPair:
         self.training_differs = training_differs
         self.input_size = input_size
         self.input_dims = input_dims
+        self.inputs = inputs  # how the twins are called, where not one image batch by position
         self.num_classes = num_classes
         self.preprocessing = preprocessing or Preprocessing()
         self.sources = dict(sources or {})

@@ -4,20 +4,22 @@ mapping table and layout manifest (tables.py), into a ported folder (`models.por
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ...errors import PortError
 from ...models import ported
+from ...models.inputs import FLOATING, InputSpec, example_inputs, image_input
+from ...models.inputs import describe as describe_inputs
+from .calling import InputRequest, default_size, resolve_inputs
 
-EXAMPLE_BATCH = 2  # train-mode BatchNorm needs more than one value per channel
-
-
-def generate(source: str, folder: Path, *, model_args: dict[str, Any] | None = None, input_size: int | None = None):
-    """Trace the torch model `source` names and write the twin's files into `folder` (an empty
-    directory); returns the port's `PortResult` (not yet verified)."""
+def generate(source: str, folder: Path, *, model_args: dict[str, Any] | None = None, input_size: int | None = None,
+             inputs: Sequence[InputRequest | InputSpec] | None = None):
+    """Trace the torch model `source` names, called with `inputs` (found from the model where None),
+    and write the twin's files into `folder` (an empty directory); returns the port's `PortResult`
+    (not yet verified)."""
     import numpy as np
-    import torch
 
     from ...frameworks import quiet_paddle_import
     from .. import PortResult, versions
@@ -28,10 +30,11 @@ def generate(source: str, folder: Path, *, model_args: dict[str, Any] | None = N
     started = time.perf_counter()
     model_args = dict(model_args or {})
     model = ported.torch_factory(source, model_args)().eval()
-    size, preprocessing = _preprocessing(model, input_size)
-    example = (torch.randn(EXAMPLE_BATCH, 3, size, size, generator=torch.Generator().manual_seed(0)),)
-    name = source.rpartition(":")[2]
-    generated = generate_twin(model, example, _header(source, model_args, size))
+    size, preprocessing = _preprocessing(model, input_size or _size_of(inputs) or default_size(model))
+    specs = resolve_inputs(model, inputs, input_size, size)
+    args, kwargs = example_inputs(specs, size)
+    name = Path(source.rpartition(":")[2]).name
+    generated = generate_twin(model, args, _header(source, model_args, size, specs), kwargs)
     (folder / ported.PADDLE_MODULE).write_text(generated.source)
     files = [ported.PADDLE_MODULE]
     if generated.constants:
@@ -43,7 +46,8 @@ def generate(source: str, folder: Path, *, model_args: dict[str, Any] | None = N
     ported.write_manifest(folder, name=name, versions=versions(),
                           sides={"torch": {"source": source, "model_args": model_args},
                                  "paddle": {"module": ported.PADDLE_MODULE, "factory": ported.FACTORY}},
-                          input_size=size, num_classes=_class_count(model, example), preprocessing=preprocessing)
+                          input_size=size, num_classes=_class_count(model, args, kwargs), preprocessing=preprocessing,
+                          inputs=[spec.as_dict() for spec in specs])
     files += [ported.TABLE, ported.LAYOUT, ported.MANIFEST]
     check_table(folder / ported.TABLE, model, paddle_model)
     return PortResult(
@@ -67,32 +71,47 @@ def _preprocessing(model, input_size: int | None) -> tuple[int, dict[str, Any]]:
     }
 
 
-def _class_count(model, example) -> int:
-    """The model's class count: timm's attribute, else the width of a 2-D output (0 for other outputs)."""
+def _size_of(inputs) -> int | None:
+    """The image size an input asked for gives: the last dimension of a floating one of 4 or more."""
+    for request in inputs or ():
+        if request.shape is not None and len(request.shape) >= 4 and (request.dtype or "float32") in FLOATING:
+            return request.shape[-1]
+    return None
+
+
+def _class_count(model, args, kwargs) -> int:
+    """The model's class count: timm's attribute, else the width of a 2-D output, the first of a
+    structure (a Hugging Face classifier's logits); 0 for other outputs."""
     import torch
 
     if isinstance(getattr(model, "num_classes", None), int):
         return model.num_classes
     with torch.no_grad():
-        output = model(*example)
+        output = model(*args, **kwargs)
+    while isinstance(output, (tuple, list, dict)) and output:
+        output = next(iter(output.values())) if isinstance(output, dict) else output[0]
     return int(output.shape[-1]) if isinstance(output, torch.Tensor) and output.ndim == 2 else 0
 
 
-def _header(source: str, model_args: dict[str, Any], size: int) -> str:
+def _header(source: str, model_args: dict[str, Any], size: int, specs: list[InputSpec]) -> str:
     from .. import versions
 
     found = versions()
     arguments = " ".join(f"--model-arg {k}={v!r}" for k, v in model_args.items())
     command = f"weightport port {source} --input-size {size}" + (f" {arguments}" if arguments else "")
+    if not (len(specs) == 1 and specs[0] == image_input(size, specs[0].name)):
+        command += "".join(f" --input-name {s.name}" for s in specs if s.keyword)
     libraries = f"torch {found.get('torch', '?')}"
     if source.startswith("timm:"):
         libraries += f" and timm {found.get('timm', '?')}"
+    if source.startswith("transformers:"):
+        libraries += f" and transformers {found.get('transformers', '?')}"
     return (
         f"Paddle twin of {source}, generated by weightport {found['weightport']} (`{command}`)\n"
         f"from {libraries}, for Paddle {found.get('paddlepaddle', '?')}.\n\n"
         "State-dict keys are torch's (BatchNorm statistics as _mean/_variance, Linear weights stored\n"
         "transposed, as Paddle does). Branches that torch takes on input sizes were fixed for\n"
-        f"{size}x{size} inputs. Load converted weights with\n"
+        f"{size}x{size} inputs ({describe_inputs(specs, size)}). Load converted weights with\n"
         "`weightport convert <this folder> model.pth model.pdparams` and\n"
         "`model.set_state_dict(paddle.load(\"model.pdparams\"))`.\n"
     )

@@ -710,9 +710,9 @@ def _call(function: str, arguments: list[str], depth: int, brackets: str = "()")
     return f"{function}{opening}\n" + "".join(f"{inner}{a},\n" for a in arguments) + f"{depth * INDENT}{closing}"
 
 
-def generate(model: torch.nn.Module, example: tuple, header: str) -> Generated:
-    """Trace `model` on `example` in eval and train mode and write its Paddle twin."""
+def generate(model: torch.nn.Module, example: tuple, header: str, kwargs: dict | None = None) -> Generated:
+    """Trace `model` on `example` (and keyword inputs `kwargs`) in eval and train mode and write its Paddle twin."""
     from .trace import trace
 
-    traces = tuple(trace(model, example, is_layer, training) for training in (False, True))
+    traces = tuple(trace(model, example, is_layer, training, kwargs) for training in (False, True))
     return Emitter(model, traces).run(header)

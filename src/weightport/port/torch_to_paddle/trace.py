@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import inspect
+import keyword
 import math
 import operator
 from collections.abc import Callable
@@ -248,7 +250,10 @@ def _rebuild(value, proxy):
         items = [_rebuild(v, proxy[i]) for i, v in enumerate(value)]
         return type(value)(items) if not hasattr(value, "_fields") else type(value)(*items)
     if isinstance(value, dict) and _contains_proxy(value):
-        return {k: _rebuild(v, proxy[k]) for k, v in value.items()}
+        items = {k: _rebuild(v, proxy[k]) for k, v in value.items()}
+        if dataclasses.is_dataclass(value):  # a ModelOutput: callers read its fields as attributes
+            return dataclasses.replace(value, **items)
+        return items if type(value) is dict else type(value)(items)
     return value
 
 
@@ -295,22 +300,54 @@ def _tracing_environment(tracer: ShadowTracer):
                 setattr(torch, name, original)
 
 
-def trace(model: torch.nn.Module, example: tuple, is_layer: Callable[[torch.nn.Module], bool], training: bool) -> Trace:
-    """Trace a copy of `model` in train or eval mode on `example` (a tuple of tensors)."""
+def trace(model: torch.nn.Module, example: tuple, is_layer: Callable[[torch.nn.Module], bool], training: bool,
+          kwargs: dict[str, Any] | None = None) -> Trace:
+    """Trace a copy of `model` in train or eval mode on `example` (positional tensors) and `kwargs`
+    (keyword tensors); forward's other parameters keep their defaults."""
     model = copy.deepcopy(model)
     model.train(True)  # clears caches that some models fill in eval mode (e.g. attention biases)
     model.train(training)
-    tracer = ShadowTracer(is_layer, tuple(example))
-    parameters = list(inspect.signature(model.forward).parameters.values())
-    concrete = {p.name: p.default for p in parameters[len(example):] if p.default is not inspect.Parameter.empty}
+    kwargs = dict(kwargs or {})
+    tracer = ShadowTracer(is_layer, (*example, *kwargs.values()))
+    cls = type(model)
     torch.manual_seed(0)
     try:
+        model.__class__ = _entry_class(cls, len(example), list(kwargs))
         with _tracing_environment(tracer):
-            graph = tracer.trace(model, concrete_args=concrete or None)
+            graph = tracer.trace(model)
     except PortError:
         raise
     except Exception as exc:
         raise PortError(f"cannot trace {describe(model, '')}: {type(exc).__name__}: {exc}") from None
+    finally:
+        model.__class__ = cls
     tracer.keep_only_metadata()
     bodies = {"": Body("", model, graph, tracer.value_of, model, tracer.initial_value_of), **tracer.bodies}
     return Trace(training, model, bodies, tracer.by_module)
+
+
+def _entry_class(cls: type, positional: int, keywords: list[str]) -> type:
+    """A subclass of the model's class whose forward takes exactly the traced inputs and calls the
+    model's own forward with them (positionally, then by keyword): fx makes one placeholder per
+    parameter of the forward it traces, and a model's own forward may take `**kwargs` (fx would
+    make that one placeholder) or go through decorators (Hugging Face's) that fx cannot look past."""
+    names = _input_names(cls.forward, positional, keywords)
+    head = ", ".join(["self", *names])
+    call = ", ".join([*names[:positional], *(f"{k}={n}" for k, n in zip(keywords, names[positional:], strict=True))])
+    namespace: dict[str, Any] = {"original": cls.forward}
+    exec(f"def forward({head}):\n    return original(self, {call})\n", namespace)  # noqa: S102
+    return type(cls.__name__, (cls,), {"forward": namespace["forward"], "__module__": cls.__module__, "__qualname__": cls.__qualname__})
+
+
+def _input_names(forward: Callable, positional: int, keywords: list[str]) -> list[str]:
+    """The placeholders' names: forward's own parameter names for positional inputs (`input0`...
+    where it takes `*args`), the keyword for keyword inputs."""
+    parameters = [p for p in list(inspect.signature(forward).parameters.values())[1:]
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    names = [parameters[i].name if i < len(parameters) else f"input{i}" for i in range(positional)]
+    for name in [*names, *keywords]:
+        if not name.isidentifier() or keyword.iskeyword(name) or name == "self":
+            raise PortError(f"cannot trace an input named {name!r}: not a Python parameter name")
+    if len(set(names + keywords)) != len(names) + len(keywords):
+        raise PortError(f"the inputs {names + keywords} name one parameter twice")
+    return [*names, *keywords]
