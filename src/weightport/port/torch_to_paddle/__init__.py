@@ -14,6 +14,7 @@ from ...models.inputs import FLOATING, InputSpec, example_inputs, image_input
 from ...models.inputs import describe as describe_inputs
 from .calling import InputRequest, default_size, resolve_inputs
 
+
 def generate(source: str, folder: Path, *, model_args: dict[str, Any] | None = None, input_size: int | None = None,
              inputs: Sequence[InputRequest | InputSpec] | None = None):
     """Trace the torch model `source` names, called with `inputs` (found from the model where None),
