@@ -288,7 +288,7 @@ def run(setup: Setup, twins: Twins) -> Outputs:
         first_batch = batch if first_batch is None else first_batch
         for name, arrays in _run_once(setup, twins, model64, batch).items():
             collected.setdefault(name, []).append(arrays)
-    joined = [{name: np.concatenate([b[i] for b in per_batch]) for name, per_batch in collected.items()}
+    joined = [{name: np.concatenate([np.atleast_1d(b[i]) for b in per_batch]) for name, per_batch in collected.items()}
               for i in range(3 if options.floor else 2)]
     if options.images:
         inputs = f"images from {options.images}"
