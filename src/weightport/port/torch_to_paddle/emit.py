@@ -528,8 +528,6 @@ class Emitter:
         for path, module in self.model.named_modules(remove_duplicate=False):  # a shared module: one Paddle layer per path
             if self._is_custom(module):
                 self.instances[path] = self._instance(path, module)
-            elif (entry := layer_translation(module)) is not None:
-                self.helpers.update(entry.helpers)
         classes = self._classes()
         builder = self._build("", self.model, 1)
         return Generated(self._source(header, classes, builder), self.constants, len(classes))
@@ -626,7 +624,9 @@ class Emitter:
         if entry is not None:
             names = _layer_names(module)
             check_requirements(list(entry.require), names, describe(module, path))
-            return without_defaults(render(entry.paddle, names, describe(module, path)))
+            call = render(entry.paddle, names, describe(module, path))
+            self.helpers.update(h for h in entry.helpers if h in _names_in(call))  # those the call uses
+            return without_defaults(call)
         children = _children(module)
         child = lambda name, m: self._build(f"{path}.{name}" if path else name, m, depth + 1)  # noqa: E731
         if type(module) is torch.nn.Sequential:
@@ -686,7 +686,7 @@ def _shape_of(text: str) -> tuple:
 
 
 def _identifier(name: str) -> str:
-    return name if name.isidentifier() and not keyword.iskeyword(name) else f"layer_{name}"
+    return name if name.isidentifier() and not keyword.iskeyword(name) and name != "self" else f"layer_{name}"
 
 
 def _docstring(module: torch.nn.Module) -> str:

@@ -177,3 +177,16 @@ class DropPath(nn.Layer):
 
     def extra_repr(self):
         return f"drop_prob={self.drop_prob}"
+
+
+class PaddedEmbedding(nn.Embedding):
+    """torch's Embedding with a padding_idx: the padding row is returned as stored (Paddle's own
+    padding_idx returns zeros) and gets no gradient."""
+
+    def __init__(self, num_embeddings, embedding_dim, padding_idx):
+        super().__init__(num_embeddings, embedding_dim)
+        self.padding_row = padding_idx
+
+    def forward(self, x):
+        out = super().forward(x)
+        return paddle.where((x == self.padding_row).unsqueeze(-1), out.detach(), out)
