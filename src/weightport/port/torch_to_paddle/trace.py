@@ -192,6 +192,12 @@ class ShadowTracer(torch.fx.Tracer):
         return self.is_layer(m) and type(m) is not torch.nn.Sequential
 
     def call_module(self, m, forward, args, kwargs):
+        if m._forward_pre_hooks or m._forward_hooks:  # in the caller's graph, on the values the caller sees
+            args, kwargs = _run_pre_hooks(m, args, kwargs)
+            return _run_hooks(m, args, kwargs, self._call_module(m, m.forward, args, kwargs))
+        return self._call_module(m, forward, args, kwargs)
+
+    def _call_module(self, m, forward, args, kwargs):
         if self.is_leaf_module(m, ""):
             return super().call_module(m, forward, args, kwargs)
         path = self.path_of_module(m)
@@ -228,6 +234,31 @@ class ShadowTracer(torch.fx.Tracer):
             self.bodies[body.path] = body
         elif earlier.graph.python_code("self").src != body.graph.python_code("self").src:
             raise PortError(f"{describe(body.module, body.path)} runs different code on its calls; it cannot become one layer")
+
+
+def _run_pre_hooks(module: torch.nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    """A module's forward pre-hooks, as torch's Module.__call__ runs them."""
+    for key, hook in module._forward_pre_hooks.items():
+        if key in module._forward_pre_hooks_with_kwargs:
+            result = hook(module, args, kwargs)
+            if result is not None:
+                args, kwargs = result
+        else:
+            result = hook(module, args)
+            if result is not None:
+                args = result if isinstance(result, tuple) else (result,)
+    return args, kwargs
+
+
+def _run_hooks(module: torch.nn.Module, args: tuple, kwargs: dict, output):
+    """A module's forward hooks (Hugging Face records hidden states with them), as torch runs them.
+    Run where the module is called, so that what they keep are the caller's values, not nodes of
+    the module's own graph."""
+    for key, hook in module._forward_hooks.items():
+        result = hook(module, args, kwargs, output) if key in module._forward_hooks_with_kwargs else hook(module, args, output)
+        if result is not None:
+            output = result
+    return output
 
 
 def _as_meta(value):
