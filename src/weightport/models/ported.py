@@ -23,7 +23,9 @@ and the standard library only) and "paddle" the source, "inference:PATH" (an inf
 twin runs (`program.json` or `program.pdmodel`); "input_dims" gives the program's input shape (-1
 where any size goes) and "variables" the file mapping the twin's variables to the program's.
 
-"inputs" says how the twins are called (`models.inputs`: by position or keyword, integers with
+"torch": {"checkpoint_keys": {saved: own}} names the tensors of the torch model's saved files
+(a Hugging Face save_pretrained folder's legacy names) by its state dict's keys. "inputs" says
+how the twins are called (`models.inputs`: by position or keyword, integers with
 their "range"); a folder without it takes one image batch by position. The torch twin is
 `timm.create_model(NAME, pretrained=False, **model_args)`, a transformers class built from its
 config (or a save_pretrained folder's) with `model_args` as config fields, the function called
@@ -246,10 +248,14 @@ def read_folder(folder: Path):
         factories = {"torch": functools.partial(_generated_factory, folder, module, factory_name), "paddle": paddle_twin}
         sources = {"torch": f"{module}:{factory_name}", "paddle": source}
         fixed_args: dict[str, Any] = {}
+        checkpoint_keys = {}
         description = f"{source} <-> {module.name}, ported in {folder}"
     else:
         source = field(torch, "source", str, "torch.")
         fixed_args = field(torch, "model_args", dict, "torch.", {})
+        checkpoint_keys = field(torch, "checkpoint_keys", dict, "torch.", {})
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in checkpoint_keys.items()):
+            fail(f"{MANIFEST}: torch.checkpoint_keys must map names to names")
         module = named_file(field(paddle, "module", str, "paddle."), "the Paddle twin's module")
         factory_name = field(paddle, "factory", str, "paddle.", FACTORY)
         try:
@@ -273,6 +279,7 @@ def read_folder(folder: Path):
         input_size=field(meta, "input_size", int, "", 224),
         input_dims=tuple(input_dims) if input_dims is not None else None,
         inputs=inputs,
+        checkpoint_keys=checkpoint_keys,
         num_classes=field(meta, "num_classes", int, "", 1000),
         preprocessing=preprocessing,
         description=description,

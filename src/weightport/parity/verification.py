@@ -239,7 +239,7 @@ def _checkpoint_twins(setup: Setup) -> Twins:
     tensors sized by the input resized for twins of another input size."""
     pair, options, kwargs = setup.pair, setup.options, setup.model_kwargs
     resize = bool(kwargs)  # twins of another configuration than the files'
-    torch_tensors = read_checkpoint(options.torch_ckpt, options.key).tensors if options.torch_ckpt else None
+    torch_tensors = pair.own_keys(read_checkpoint(options.torch_ckpt, options.key).tensors) if options.torch_ckpt else None
     paddle_tensors = read_checkpoint(options.paddle_ckpt).tensors if options.paddle_ckpt else None
     summary = None
     if paddle_tensors is None:

@@ -12,7 +12,7 @@ from ...errors import PortError
 from ...models import ported
 from ...models.inputs import FLOATING, InputSpec, example_inputs, image_input
 from ...models.inputs import describe as describe_inputs
-from .calling import InputRequest, default_size, resolve_inputs
+from .calling import InputRequest, checkpoint_keys, default_size, resolve_inputs
 
 
 def generate(source: str, folder: Path, *, model_args: dict[str, Any] | None = None, input_size: int | None = None,
@@ -45,7 +45,7 @@ def generate(source: str, folder: Path, *, model_args: dict[str, Any] | None = N
     (folder / ported.TABLE).write_text(mapping_table(source, model, paddle_model))
     (folder / ported.LAYOUT).write_text(layout_manifest(name, model, paddle_model))
     ported.write_manifest(folder, name=name, versions=versions(),
-                          sides={"torch": {"source": source, "model_args": model_args},
+                          sides={"torch": {"source": source, "model_args": model_args, **_saved_keys(model)},
                                  "paddle": {"module": ported.PADDLE_MODULE, "factory": ported.FACTORY}},
                           input_size=size, num_classes=_class_count(model, args, kwargs), preprocessing=preprocessing,
                           inputs=[spec.as_dict() for spec in specs])
@@ -70,6 +70,11 @@ def _preprocessing(model, input_size: int | None) -> tuple[int, dict[str, Any]]:
         "mean": [float(v) for v in config.get("mean", default.mean)],
         "std": [float(v) for v in config.get("std", default.std)],
     }
+
+
+def _saved_keys(model) -> dict[str, Any]:
+    keys = checkpoint_keys(model)
+    return {"checkpoint_keys": keys} if keys else {}
 
 
 def _size_of(inputs) -> int | None:

@@ -105,3 +105,22 @@ def default_size(model) -> int | None:
     if isinstance(size, (list, tuple)):
         size = size[-1]
     return int(size) if isinstance(size, int) else None
+
+
+def checkpoint_keys(model) -> dict[str, str]:
+    """For a Hugging Face model whose save_pretrained files name tensors otherwise than its state
+    dict does (transformers renames legacy keys as it loads them, e.g. ViT's
+    `encoder.layer.0.attention.attention.query` for `layers.0.attention.q_proj`): each saved key
+    whose tensor is one of the model's own, with that own key. Found by transformers' own reversal
+    of its renaming, so no model's names are written here; empty for other models."""
+    if not is_transformers(model):
+        return {}
+    try:
+        from transformers.core_model_loading import revert_weight_conversion
+    except ImportError:
+        return {}
+    own = model.state_dict()
+    by_storage = {(t.data_ptr(), tuple(t.shape)): k for k, t in own.items()}
+    saved = revert_weight_conversion(model, dict(own))
+    found = {k: by_storage.get((t.data_ptr(), tuple(t.shape))) for k, t in saved.items()}
+    return {k: v for k, v in found.items() if v is not None and v != k}
