@@ -47,7 +47,7 @@ def _cases(table, kind):
 
 
 def _port(module: torch.nn.Module, example: tuple, tmp_path):
-    generated = generate(module, [example], "test twin")
+    generated = generate(module, [(example, {})], "test twin")
     path = tmp_path / "modeling_paddle.py"
     path.write_text(generated.source)
     if generated.constants:
@@ -164,4 +164,4 @@ def test_one_hot_sized_by_the_data_is_refused_with_the_remedy():
             return torch.nn.functional.one_hot(i)
 
     with pytest.raises(PortError, match="sizes its output by the data; give num_classes"):
-        generate(OneHot().eval(), [(_inputs()["i"],)], "test twin")
+        generate(OneHot().eval(), [((_inputs()["i"],), {})], "test twin")

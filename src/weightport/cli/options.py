@@ -70,6 +70,47 @@ def parse_model_args(items: Iterable[str]) -> dict[str, Any]:
     return kwargs
 
 
+def parse_inputs(names: tuple[str, ...], shapes: tuple[str, ...], dtypes: tuple[str, ...]) -> list | None:
+    """--input-name/--input-shape/--input-dtype, paired by position, as the port's input requests
+    (None: found from the model). Shapes and dtypes without names describe forward's first parameters."""
+    from ..port.torch_to_paddle.calling import InputRequest
+
+    count = max(len(names), len(shapes), len(dtypes))
+    if not count:
+        return None
+    if names and len(names) != count:
+        raise UserError(f"{len(names)} --input-name for {count} inputs: name every input, or none")
+    if not names and count > 1:
+        raise UserError("several inputs need their names (--input-name)")
+    requests = []
+    for i in range(count):
+        shape = _shape(shapes[i]) if i < len(shapes) else None
+        dtype, low, high = _dtype(dtypes[i]) if i < len(dtypes) else (None, None, None)
+        requests.append(InputRequest(names[i] if names else None, shape, dtype, low, high))
+    return requests
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(d) for d in text.replace("x", ",").split(","))
+    except ValueError:
+        shape = ()
+    if not shape or min(shape) < 1:
+        raise UserError(f"--input-shape {text!r}: write the dimensions as whole numbers, batch first (e.g. 1,3,224,224)")
+    return shape
+
+
+def _dtype(text: str) -> tuple[str, int | None, int | None]:
+    name, *bounds = text.split(":")
+    if len(bounds) not in (0, 2):
+        raise UserError(f"--input-dtype {text!r}: write a dtype, with an integer range as DTYPE:LOW:HIGH (e.g. int64:0:30522)")
+    try:
+        low, high = (int(b) for b in bounds) if bounds else (None, None)
+    except ValueError:
+        raise UserError(f"--input-dtype {text!r}: the range's bounds are whole numbers") from None
+    return name, low, high
+
+
 def twin_pairs(models: tuple[str, ...], torch_model, paddle_model, mapping, table_required: bool = True) -> list:
     """The twin pairs of `models` (registered names or ported folders), or the one given by
     --torch-model/--paddle-model (and --mapping)."""

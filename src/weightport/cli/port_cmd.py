@@ -17,6 +17,15 @@ from .output import print_json
               help="Keyword argument for the torch model (repeatable), e.g. num_classes=10.")
 @options.input_size("Input height and width the twin is generated for (default: the model's); for a Paddle "
                     "SOURCE, the first of the two sizes it is verified at.")
+@click.option("--input-name", "input_names", multiple=True, metavar="NAME",
+              help="A torch SOURCE's input, passed by keyword (repeatable, in order), e.g. pixel_values; default: "
+                   "forward's first parameter by position, or a transformers model's main input.")
+@click.option("--input-shape", "input_shapes", multiple=True, metavar="N,C,...",
+              help="The shape of the input named at the same place (or of the first input), batch first, e.g. "
+                   "1,3,8,112,112 for a video clip; the last two dimensions of a floating input of 4 or more are the input size.")
+@click.option("--input-dtype", "input_dtypes", multiple=True, metavar="DTYPE[:LOW:HIGH]",
+              help="The dtype of the input named at the same place (float32 by default), integers with their range, "
+                   "e.g. int64:0:30522 for token ids.")
 @click.option("--torch", "torch_ckpt", type=click.Path(dir_okay=False), help="Also convert this torch checkpoint into OUT/model.pdparams.")
 @click.option("--paddle", "paddle_ckpt", type=click.Path(dir_okay=False),
               help="For a paddle:module:function SOURCE, also convert this training checkpoint (.pdparams) into OUT/model.pth.")
@@ -26,10 +35,13 @@ from .output import print_json
 @click.option("--force", is_flag=True, help="Replace OUT if it exists (only once the new twin is complete).")
 @options.json_flag
 @options.unsafe_pickle
-def port_cmd(source, out, model_args, input_size, torch_ckpt, paddle_ckpt, prefix, tol, no_verify, force, as_json, unsafe_pickle):
+def port_cmd(source, out, model_args, input_size, input_names, input_shapes, input_dtypes, torch_ckpt, paddle_ckpt, prefix, tol,
+             no_verify, force, as_json, unsafe_pickle):
     """Generate the twin of a model: code, mapping table, layout and manifest in OUT.
 
-    SOURCE is a torch model, timm:NAME (any timm.create_model name) or module:factory, whose Paddle
+    SOURCE is a torch model, timm:NAME (any timm.create_model name), transformers:CLASS (its config's
+    fields from --model-arg, random weights), transformers:FOLDER (a save_pretrained folder's config;
+    its weights converted with --torch FOLDER/model.safetensors) or module:factory, whose Paddle
     twin is generated; or a Paddle model, an inference model (its folder or path prefix; its
     weights are converted into OUT/model.pth) or paddle:module:factory (a Layer), whose torch twin
     is generated and checked against Paddle itself at two input sizes. OUT then works wherever a
@@ -40,7 +52,8 @@ def port_cmd(source, out, model_args, input_size, torch_ckpt, paddle_ckpt, prefi
 
     options.import_from_cwd()
     with options.trusting(unsafe_pickle, torch_ckpt, paddle_ckpt):
-        result = port(source, out, model_args=options.parse_model_args(model_args), input_size=input_size,
+        inputs = options.parse_inputs(input_names, input_shapes, input_dtypes)
+        result = port(source, out, model_args=options.parse_model_args(model_args), input_size=input_size, inputs=inputs,
                       torch_ckpt=torch_ckpt, paddle_ckpt=paddle_ckpt, prefix=prefix, force=force, verify=not no_verify, tol=tol)
     if as_json:
         print_json(result.as_dict())

@@ -455,10 +455,10 @@ def convert(
         raise UserError(f"{src} is {FORMAT_NAMES[checkpoint.format]} and {dst} asks for {to} as well; nothing to convert")
     if dst_format is not None and dst_format != "safetensors" and SIDES[dst_format] != to:
         raise UserError(f"{dst}: a .{Path(dst).suffix.lstrip('.')} file cannot hold {to} weights")
-    source, outside, prefix_on = checkpoint.tensors, [], None
+    source, outside, prefix_on = checkpoint.tensors if from_side != "torch" else pair.own_keys(checkpoint.tensors), [], None
     if prefix:
-        inside, others = under_prefix(checkpoint.tensors, prefix)
-        source, outside, prefix_on = (inside, others, "source") if inside else (checkpoint.tensors, [], "destination")
+        inside, others = under_prefix(source, prefix)
+        source, outside, prefix_on = (inside, others, "source") if inside else (source, [], "destination")
     # Asking for a twin of another configuration (e.g. another img_size) is what permits resizing.
     try:
         tensors, summary = convert_tensors(

@@ -69,10 +69,12 @@ def sniff(path: str | Path) -> str:
         return "torch"
     if head.startswith(_LEGACY_MAGIC):
         return "torch-legacy"
+    # A safetensors header's length may start with the bytes of a pickle's protocol (0x380 = b"\x80\x03"):
+    # a JSON header that fits in the file says safetensors first.
+    if len(head) >= 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") + 8 <= os.path.getsize(path):
+        return "safetensors"
     if head.startswith(b"\x80") and len(head) > 1 and 2 <= head[1] <= 5:
         return "paddle"
-    if len(head) >= 9 and head[8:9] == b"{":
-        return "safetensors"
     raise CheckpointError(path, "unknown file format (not a torch, Paddle or safetensors checkpoint)")
 
 

@@ -23,6 +23,7 @@ from ..tables.layouts import Layout, manifest_classifier, manifest_layout, model
 from ..tables.loading import builtin_table, load_table
 from ..tables.rules import Table
 from .factories import function_name, import_factory
+from .inputs import InputSpec
 from .registry import ModelSpec, Preprocessing, lookup, unknown_model
 
 # What a pair came from (TwinPair.kind); CUSTOM: made by the keyword constructor itself.
@@ -65,6 +66,8 @@ class TwinPair:
         manifest: Mapping[str, Any] | Path | None = None,
         input_size: int = 224,
         input_dims: tuple[int, ...] | None = None,
+        inputs: tuple[InputSpec, ...] | None = None,
+        checkpoint_keys: Mapping[str, str] | None = None,
         num_classes: int = 1000,
         preprocessing: Preprocessing | None = None,
         description: str = "",
@@ -84,6 +87,8 @@ class TwinPair:
         self.training_differs = training_differs
         self.input_size = input_size
         self.input_dims = input_dims
+        self.inputs = inputs  # how the twins are called, where not one image batch by position
+        self.checkpoint_keys = dict(checkpoint_keys or {})  # a torch file's key -> the torch twin's own
         self.num_classes = num_classes
         self.preprocessing = preprocessing or Preprocessing()
         self.sources = dict(sources or {})
@@ -285,6 +290,13 @@ class TwinPair:
         """Trainable parameters, from the manifest (None without one)."""
         manifest = self.manifest()
         return manifest.get("parameters") if manifest else None
+
+    def own_keys(self, tensors: dict[str, Any]) -> dict[str, Any]:
+        """A torch checkpoint's tensors under the torch twin's own keys, where its files name them
+        otherwise (`checkpoint_keys`: a Hugging Face model's saved legacy names)."""
+        if not self.checkpoint_keys or not any(k in self.checkpoint_keys for k in tensors):
+            return tensors
+        return {self.checkpoint_keys.get(k, k): t for k, t in tensors.items()}
 
     def kwargs_for_input_size(self, input_size: int | None, model_kwargs: Mapping[str, Any]) -> dict[str, Any]:
         """`model_kwargs` for twins that run on `input_size` x `input_size` inputs: with that img_size

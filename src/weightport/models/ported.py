@@ -14,6 +14,7 @@ it generated. torch -> Paddle:
      "paddle": {"module": "modeling_paddle.py", "factory": "create_model"},
      "table": "mapping.toml", "layout": "layout.json",
      "input_size": 224, "num_classes": 1000,
+     "inputs": [{"name": "x", "shape": [2, 3, 224, 224], "dtype": "float32", "keyword": false}, ...],
      "preprocessing": {"interpolation": ..., "crop_pct": ..., "mean": [...], "std": [...]}}
 
 Paddle -> torch swaps the sides: "torch" names the generated `modeling_torch.py` (torch, numpy
@@ -22,7 +23,12 @@ and the standard library only) and "paddle" the source, "inference:PATH" (an inf
 twin runs (`program.json` or `program.pdmodel`); "input_dims" gives the program's input shape (-1
 where any size goes) and "variables" the file mapping the twin's variables to the program's.
 
-The torch twin is `timm.create_model(NAME, pretrained=False, **model_args)`, the function called
+"torch": {"checkpoint_keys": {saved: own}} names the tensors of the torch model's saved files
+(a Hugging Face save_pretrained folder's legacy names) by its state dict's keys. "inputs" says
+how the twins are called (`models.inputs`: by position or keyword, integers with
+their "range"); a folder without it takes one image batch by position. The torch twin is
+`timm.create_model(NAME, pretrained=False, **model_args)`, a transformers class built from its
+config (or a save_pretrained folder's) with `model_args` as config fields, the function called
 with `**model_args`, or the generated module's factory; the Paddle twin the generated module's
 factory, Paddle running the program, or the Layer's function. Files are named relative to the
 folder. `write_manifest` and `install` write a folder, `read_folder` reads one into a `TwinPair`
@@ -47,6 +53,7 @@ from typing import Any
 
 from ..errors import DestinationExists, InvalidArgument, PortedFolderError, UserError
 from .factories import function_name, import_factory
+from .inputs import InputSpec
 
 FORMAT = "weightport-port/1"
 MANIFEST = "weightport.json"
@@ -66,13 +73,13 @@ FAMILY = "ported"  # the family of every ported pair
 
 
 def torch_factory(source: str, model_args: Mapping[str, Any]) -> Callable[[], Any]:
-    """The function building the torch model `source` names, "timm:NAME" or "module:function", with
-    `model_args`; nothing is imported until it is called."""
+    """The function building the torch model `source` names, "timm:NAME", "transformers:CLASS",
+    "transformers:FOLDER" or "module:function", with `model_args`; nothing is imported until it is called."""
     kind, _, name = source.partition(":")
-    if kind == "timm":
+    if kind in ("timm", "transformers"):
         if not name:
-            raise InvalidArgument("torch_source", source, "names no timm model")
-        return functools.partial(_timm_model, name, dict(model_args))
+            raise InvalidArgument("torch_source", source, f"names no {kind} model")
+        return functools.partial(_timm_model if kind == "timm" else _transformers_model, name, dict(model_args))
     function_name(source, "torch_source")
     return functools.partial(_factory_model, source, dict(model_args))
 
@@ -88,6 +95,34 @@ def _timm_model(name: str, model_args: dict[str, Any]):
         return timm.create_model(name, pretrained=False, **model_args)
     except TypeError as exc:
         raise UserError(f"timm cannot build {name!r} with {model_args}: {exc}") from None
+
+
+def _transformers_model(name: str, model_args: dict[str, Any]):
+    """A Hugging Face transformers model with random weights, from its class (`ViTModel`: the class's
+    default config with `model_args` as config fields) or a save_pretrained folder (its config.json,
+    `model_args` overriding fields; the weights are not read). Built with eager attention, plain
+    torch code, where the config does not choose another; nothing is downloaded."""
+    try:
+        import transformers
+    except ImportError as exc:
+        raise UserError(f"the torch twin is transformers' {name}, but transformers cannot be imported: {exc}") from None
+    args = {"attn_implementation": "eager", **model_args}
+    try:
+        if Path(name).is_dir():
+            config = transformers.AutoConfig.from_pretrained(name, local_files_only=True, **args)
+            architectures = getattr(config, "architectures", None) or []
+            cls = getattr(transformers, architectures[0], None) if architectures else None
+            if cls is None:
+                raise UserError(f"{name}/config.json names no transformers class in `architectures` ({architectures})")
+        else:
+            cls = getattr(transformers, name, None)
+            if not isinstance(cls, type) or not hasattr(cls, "config_class") or cls.config_class is None:
+                raise UserError(f"transformers {transformers.__version__} has no model class {name!r} (a class such as "
+                                "ViTForImageClassification, or a save_pretrained folder)")
+            config = cls.config_class(**args)
+        return cls(config)
+    except (TypeError, ValueError, OSError) as exc:
+        raise UserError(f"transformers cannot build {name!r} with {model_args}: {exc}") from None
 
 
 def _factory_model(source: str, model_args: dict[str, Any]):
@@ -192,6 +227,11 @@ def read_folder(folder: Path):
         preprocessing = Preprocessing(**{k: tuple(v) if isinstance(v, list) else v for k, v in preprocessing.items()})
     except TypeError as exc:
         fail(f"{MANIFEST}: preprocessing: {exc}")
+    inputs = field(meta, "inputs", (list, type(None)), "", None)
+    try:
+        inputs = tuple(InputSpec.from_dict(item) for item in inputs) if inputs is not None else None
+    except (KeyError, TypeError, ValueError, InvalidArgument) as exc:
+        fail(f"{MANIFEST}: inputs: {exc}")
     input_dims = field(meta, "input_dims", (list, type(None)), "", None)
     if input_dims is not None and not all(type(d) is int for d in input_dims):
         fail(f"{MANIFEST}: input_dims is {input_dims!r}; expected a list of integers")
@@ -208,10 +248,14 @@ def read_folder(folder: Path):
         factories = {"torch": functools.partial(_generated_factory, folder, module, factory_name), "paddle": paddle_twin}
         sources = {"torch": f"{module}:{factory_name}", "paddle": source}
         fixed_args: dict[str, Any] = {}
+        checkpoint_keys = {}
         description = f"{source} <-> {module.name}, ported in {folder}"
     else:
         source = field(torch, "source", str, "torch.")
         fixed_args = field(torch, "model_args", dict, "torch.", {})
+        checkpoint_keys = field(torch, "checkpoint_keys", dict, "torch.", {})
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in checkpoint_keys.items()):
+            fail(f"{MANIFEST}: torch.checkpoint_keys must map names to names")
         module = named_file(field(paddle, "module", str, "paddle."), "the Paddle twin's module")
         factory_name = field(paddle, "factory", str, "paddle.", FACTORY)
         try:
@@ -234,6 +278,8 @@ def read_folder(folder: Path):
         manifest=named_file(layout, "the layout manifest") if layout is not None else None,
         input_size=field(meta, "input_size", int, "", 224),
         input_dims=tuple(input_dims) if input_dims is not None else None,
+        inputs=inputs,
+        checkpoint_keys=checkpoint_keys,
         num_classes=field(meta, "num_classes", int, "", 1000),
         preprocessing=preprocessing,
         description=description,

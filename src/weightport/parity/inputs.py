@@ -1,11 +1,14 @@
-"""The batches both twins are fed: seeded random arrays, or real images preprocessed per model."""
+"""The batches both twins are fed: seeded random arrays, or real images preprocessed per model;
+for twins called otherwise than with one image batch, a batch of each of their inputs (`Batch`)."""
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..models.inputs import InputSpec, arrays, split
 from ..models.registry import Preprocessing
 
 
@@ -28,3 +31,52 @@ def batches(batch_size: int, count: int, seed: int, input_size: int | tuple[int,
         return
     for i in range(count):
         yield random_batch(batch_size, input_size, seed + i)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One batch of several inputs, or of keyword ones (a ported folder's `inputs`): the arrays, one
+    per input, and how each is passed. A plain array stands for one image batch passed by position."""
+
+    arrays: tuple[np.ndarray, ...]
+    specs: tuple[InputSpec, ...]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.arrays[0].shape
+
+    def astype(self, dtype) -> Batch:
+        """The batch with its floating inputs in `dtype` (integer inputs stay as they are)."""
+        return Batch(tuple(a.astype(dtype) if a.dtype.kind == "f" else a for a in self.arrays), self.specs)
+
+    def __str__(self) -> str:
+        return ", ".join(f"{s.name}={'x'.join(map(str, a.shape))}" for s, a in zip(self.specs, self.arrays, strict=True))
+
+
+def spec_batches(specs: Sequence[InputSpec], batch_size: int, count: int, seed: int,
+                 input_size: int | tuple[int, int]) -> Iterator[Batch]:
+    """`count` seeded batches of the inputs `specs` describe (seeds seed, seed + 1, ...)."""
+    for i in range(count):
+        yield Batch(tuple(arrays(specs, input_size, batch_size, seed + i)), tuple(specs))
+
+
+def torch_inputs(batch: np.ndarray | Batch, device: str = "cpu", dtype=None) -> tuple[tuple, dict]:
+    """The torch call's (args, kwargs) for `batch`; floating inputs cast to `dtype` when given."""
+    import torch
+
+    def tensor(array: np.ndarray):
+        x = torch.from_numpy(array).to(device)
+        return x.to(dtype) if dtype is not None and x.is_floating_point() else x
+
+    if isinstance(batch, np.ndarray):
+        return (tensor(batch),), {}
+    return split(batch.specs, [tensor(a) for a in batch.arrays])
+
+
+def paddle_inputs(batch: np.ndarray | Batch) -> tuple[tuple, dict]:
+    """The Paddle call's (args, kwargs) for `batch`."""
+    import paddle
+
+    if isinstance(batch, np.ndarray):
+        return (paddle.to_tensor(batch),), {}
+    return split(batch.specs, [paddle.to_tensor(a) for a in batch.arrays])

@@ -26,6 +26,7 @@ import numpy as np
 
 from ..frameworks import named_modules
 from ..tables.rules import Table
+from .inputs import Batch, paddle_inputs, torch_inputs
 from .metrics import Metrics, flatten_outputs
 
 # A module's relative error must exceed what its inputs carried by this factor (faithful modules
@@ -347,7 +348,7 @@ class _TorchCall:
     parent_call: int | None = None  # the call of the module's nearest matched ancestor it ran in
 
 
-def _record_torch(model, batch: np.ndarray, device: str, spill: _Spill, floor_spill: _Spill | None = None,
+def _record_torch(model, batch: np.ndarray | Batch, device: str, spill: _Spill, floor_spill: _Spill | None = None,
                   dtype=None, inputs: bool = True,
                   matched: Container[str] = ()) -> tuple[list[tuple[str, int]], dict[tuple[str, int], _TorchCall]]:
     """Run the torch twin once, spilling each call's output (and inputs); returns the calls in order.
@@ -389,9 +390,9 @@ def _record_torch(model, batch: np.ndarray, device: str, spill: _Spill, floor_sp
 
     handles = hook_modules(model, "torch", pre, post)
     try:
-        x = torch.from_numpy(batch).to(device)
+        args, kwargs = torch_inputs(batch, device, dtype)
         with torch.no_grad():
-            model(x.to(dtype) if dtype is not None else x)
+            model(*args, **kwargs)
     finally:
         for handle in handles:
             handle.remove()
@@ -423,7 +424,7 @@ def _layout_reason(torch_shape: list[int], paddle_shape: list[int]) -> str:
     return shapes
 
 
-def compare_layers(table: Table, torch_model, paddle_model, batch: np.ndarray, *, torch_device: str = "cpu",
+def compare_layers(table: Table, torch_model, paddle_model, batch: np.ndarray | Batch, *, torch_device: str = "cpu",
                    model64=None, inputs: str = "") -> LayerReport:
     """Per-module parity of the two twins on `batch`, in torch's execution order, with jumps flagged.
 
@@ -464,7 +465,7 @@ def compare_layers(table: Table, torch_model, paddle_model, batch: np.ndarray, *
 _Orderable = dict[tuple[str, int], list[tuple[_CallKey, str, list[int] | None]]]  # (ancestor, its call) -> calls
 
 
-def _compare_paddle(paddle_model, batch: np.ndarray, spill: _Spill, paddle_spill: _Spill, matches: dict[str, str],
+def _compare_paddle(paddle_model, batch: np.ndarray | Batch, spill: _Spill, paddle_spill: _Spill, matches: dict[str, str],
                     torch_calls: dict[_CallKey, _TorchCall]):
     """Run the Paddle twin, comparing each call with its torch counterpart as it happens.
 
@@ -514,7 +515,8 @@ def _compare_paddle(paddle_model, batch: np.ndarray, spill: _Spill, paddle_spill
     handles = hook_modules(paddle_model, "paddle", pre, post)
     try:
         with paddle.no_grad():
-            paddle_model(paddle.to_tensor(batch))
+            args, kwargs = paddle_inputs(batch)
+            paddle_model(*args, **kwargs)
     finally:
         for handle in handles:
             handle.remove()

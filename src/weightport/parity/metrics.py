@@ -65,10 +65,14 @@ def share_of_limit(error: float, limit: float) -> float:
     return error / limit if limit > 0 else (float("inf") if error > 0 else 0.0)
 
 
-def flatten_outputs(value, name: str = "output") -> list[tuple[str, Any]]:
-    """Flatten a model's return value (tensor, tuple, list or dict) into named tensors."""
+def flatten_outputs(value, name: str | None = None) -> list[tuple[str, Any]]:
+    """Flatten a model's return value (tensor, tuple, list or dict, nested) into named tensors: a
+    lone tensor is `output`, a tuple's items `output[0]`, ..., a dict's (a Hugging Face ModelOutput's)
+    are named by their keys (`logits`, `hidden_states[2]`). None entries are no outputs."""
+    if value is None:
+        return []
     if isinstance(value, (tuple, list)):
-        return [item for i, v in enumerate(value) for item in flatten_outputs(v, f"{name}[{i}]")]
+        return [item for i, v in enumerate(value) for item in flatten_outputs(v, f"{name or 'output'}[{i}]")]
     if isinstance(value, dict):
-        return [item for k, v in value.items() for item in flatten_outputs(v, f"{name}[{k}]")]
-    return [(name, value)]
+        return [item for k, v in value.items() for item in flatten_outputs(v, f"{name}.{k}" if name else str(k))]
+    return [(name or "output", value)]

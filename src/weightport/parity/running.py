@@ -7,6 +7,7 @@ import numpy as np
 
 from ..errors import InvalidArgument
 from ..frameworks import quiet_paddle_import
+from .inputs import Batch, paddle_inputs, torch_inputs
 from .metrics import flatten_outputs
 
 DEVICES = ("auto", "cpu", "gpu")
@@ -38,17 +39,16 @@ def use_paddle_device(device: str) -> None:
     quiet_paddle_import().set_device(device)
 
 
-def torch_forward(model, batch: np.ndarray, device: str = "cpu", dtype=None) -> list[tuple[str, np.ndarray]]:
+def torch_forward(model, batch: np.ndarray | Batch, device: str = "cpu", dtype=None) -> list[tuple[str, np.ndarray]]:
     import torch
 
-    x = torch.from_numpy(batch).to(device)
-    if dtype is not None:
-        x = x.to(dtype)
+    args, kwargs = torch_inputs(batch, device, dtype)
     with torch.no_grad():
-        return [(n, t.detach().cpu().double().numpy()) for n, t in flatten_outputs(model(x))]
+        return [(n, t.detach().cpu().double().numpy()) for n, t in flatten_outputs(model(*args, **kwargs))]
 
 
-def paddle_forward(model, batch: np.ndarray) -> list[tuple[str, np.ndarray]]:
+def paddle_forward(model, batch: np.ndarray | Batch) -> list[tuple[str, np.ndarray]]:
     paddle = quiet_paddle_import()
+    args, kwargs = paddle_inputs(batch)
     with paddle.no_grad():
-        return [(n, t.numpy().astype(np.float64)) for n, t in flatten_outputs(model(paddle.to_tensor(batch)))]
+        return [(n, t.numpy().astype(np.float64)) for n, t in flatten_outputs(model(*args, **kwargs))]

@@ -38,6 +38,7 @@ from ..conversion import transposed
 from ..errors import UserError
 from ..frameworks import named_modules, quiet_paddle_import
 from ..tables.rules import Step, Table
+from .inputs import Batch, paddle_inputs, torch_inputs
 from .metrics import flatten_outputs, share_of_limit
 
 # Largest error allowed, as a fraction of each tensor's largest value (float64 twins; faithful ones
@@ -246,15 +247,15 @@ def _torch_statistics(model) -> dict[str, np.ndarray]:
     return _torch_arrays({k: v for k, v in model.state_dict().items() if k not in trainable})
 
 
-def run_torch(model, batch: np.ndarray, loss: Loss | int, device: str, on_forward: Callable | None = None) -> _TorchRun:
+def run_torch(model, batch: np.ndarray | Batch, loss: Loss | int, device: str, on_forward: Callable | None = None) -> _TorchRun:
     """One training forward and backward; `loss` is the Loss, or the seed of one fitted to the outputs."""
-    import torch
 
     state_before = _torch_statistics(model)
     counts, handles = _torch_bn_counts(model)
     model.zero_grad(set_to_none=True)
     try:
-        output = model(torch.from_numpy(batch).to(device))
+        args, kwargs = torch_inputs(batch, device)
+        output = model(*args, **kwargs)
     finally:
         for handle in handles:
             handle.remove()
@@ -287,13 +288,14 @@ def _paddle_statistics(model) -> dict[str, np.ndarray]:
             for k, v in model.state_dict().items() if k not in trainable}
 
 
-def run_paddle(model, batch: np.ndarray, loss: Loss, on_forward: Callable | None = None) -> _PaddleRun:
-    paddle = quiet_paddle_import()
+def run_paddle(model, batch: np.ndarray | Batch, loss: Loss, on_forward: Callable | None = None) -> _PaddleRun:
+    quiet_paddle_import()
     state_before = _paddle_statistics(model)
     model.clear_gradients(set_to_zero=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "When training, we now always track global mean and variance."
-        output = model(paddle.to_tensor(batch))
+        args, kwargs = paddle_inputs(batch)
+        output = model(*args, **kwargs)
     if on_forward is not None:
         on_forward()
     value = loss.paddle(output)
@@ -552,7 +554,7 @@ def _compare_steps(torch_model, paddle_model, torch_run: _TorchRun, counterpart:
 # --- the check ------------------------------------------------------------------------------------
 
 
-def check_training(table: Table, torch_model, paddle_model, batch: np.ndarray, *, seed: int = 0,
+def check_training(table: Table, torch_model, paddle_model, batch: np.ndarray | Batch, *, seed: int = 0,
                    torch_device: str = "cpu", tol: float = DEFAULT_TRAIN_TOL, layers: bool = False) -> TrainingReport:
     """Both twins in train mode and float64 on `batch` (of at least 2 images, as `verify_model`
     checks): loss, gradients, running statistics, optimizer steps.
@@ -586,5 +588,6 @@ def check_training(table: Table, torch_model, paddle_model, batch: np.ndarray, *
     _compare_running_stats(table, torch_model, torch_run, paddle_run, tol, report)
     _compare_steps(torch_model, paddle_model, torch_run, counterpart, tol, report)
     if recorder is not None:
-        report.layers = recorder.report(f"output gradients on the first batch, {list(batch.shape)}, in backward order")
+        shown = batch if isinstance(batch, Batch) else list(batch.shape)
+        report.layers = recorder.report(f"output gradients on the first batch, {shown}, in backward order")
     return report

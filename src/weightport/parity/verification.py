@@ -35,10 +35,11 @@ from ..formats.checkpoint import LazyTensor, paddle_array_tensor
 from ..formats.inspection import non_finite_tensors
 from ..frameworks import quiet_paddle_import
 from ..models import ported
+from ..models.inputs import describe as inputs_in_words
 from ..models.pair import TwinPair, resolve
 from ..models.weights import fill_lossless_drops, load_paddle, load_torch, randomize_torch
 from .gate import DEFAULT_TOL, Gate, decide, failure, rule_in_words
-from .inputs import batches
+from .inputs import Batch, batches, spec_batches
 from .metrics import Metrics
 from .running import choose_devices, paddle_forward, torch_forward, use_paddle_device
 from .training import DEFAULT_TRAIN_TOL
@@ -191,7 +192,7 @@ class Outputs:
     torch: dict[str, np.ndarray]
     paddle: dict[str, np.ndarray]
     torch64: dict[str, np.ndarray] | None
-    first_batch: np.ndarray
+    first_batch: np.ndarray | Batch
     inputs: str
 
 
@@ -239,7 +240,7 @@ def _checkpoint_twins(setup: Setup) -> Twins:
     tensors sized by the input resized for twins of another input size."""
     pair, options, kwargs = setup.pair, setup.options, setup.model_kwargs
     resize = bool(kwargs)  # twins of another configuration than the files'
-    torch_tensors = read_checkpoint(options.torch_ckpt, options.key).tensors if options.torch_ckpt else None
+    torch_tensors = pair.own_keys(read_checkpoint(options.torch_ckpt, options.key).tensors) if options.torch_ckpt else None
     paddle_tensors = read_checkpoint(options.paddle_ckpt).tensors if options.paddle_ckpt else None
     summary = None
     if paddle_tensors is None:
@@ -276,20 +277,30 @@ def run(setup: Setup, twins: Twins) -> Outputs:
     first_batch = None
     height, width = setup.pair.input_shape(size)
     shape = (height, width) if (height, width) != (size, size) else size
-    for batch in batches(options.batch_size, options.batches, options.seed, shape, options.images, setup.pair.preprocessing):
+    specs = _called_otherwise(setup.pair)
+    if specs is not None and options.images:
+        raise UserError(f"{setup.pair.name} is called with {inputs_in_words(specs)}, not one image batch: "
+                        "verify it on random inputs (without --images)")
+    if specs is not None:
+        feed = spec_batches(specs, options.batch_size, options.batches, options.seed, shape)
+    else:
+        feed = batches(options.batch_size, options.batches, options.seed, shape, options.images, setup.pair.preprocessing)
+    for batch in feed:
         first_batch = batch if first_batch is None else first_batch
         for name, arrays in _run_once(setup, twins, model64, batch).items():
             collected.setdefault(name, []).append(arrays)
-    joined = [{name: np.concatenate([b[i] for b in per_batch]) for name, per_batch in collected.items()}
+    joined = [{name: np.concatenate([np.atleast_1d(b[i]) for b in per_batch]) for name, per_batch in collected.items()}
               for i in range(3 if options.floor else 2)]
     if options.images:
         inputs = f"images from {options.images}"
+    elif specs is not None:
+        inputs = f"{options.batches} x random {inputs_in_words(specs, shape, options.batch_size)} (seed {options.seed})"
     else:
         inputs = f"{options.batches} x random batch of {options.batch_size}x3x{height}x{width} (seed {options.seed})"
     return Outputs(joined[0], joined[1], joined[2] if options.floor else None, first_batch, inputs)
 
 
-def _run_once(setup: Setup, twins: Twins, model64, batch: np.ndarray) -> dict[str, list[np.ndarray]]:
+def _run_once(setup: Setup, twins: Twins, model64, batch: np.ndarray | Batch) -> dict[str, list[np.ndarray]]:
     """Outputs of both twins on one batch (and of the fp64 torch twin when given), by output name."""
     name, device = setup.pair.name, setup.devices["torch"]
     try:
@@ -303,7 +314,8 @@ def _run_once(setup: Setup, twins: Twins, model64, batch: np.ndarray) -> dict[st
         raise
     except Exception as exc:  # a twin's own failure (a generated one's NameError too), in one line
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise UserError(f"{name} cannot run on a {batch.shape[2]}x{batch.shape[3]} input: "
+        where = str(batch) if isinstance(batch, Batch) else f"a {batch.shape[2]}x{batch.shape[3]} input"
+        raise UserError(f"{name} cannot run on {where}: "
                         f"{type(exc).__name__}: {first[:200]}") from None
     if [n for n, _ in ref] != [n for n, _ in out]:
         raise UserError(f"{name}: the twins return different outputs ({len(ref)} vs {len(out)} tensors)")
@@ -359,7 +371,7 @@ def verify_model(model: TwinPair | str | Path, options: VerifyOptions | None = N
         layer_report = compare_layers(
             setup.pair.table(), twins.torch, twins.paddle, outputs.first_batch, torch_device=setup.devices["torch"],
             model64=twins.torch64,
-            inputs=f"the first batch, {list(outputs.first_batch.shape)}",
+            inputs=f"the first batch, {_shown(outputs.first_batch)}",
         )
     if options.train:
         from .training import check_training
@@ -373,6 +385,18 @@ def verify_model(model: TwinPair | str | Path, options: VerifyOptions | None = N
         seconds=time.perf_counter() - started, non_finite_weights=twins.non_finite,
         conversion=twins.conversion.as_dict() if twins.conversion else None, layers=layer_report, training=training,
     )
+
+
+def _shown(batch: np.ndarray | Batch) -> str:
+    return str(batch) if isinstance(batch, Batch) else str(list(batch.shape))
+
+
+def _called_otherwise(pair: TwinPair):
+    """The inputs of a pair called otherwise than with one image batch by position, else None."""
+    specs = pair.inputs
+    if specs is None or (len(specs) == 1 and not specs[0].keyword and specs[0].floating and len(specs[0].shape) == 4):
+        return None
+    return specs
 
 
 def _ported_program(pair: TwinPair) -> bool:

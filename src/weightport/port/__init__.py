@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,7 @@ def versions() -> dict[str, str]:
     from .. import __version__
 
     found = {"weightport": __version__}
-    for package in ("torch", "timm", "paddlepaddle", "numpy"):
+    for package in ("torch", "timm", "transformers", "paddlepaddle", "numpy"):
         try:
             found[package] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:
@@ -72,6 +73,7 @@ def port(
     *,
     model_args: dict[str, Any] | None = None,
     input_size: int | None = None,
+    inputs: Sequence[Any] | None = None,
     torch_ckpt: str | None = None,
     paddle_ckpt: str | None = None,
     prefix: str | None = None,
@@ -81,7 +83,9 @@ def port(
 ) -> PortResult:
     """Port `source` into folder `out` and verify the twins.
 
-    `source` is a torch model (timm:NAME or module:function; `torch_ckpt` converted into
+    `source` is a torch model (timm:NAME, transformers:CLASS, transformers:FOLDER (a save_pretrained
+    folder) or module:function; called with `inputs`, `InputSpec`s or `InputRequest`s
+    (port.torch_to_paddle.calling), found from the model where None; `torch_ckpt` converted into
     out/model.pdparams), a Paddle inference model (its folder or path prefix; its weights converted
     into out/model.pth) or a Paddle Layer's factory, "paddle:module:function" (`paddle_ckpt`, a
     training checkpoint, converted into out/model.pth, its keys under `prefix` where it holds
@@ -90,20 +94,22 @@ def port(
     from ..formats import paddle_inference
 
     out = Path(out)
-    inference = None if source.startswith(("timm:", "paddle:")) else paddle_inference.locate(source)
+    inference = None if source.startswith(("timm:", "transformers:", "paddle:")) else paddle_inference.locate(source)
     if paddle_ckpt is not None and inference is None and not source.startswith("paddle:"):
         raise InvalidArgument("paddle_ckpt", paddle_ckpt, "a Paddle checkpoint goes with a Paddle source")
     conversion = _conversion(torch_ckpt, paddle_ckpt, inference, prefix)
     staging = ported.staging_folder(out, force)
     try:
         if inference is not None or source.startswith("paddle:"):
+            if inputs:
+                raise InvalidArgument("inputs", inputs, "inputs are chosen for a torch model; a Paddle source's program says its own")
             result = _paddle_source(source, inference, staging, model_args)
         else:
             from ..frameworks import quiet_paddle_import
             from .torch_to_paddle import generate
 
             quiet_paddle_import()
-            result = generate(source, staging, model_args=model_args, input_size=input_size)
+            result = generate(source, staging, model_args=model_args, input_size=input_size, inputs=inputs)
         if conversion is not None:  # before the folder is installed: a checkpoint that does not fit leaves nothing
             checkpoint, name, to, options = conversion
             from ..conversion import convert

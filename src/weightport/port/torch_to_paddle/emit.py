@@ -752,8 +752,6 @@ class Emitter:
                 layer_paths.append(path)
             if self._is_custom(module):
                 self.instances[path] = self._instance(path, module)
-            elif (entry := layer_translation(module)) is not None:
-                self.helpers.update(entry.helpers)
         classes = self._classes()
         builder = self._build("", self.model, 1)
         return Generated(self._source(header, classes, builder), self.constants, len(classes), fixed_reason)
@@ -852,7 +850,9 @@ class Emitter:
         if entry is not None:
             names = _layer_names(module)
             check_requirements(list(entry.require), names, describe(module, path))
-            return without_defaults(render(entry.paddle, names, describe(module, path)))
+            call = render(entry.paddle, names, describe(module, path))
+            self.helpers.update(h for h in entry.helpers if h in _names_in(call))  # those the call uses
+            return without_defaults(call)
         children = _children(module)
         child = lambda name, m: self._build(f"{path}.{name}" if path else name, m, depth + 1)  # noqa: E731
         if type(module) is torch.nn.Sequential:
@@ -923,7 +923,7 @@ def _shape_of(text: str) -> tuple:
 
 
 def _identifier(name: str) -> str:
-    return name if name.isidentifier() and not keyword.iskeyword(name) else f"layer_{name}"
+    return name if name.isidentifier() and not keyword.iskeyword(name) and name != "self" else f"layer_{name}"
 
 
 def _docstring(module: torch.nn.Module) -> str:
@@ -947,19 +947,27 @@ def _call(function: str, arguments: list[str], depth: int, brackets: str = "()")
     return f"{function}{opening}\n" + "".join(f"{inner}{a},\n" for a in arguments) + f"{depth * INDENT}{closing}"
 
 
-def generate(model: torch.nn.Module, examples: list[tuple], header: str) -> Generated:
-    """Trace `model` on each example (inputs of different sizes, the port's first) in eval and train
-    mode and write its Paddle twin. Where the traces differ for no reason they recorded, or where
-    there is one example, the twin is written for the first example's size and checks its input."""
+def generate(model: torch.nn.Module, examples: list[tuple[tuple, dict]], header: str) -> Generated:
+    """Trace `model` on each example, (args, kwargs) at one input size (the port's first), in eval and
+    train mode and write its Paddle twin. Where the traces differ for no reason they recorded, or where
+    there is one example, the twin is written for the first example's size and checks its image input."""
     from .trace import trace
 
-    traces = tuple([trace(model, example, is_layer, training) for example in examples] for training in (False, True))
-    reason = None if len(examples) > 1 else "torch's model ran at no other size tried"
-    if reason is None:
+    traces = tuple([trace(model, args, is_layer, training, kwargs) for args, kwargs in examples] for training in (False, True))
+    reason = "torch's model ran at no other size tried"
+    if len(examples) > 1:
         try:
             return Emitter(model, traces).run(header)
         except SizeSpecific as exc:
             reason = str(exc)
-    first = examples[0][0]
-    fixed = tuple(first.shape[2:]) if isinstance(first, torch.Tensor) and first.ndim >= 4 else None
-    return Emitter(model, tuple(mode[:1] for mode in traces), fixed=fixed).run(header, fixed_reason=reason)
+    fixed = _image_size(examples[0])
+    return Emitter(model, tuple(mode[:1] for mode in traces), fixed=fixed).run(header, fixed_reason=reason if fixed else None)
+
+
+def _image_size(example: tuple[tuple, dict]) -> tuple[int, ...] | None:
+    """The height and width of the example's first floating input of 4 or more dimensions."""
+    args, kwargs = example
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and value.ndim >= 4:
+            return tuple(value.shape[-2:])
+    return None

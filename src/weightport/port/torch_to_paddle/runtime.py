@@ -261,3 +261,16 @@ class MultiheadAttention(nn.MultiHeadAttention):
         if not need_weights:
             return out, None
         return out, weights.mean(axis=-3) if average_attn_weights else weights
+
+
+class PaddedEmbedding(nn.Embedding):
+    """torch's Embedding with a padding_idx: the padding row is returned as stored (Paddle's own
+    padding_idx returns zeros) and gets no gradient."""
+
+    def __init__(self, num_embeddings, embedding_dim, padding_idx):
+        super().__init__(num_embeddings, embedding_dim)
+        self.padding_row = padding_idx
+
+    def forward(self, x):
+        out = super().forward(x)
+        return paddle.where((x == self.padding_row).unsqueeze(-1), out.detach(), out)

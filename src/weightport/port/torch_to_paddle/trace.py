@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import inspect
+import keyword
 import math
 import operator
 from collections.abc import Callable
@@ -45,7 +47,7 @@ class ShadowProxy(torch.fx.Proxy):
 
     def __getattr__(self, name):
         # where a tensor lives and what it holds are fixed for the trace: real values, not nodes
-        if name in ("device", "dtype", "is_cuda", "is_floating_point"):
+        if name in ("device", "dtype", "is_cuda", "is_floating_point", "is_nested", "is_sparse", "layout"):
             return getattr(self._value(), name)
         return super().__getattr__(name)
 
@@ -196,7 +198,7 @@ class ShadowTracer(torch.fx.Tracer):
     def answer(self, proxy: torch.fx.Proxy, question: str):
         """The concrete answer to `question` about `proxy`, recorded as a guard node. The length of
         a shape, a tuple or a list is the model's structure, not a size, and is not recorded."""
-        value = proxy._value()
+        value = self.value_of(proxy.node)  # fx's own proxies too (an attribute read: `x.is_nested`)
         if question == "len" and not isinstance(value, torch.Tensor):
             return len(value)
         result = {"bool": bool, "len": len, "index": operator.index, "int": int, "float": float,
@@ -222,6 +224,12 @@ class ShadowTracer(torch.fx.Tracer):
         return self.is_layer(m) and type(m) is not torch.nn.Sequential
 
     def call_module(self, m, forward, args, kwargs):
+        if m._forward_pre_hooks or m._forward_hooks:  # in the caller's graph, on the values the caller sees
+            args, kwargs = _run_pre_hooks(m, args, kwargs)
+            return _run_hooks(m, args, kwargs, self._call_module(m, m.forward, args, kwargs))
+        return self._call_module(m, forward, args, kwargs)
+
+    def _call_module(self, m, forward, args, kwargs):
         if self.is_leaf_module(m, ""):
             return super().call_module(m, forward, args, kwargs)
         path = self.path_of_module(m)
@@ -260,6 +268,31 @@ class ShadowTracer(torch.fx.Tracer):
             raise PortError(f"{describe(body.module, body.path)} runs different code on its calls; it cannot become one layer")
 
 
+def _run_pre_hooks(module: torch.nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    """A module's forward pre-hooks, as torch's Module.__call__ runs them."""
+    for key, hook in module._forward_pre_hooks.items():
+        if key in module._forward_pre_hooks_with_kwargs:
+            result = hook(module, args, kwargs)
+            if result is not None:
+                args, kwargs = result
+        else:
+            result = hook(module, args)
+            if result is not None:
+                args = result if isinstance(result, tuple) else (result,)
+    return args, kwargs
+
+
+def _run_hooks(module: torch.nn.Module, args: tuple, kwargs: dict, output):
+    """A module's forward hooks (Hugging Face records hidden states with them), as torch runs them.
+    Run where the module is called, so that what they keep are the caller's values, not nodes of
+    the module's own graph."""
+    for key, hook in module._forward_hooks.items():
+        result = hook(module, args, kwargs, output) if key in module._forward_hooks_with_kwargs else hook(module, args, output)
+        if result is not None:
+            output = result
+    return output
+
+
 def _as_meta(value):
     return torch.empty(value.shape, dtype=value.dtype, device="meta") if isinstance(value, torch.Tensor) else value
 
@@ -280,7 +313,10 @@ def _rebuild(value, proxy):
         items = [_rebuild(v, proxy[i]) for i, v in enumerate(value)]
         return type(value)(items) if not hasattr(value, "_fields") else type(value)(*items)
     if isinstance(value, dict) and _contains_proxy(value):
-        return {k: _rebuild(v, proxy[k]) for k, v in value.items()}
+        items = {k: _rebuild(v, proxy[k]) for k, v in value.items()}
+        if dataclasses.is_dataclass(value):  # a ModelOutput: callers read its fields as attributes
+            return dataclasses.replace(value, **items)
+        return items if type(value) is dict else type(value)(items)
     return value
 
 
@@ -327,22 +363,54 @@ def _tracing_environment(tracer: ShadowTracer):
                 setattr(torch, name, original)
 
 
-def trace(model: torch.nn.Module, example: tuple, is_layer: Callable[[torch.nn.Module], bool], training: bool) -> Trace:
-    """Trace a copy of `model` in train or eval mode on `example` (a tuple of tensors)."""
+def trace(model: torch.nn.Module, example: tuple, is_layer: Callable[[torch.nn.Module], bool], training: bool,
+          kwargs: dict[str, Any] | None = None) -> Trace:
+    """Trace a copy of `model` in train or eval mode on `example` (positional tensors) and `kwargs`
+    (keyword tensors); forward's other parameters keep their defaults."""
     model = copy.deepcopy(model)
     model.train(True)  # clears caches that some models fill in eval mode (e.g. attention biases)
     model.train(training)
-    tracer = ShadowTracer(is_layer, tuple(example))
-    parameters = list(inspect.signature(model.forward).parameters.values())
-    concrete = {p.name: p.default for p in parameters[len(example):] if p.default is not inspect.Parameter.empty}
+    kwargs = dict(kwargs or {})
+    tracer = ShadowTracer(is_layer, (*example, *kwargs.values()))
+    cls = type(model)
     torch.manual_seed(0)
     try:
+        model.__class__ = _entry_class(cls, len(example), list(kwargs))
         with _tracing_environment(tracer):
-            graph = tracer.trace(model, concrete_args=concrete or None)
+            graph = tracer.trace(model)
     except PortError:
         raise
     except Exception as exc:
         raise PortError(f"cannot trace {describe(model, '')}: {type(exc).__name__}: {exc}") from None
+    finally:
+        model.__class__ = cls
     tracer.keep_only_metadata()
     bodies = {"": Body("", model, graph, tracer.value_of, model, tracer.initial_value_of), **tracer.bodies}
     return Trace(training, model, bodies, tracer.by_module)
+
+
+def _entry_class(cls: type, positional: int, keywords: list[str]) -> type:
+    """A subclass of the model's class whose forward takes exactly the traced inputs and calls the
+    model's own forward with them (positionally, then by keyword): fx makes one placeholder per
+    parameter of the forward it traces, and a model's own forward may take `**kwargs` (fx would
+    make that one placeholder) or go through decorators (Hugging Face's) that fx cannot look past."""
+    names = _input_names(cls.forward, positional, keywords)
+    head = ", ".join(["self", *names])
+    call = ", ".join([*names[:positional], *(f"{k}={n}" for k, n in zip(keywords, names[positional:], strict=True))])
+    namespace: dict[str, Any] = {"original": cls.forward}
+    exec(f"def forward({head}):\n    return original(self, {call})\n", namespace)  # noqa: S102
+    return type(cls.__name__, (cls,), {"forward": namespace["forward"], "__module__": cls.__module__, "__qualname__": cls.__qualname__})
+
+
+def _input_names(forward: Callable, positional: int, keywords: list[str]) -> list[str]:
+    """The placeholders' names: forward's own parameter names for positional inputs (`input0`...
+    where it takes `*args`), the keyword for keyword inputs."""
+    parameters = [p for p in list(inspect.signature(forward).parameters.values())[1:]
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    names = [parameters[i].name if i < len(parameters) else f"input{i}" for i in range(positional)]
+    for name in [*names, *keywords]:
+        if not name.isidentifier() or keyword.iskeyword(name) or name == "self":
+            raise PortError(f"cannot trace an input named {name!r}: not a Python parameter name")
+    if len(set(names + keywords)) != len(names) + len(keywords):
+        raise PortError(f"the inputs {names + keywords} name one parameter twice")
+    return [*names, *keywords]

@@ -173,7 +173,7 @@ def _unpacked(values) -> Code:
 ENVIRONMENT = {
     "to_sizes": _sizes, "to_dtype": _dtype, "one": _one, "attribute": _attribute, "reduction": _reduction,
     "arange": _arange, "same_padding": _same_padding, "sum_dtype": _sum_dtype, "divide": _divide, "shape": _shape, "times": _times,
-    "cast_to": _cast_to, "unpacked": _unpacked, "OMIT": OMIT, "literal": lambda v, index=False: Code(literal(v, index)),
+    "cast_to": _cast_to, "unpacked": _unpacked, "code": _code, "OMIT": OMIT, "literal": lambda v, index=False: Code(literal(v, index)),
     "isinstance": isinstance, "list": list, "bool": bool, "str": str, "int": int, "float": float, "tuple": tuple, "len": len,
 }
 
