@@ -234,13 +234,20 @@ def cause_of(row: dict, suffix: str = "") -> str:
     the second size); the calling-convention options the model needed but this weightport lacks
     come first."""
     diverging = row.get(f"first_divergence{suffix}")
-    cause = row.get(f"cause{suffix}", "") or (f"gate: first diverging module {diverging}" if row[f"status{suffix}"] == "gate" else "")
+    cause = row.get(f"cause{suffix}", "") or (f"first diverging module {diverging}" if row[f"status{suffix}"] == "gate" else "")
     cause = re.sub(r"module '[^']*' \(([^)]*)\)", r"\1", cause)
     cause = re.sub(r"`[^`]*`", "", cause)
     cause = re.sub(r"\(called in [^)]*\)\)?", "", cause).strip(" ,:")
+    cause = re.sub(r"(/[^\s:/]+)+: ", "", cause)  # the port's staging folder
     if row.get("needs") and not suffix:
         cause = f"[without {', '.join(row['needs'])}] {cause}"
     return cause
+
+
+def group_of(row: dict, suffix: str = "") -> str:
+    """The cause a failure is grouped under: a class that cannot be traced named by its library alone
+    (the same transformers bug hits every transformers model)."""
+    return re.sub(r"cannot trace (?:the model \()?([A-Za-z_]\w*)(?:\.\w+)+\)?:", r"cannot trace a class of \1:", cause_of(row, suffix))
 
 
 def _figure(value, spec: str) -> str:
@@ -296,7 +303,7 @@ def _grouped(rows: list[dict], suffix: str, heading: str) -> list[str]:
     for r in rows:
         status = r.get(f"status{suffix}")
         if status not in (None, "pass"):
-            by_cause[f"{status}: {cause_of(r, suffix)}"].append(r["model"])
+            by_cause[f"{status}: {group_of(r, suffix)}"].append(r["model"])
     if not by_cause:
         return []
     ranked = sorted(by_cause.items(), key=lambda item: -len(item[1]))
