@@ -923,7 +923,10 @@ def _shape_of(text: str) -> tuple:
 
 
 def _identifier(name: str) -> str:
-    return name if name.isidentifier() and not keyword.iskeyword(name) and name != "self" else f"layer_{name}"
+    """A Python name for a child's name (torchvision's RegNet names blocks `block1-0`)."""
+    if name.isidentifier() and not keyword.iskeyword(name) and name != "self":
+        return name
+    return "layer_" + "".join(c if c.isalnum() or c == "_" else "_" for c in name)
 
 
 def _docstring(module: torch.nn.Module) -> str:
