@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 
+import einops
 import numpy as np
 import pytest
 import timm
@@ -91,7 +92,7 @@ def test_function_and_method_translations(entry, example, tmp_path):
     statements = example.split("; ") if "return " in example else [f"return {example}"]  # statements, then what to return
     used = {node.id for s in statements for node in ast.walk(ast.parse(s.removeprefix("return "))) if isinstance(node, ast.Name)}
     names = [n for n in inputs if n in used]
-    namespace = {"torch": torch, "F": torch.nn.functional, "nn": torch.nn, "timm": timm}
+    namespace = {"torch": torch, "F": torch.nn.functional, "nn": torch.nn, "timm": timm, "einops": einops}
     body = "".join(f"        {s}\n" for s in statements)
     exec(f"class Example(torch.nn.Module):\n    def forward(self, {', '.join(names)}):\n{body}", namespace)
     module = namespace["Example"]().eval()

@@ -20,6 +20,7 @@ import copy
 import inspect
 import math
 import operator
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -108,7 +109,7 @@ class ShadowTracer(torch.fx.Tracer):
     """torch.fx's tracer with per-module graphs and real values (see the module docstring)."""
 
     def __init__(self, is_layer: Callable[[torch.nn.Module], bool], example: tuple):
-        super().__init__(autowrap_modules=(), param_shapes_constant=False)
+        super().__init__(autowrap_modules=(), autowrap_functions=_einops_functions(), param_shapes_constant=False)
         self.is_layer = is_layer
         self.proxy_buffer_attributes = True
         self._example = list(example)
@@ -285,7 +286,7 @@ def _tracing_environment(tracer: ShadowTracer):
 
         return factory
 
-    with fx_wraps_suspended():
+    with fx_wraps_suspended(), _einops_recorded(tracer, recording):
         try:
             for name, original in originals.items():
                 setattr(torch, name, recording(original))
@@ -293,6 +294,47 @@ def _tracing_environment(tracer: ShadowTracer):
         finally:
             for name, original in originals.items():
                 setattr(torch, name, original)
+
+
+# einops' functions, each recorded as one call (translations/patterns.py writes it out in Paddle):
+# einops asks its backends for a tensor's shape and type, which a traced value cannot answer as torch.
+EINOPS_FUNCTIONS = ("rearrange", "repeat", "reduce", "einsum")
+
+
+def _einops_functions() -> tuple:
+    """The einops functions, for fx to record where a model's module imported them by name."""
+    einops = sys.modules.get("einops")  # a model that calls einops has imported it
+    return tuple(getattr(einops, name) for name in EINOPS_FUNCTIONS) if einops is not None else ()
+
+
+@contextlib.contextmanager
+def _einops_recorded(tracer: ShadowTracer, recording: Callable):
+    """While tracing: `einops.rearrange(...)` (called through the module) recorded as one call, and
+    einops' torch layers recorded as the function call they stand for."""
+    einops, layers = sys.modules.get("einops"), sys.modules.get("einops.layers.torch")
+    functions = {name: getattr(einops, name) for name in EINOPS_FUNCTIONS} if einops is not None else {}
+    forwards = {cls: cls.forward for cls in (layers.Rearrange, layers.Reduce)} if layers is not None else {}
+
+    def as_call(cls, original_forward):
+        def forward(self, input):
+            if not isinstance(input, torch.fx.Proxy):
+                return original_forward(self, input)
+            args = (input, self.pattern) if cls is layers.Rearrange else (input, self.pattern, self.reduction)
+            return tracer.create_proxy("call_function", functions[cls.__name__.lower()], args, dict(self.axes_lengths))
+
+        return forward
+
+    try:
+        for name, original in functions.items():
+            setattr(einops, name, recording(original))
+        for cls, original in forwards.items():
+            cls.forward = as_call(cls, original)
+        yield
+    finally:
+        for name, original in functions.items():
+            setattr(einops, name, original)
+        for cls, original in forwards.items():
+            cls.forward = original
 
 
 def trace(model: torch.nn.Module, example: tuple, is_layer: Callable[[torch.nn.Module], bool], training: bool) -> Trace:
