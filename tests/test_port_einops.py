@@ -74,7 +74,7 @@ def test_a_pattern_that_does_not_fit_is_refused(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("factory", ["vit", "simple_vit"])
+@pytest.mark.parametrize("factory", ["vit", "simple_vit", "cait", "mobile_vit", "max_vit", "cross_vit", "pit"])
 def test_vit_pytorch_models_port_and_verify(factory, tmp_path):
     result = run("port", f"tests.port_library_models:{factory}", "--out", tmp_path / factory, "--input-size", "64", "--json", check_rc=0)
     report = json.loads(result.stdout)

@@ -43,7 +43,7 @@ class ShadowProxy(torch.fx.Proxy):
         # where a tensor lives and what it holds are fixed for the trace: real values, not nodes
         if name in ("device", "dtype", "is_cuda", "is_floating_point"):
             return getattr(self._value(), name)
-        return super().__getattr__(name)
+        return ShadowAttribute(self, name)
 
     def __len__(self):
         return len(self._value())
@@ -71,6 +71,11 @@ class ShadowProxy(torch.fx.Proxy):
 
     def __setitem__(self, index, value):  # recorded as a call; emit.py treats it as an in-place op
         self.tracer.create_proxy("call_function", operator.setitem, (self, index, value), {})
+
+
+class ShadowAttribute(ShadowProxy, torch.fx.proxy.Attribute):
+    """An attribute of a traced value (`x.shape`), which answers as a ShadowProxy does (`*x.shape`
+    asks for its length)."""
 
 
 @dataclass
