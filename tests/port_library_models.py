@@ -2,6 +2,9 @@
 port's end-to-end tests (random weights, nothing downloaded)."""
 from __future__ import annotations
 
+import torch
+from torch import nn
+
 
 def vit(image_size: int = 64, num_classes: int = 10):
     """vit-pytorch's ViT (einops' Rearrange layer, rearrange and repeat in its forward)."""
@@ -52,3 +55,73 @@ def pit(image_size: int = 64, num_classes: int = 10):
 
     return PiT(image_size=image_size, patch_size=8, num_classes=num_classes, dim=32, depth=(1, 1, 1), heads=2, mlp_dim=64,
                dropout=0.1, emb_dropout=0.1)
+
+
+def _drop_connect(inputs, p, training):
+    """EfficientNet-PyTorch's drop-connect (efficientnet_pytorch.utils.drop_connect), as written there."""
+    if not training:
+        return inputs
+    batch_size = inputs.shape[0]
+    keep_prob = 1 - p
+    random_tensor = keep_prob
+    random_tensor += torch.rand([batch_size, 1, 1, 1], dtype=inputs.dtype, device=inputs.device)
+    binary_tensor = torch.floor(random_tensor)
+    return inputs / keep_prob * binary_tensor
+
+
+class DropConnectBlock(nn.Module):
+    def __init__(self, dim: int, rate: float):
+        super().__init__()
+        self.conv = nn.Conv2d(dim, dim, 3, padding=1)
+        self.norm = nn.BatchNorm2d(dim)
+        self.rate = rate
+
+    def forward(self, x):
+        y = torch.relu(self.norm(self.conv(x)))
+        y = nn.functional.dropout(y, 0.1, self.training)  # functional dropout in the module's own code
+        return x + _drop_connect(y, self.rate, self.training)
+
+
+class DropConnectNet(nn.Module):
+    def __init__(self, num_classes: int = 5):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.blocks = nn.Sequential(DropConnectBlock(8, 0.2), DropConnectBlock(8, 0.3))
+        self.head = nn.Linear(8, num_classes)
+
+    def forward(self, x):
+        return self.head(self.blocks(self.stem(x)).mean((2, 3)))
+
+
+def drop_connect_net(num_classes: int = 5) -> DropConnectNet:
+    """Random ops in train-mode code: torch.rand (drop-connect) and functional dropout."""
+    return DropConnectNet(num_classes)
+
+
+def efficientnet_b0(num_classes: int = 1000):
+    """EfficientNet-PyTorch's efficientnet-b0 (drop-connect in its blocks), built without a download."""
+    from efficientnet_pytorch import EfficientNet
+
+    return EfficientNet.from_name("efficientnet-b0", num_classes=num_classes)
+
+
+class IndexedDepthBlock(nn.Module):
+    """torchvision's StochasticDepth and an integer index buffer (as Swin's relative position index)."""
+
+    def __init__(self, dim: int, p: float):
+        super().__init__()
+        from torchvision.ops import StochasticDepth
+
+        self.table = nn.Parameter(torch.randn(2 * dim))
+        self.register_buffer("index", torch.arange(dim) * 2)
+        self.fc = nn.Linear(dim, dim)
+        self.stochastic_depth = StochasticDepth(p, "row")
+
+    def forward(self, x):
+        return x + self.stochastic_depth(self.fc(x) * self.table[self.index])
+
+
+def stochastic_depth_net(num_classes: int = 5):
+    """StochasticDepth off and on (two Paddle classes: StochasticDepth, StochasticDepth2)."""
+    return nn.Sequential(nn.Conv2d(3, 8, 4, stride=4), nn.Flatten(2), nn.AdaptiveAvgPool1d(1), nn.Flatten(),
+                         IndexedDepthBlock(8, 0.0), IndexedDepthBlock(8, 0.3), nn.Linear(8, num_classes))

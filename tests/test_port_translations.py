@@ -2,7 +2,8 @@
 
 Each example (a torch expression, or a layer's constructor call) is wrapped in a one-line module,
 ported through the real path (trace, emit, the generated file imported), loaded with the module's
-own weights through its drafted table, and run on the same inputs as torch.
+own weights through its drafted table, and run on the same inputs as torch (random ops drawing
+from one shared stream, as `verify --train` runs them).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import timm
 import torch
 
 from weightport.frameworks import quiet_paddle_import
+from weightport.parity.random_draws import shared_draws
 from weightport.port.torch_to_paddle.emit import generate
 from weightport.port.torch_to_paddle.tables import mapping_table
 from weightport.port.torch_to_paddle.translations import functions, layers, methods
@@ -98,9 +100,11 @@ def test_function_and_method_translations(entry, example, tmp_path):
     module = namespace["Example"]().eval()
     example_inputs = tuple(inputs[n] for n in names)
     paddle_model, _ = _port(module, example_inputs, tmp_path)
-    with torch.no_grad():
+    with shared_draws("torch", seed=0) as torch_draws, torch.no_grad():  # random ops: both draw the same numbers
         reference = module(*example_inputs)
-    output = paddle_model(*(paddle.to_tensor(t.numpy()) for t in example_inputs))
+    with shared_draws("paddle", seed=0) as paddle_draws:
+        output = paddle_model(*(paddle.to_tensor(t.numpy()) for t in example_inputs))
+    assert sum(torch_draws.values()) == sum(paddle_draws.values()), (torch_draws, paddle_draws)
     _compare(reference, output)
 
 

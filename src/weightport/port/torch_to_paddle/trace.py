@@ -274,6 +274,9 @@ def describe(module: torch.nn.Module, path: str) -> str:
 
 # torch's factories reject a traced size (`torch.ones(x.shape[0], 1)`) before fx sees the call.
 FACTORIES = ("ones", "zeros", "full", "empty", "arange", "linspace", "eye")
+# Random draws are recorded whatever their arguments: the twin must draw when it runs, not keep the
+# numbers drawn while tracing.
+RANDOM_FACTORIES = ("rand", "randn", "randint")
 
 
 @contextlib.contextmanager
@@ -281,11 +284,11 @@ def _tracing_environment(tracer: ShadowTracer):
     """While tracing: factories that record calls with traced sizes; and no fx-wrapped functions
     (timm registers helpers as fx leaves, which would need translations of their own: with real
     values at hand, the tracer goes through them instead)."""
-    originals = {name: getattr(torch, name) for name in FACTORIES}
+    originals = {name: getattr(torch, name) for name in FACTORIES + RANDOM_FACTORIES}
 
     def recording(original):
         def factory(*args, **kwargs):
-            if _contains_proxy((args, kwargs)):
+            if original.__name__ in RANDOM_FACTORIES or _contains_proxy((args, kwargs)):
                 return tracer.create_proxy("call_function", original, args, kwargs)
             return original(*args, **kwargs)
 
