@@ -20,12 +20,12 @@ def simple_vit(image_size: int = 64, num_classes: int = 10):
     return SimpleViT(image_size=image_size, patch_size=16, num_classes=num_classes, dim=64, depth=2, heads=2, mlp_dim=128)
 
 
-def cait(image_size: int = 64, num_classes: int = 10):
-    """vit-pytorch's CaiT (layer dropout draws with uniform_ in training)."""
+def cait(image_size: int = 64, num_classes: int = 10, layer_dropout: float = 0.0):
+    """vit-pytorch's CaiT (its layer dropout, when on, picks layers in Python from a uniform_ draw)."""
     from vit_pytorch.cait import CaiT
 
     return CaiT(image_size=image_size, patch_size=16, num_classes=num_classes, dim=64, depth=2, cls_depth=1, heads=2,
-                mlp_dim=128, dropout=0.1, emb_dropout=0.1, layer_dropout=0.1)
+                mlp_dim=128, dropout=0.1, emb_dropout=0.1, layer_dropout=layer_dropout)
 
 
 def mobile_vit(image_size: int = 64, num_classes: int = 10):

@@ -59,3 +59,41 @@ def test_efficientnet_pytorch_b0_ports_and_trains_alike(tmp_path):
     run("port", "tests.port_library_models:efficientnet_b0", "--out", folder, "--input-size", "224", check_rc=0)
     training = _training(folder)
     assert training["passed"] and training["random_draws"]["torch"] == {"torch.rand": 9}
+
+
+def test_a_random_draw_on_constants_is_refused():
+    """vit-pytorch CaiT's layer dropout: a Python decision on `torch.zeros(n).uniform_()`, which a
+    trace would fix to one draw."""
+    from weightport.errors import PortError
+    from weightport.port.torch_to_paddle.emit import generate
+
+    class LayerDrop(torch.nn.Module):
+        def forward(self, x):
+            if self.training and torch.zeros(1).uniform_(0.0, 1.0) < 0.5:
+                return x
+            return x * 2
+
+    refusal = r"the model \(.*LayerDrop\): RuntimeError: .*Tensor.uniform_\(\) on a tensor the trace does not follow"
+    with pytest.raises(PortError, match=refusal):
+        generate(LayerDrop(), (torch.randn(2, 3),), "test twin")
+
+
+def test_a_branch_on_a_random_draw_is_refused():
+    from weightport.errors import PortError
+    from weightport.port.torch_to_paddle.emit import generate
+
+    class RandomBranch(torch.nn.Module):
+        def __init__(self, branch: bool):
+            super().__init__()
+            self.branch = branch
+
+        def forward(self, x):
+            if self.training and torch.rand(x.shape[0], 1).shape[0] > 1:  # sizes of a drawn tensor are not random
+                x = x * 2
+            if self.training and self.branch and torch.rand(1) < 0.5:  # the draw is traced, the branch would be fixed
+                return x
+            return x * 3
+
+    with pytest.raises(PortError, match=r"RuntimeError: it branches on a random draw \(torch.rand\(\)\)"):
+        generate(RandomBranch(branch=True), (torch.randn(2, 3),), "test twin")
+    generate(RandomBranch(branch=False), (torch.randn(2, 3),), "test twin")

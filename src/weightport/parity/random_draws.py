@@ -34,6 +34,10 @@ class _Stream:
         self.calls[name] += 1
         return self.rng.standard_normal(tuple(int(s) for s in shape))
 
+    def permutation(self, name: str, n) -> np.ndarray:
+        self.calls[name] += 1
+        return self.rng.permutation(int(n))
+
     def integers(self, name: str, low: int, high: int, shape) -> np.ndarray:
         self.calls[name] += 1
         return self.rng.integers(low, high, tuple(int(s) for s in shape))
@@ -122,6 +126,9 @@ def _torch_patches(stream: _Stream) -> list:
             low, high, size = 0, low, high
         return tensor(stream.integers("torch.randint", low, high, size), dtype or torch.int64, device)
 
+    def randperm(n, dtype=None, device=None, **_):
+        return tensor(stream.permutation("torch.randperm", n), dtype or torch.int64, device)
+
     def rand_like(input, dtype=None, **_):
         return tensor(stream.uniform("torch.rand_like", input.shape), dtype, like=input)
 
@@ -166,7 +173,8 @@ def _torch_patches(stream: _Stream) -> list:
         return _original(input, p, train)
 
     return [
-        (torch, "rand", rand), (torch, "randn", randn), (torch, "randint", randint), (torch, "rand_like", rand_like),
+        (torch, "rand", rand), (torch, "randn", randn), (torch, "randint", randint), (torch, "randperm", randperm),
+        (torch, "rand_like", rand_like),
         (torch, "randn_like", randn_like), (torch, "randint_like", randint_like), (torch, "bernoulli", bernoulli),
         (torch.Tensor, "bernoulli", bernoulli_method), (torch.Tensor, "bernoulli_", bernoulli_),
         (torch.Tensor, "uniform_", uniform_), (torch.Tensor, "normal_", normal_),
@@ -198,6 +206,9 @@ def _paddle_patches(stream: _Stream) -> list:
             low, high = 0, low
         return tensor(stream.integers("paddle.randint", low, high, shape), dtype or "int64")
 
+    def randperm(n, dtype="int64", *args, **kwargs):
+        return tensor(stream.permutation("paddle.randperm", n), dtype)
+
     def rand_like(input, *args, dtype=None, **kwargs):
         return tensor(stream.uniform("paddle.rand_like", input.shape), dtype, like=input)
 
@@ -226,7 +237,8 @@ def _paddle_patches(stream: _Stream) -> list:
         return _dropout_like(stream, name, original, keep, feature_dims, alpha)
 
     return [
-        (paddle, "rand", rand), (paddle, "randn", randn), (paddle, "randint", randint), (paddle, "rand_like", rand_like),
+        (paddle, "rand", rand), (paddle, "randn", randn), (paddle, "randint", randint), (paddle, "randperm", randperm),
+        (paddle, "rand_like", rand_like),
         (paddle, "randn_like", randn_like), (paddle, "randint_like", randint_like), (paddle, "bernoulli", bernoulli),
         (paddle, "uniform", uniform), (paddle, "normal", normal),
         (F, "dropout", dropout_like("F.dropout", F.dropout)), (F, "dropout1d", dropout_like("F.dropout1d", F.dropout1d, 1)),

@@ -124,6 +124,7 @@ class ShadowTracer(torch.fx.Tracer):
         self._pending_value: list[Any] = []
         self.bodies: dict[str, Body] = {}
         self.by_module: dict[int, Body] = {}  # a module registered under two paths is traced under the first
+        self.evaluating = 0  # > 0 while the tracer computes a node's real value
 
     # --- values -------------------------------------------------------------------------
     def value_of(self, node: torch.fx.Node):
@@ -164,7 +165,7 @@ class ShadowTracer(torch.fx.Tracer):
 
     def _evaluate(self, node: torch.fx.Node):
         args, kwargs = self._real(node.args), self._real(node.kwargs)
-        with fx_patches_reverted(), torch.no_grad():
+        with fx_patches_reverted(), torch.no_grad(), self._shadow_run():
             if node.op == "get_attr":
                 return _fetch(self.root, node.target)
             if node.op == "call_function":
@@ -175,10 +176,23 @@ class ShadowTracer(torch.fx.Tracer):
                 return self.root.get_submodule(node.target)(*args, **kwargs)
         raise AssertionError(node.op)
 
+    @contextlib.contextmanager
+    def _shadow_run(self):
+        """While a node's real value is computed (which may draw random numbers: _random_draws_refused)."""
+        self.evaluating += 1
+        try:
+            yield
+        finally:
+            self.evaluating -= 1
+
     def proxy(self, node):
         return ShadowProxy(node, self)
 
     def to_bool(self, obj):
+        source = _random_source(obj.node)
+        if source is not None:
+            drawn = f"{'Tensor' if source.op == 'call_method' else 'torch'}.{_target_name(source)}()"
+            raise RuntimeError(f"it branches on a random draw ({drawn}): the twin would take one draw's branch")
         return bool(obj._value())
 
     def iter(self, obj):
@@ -276,7 +290,58 @@ def describe(module: torch.nn.Module, path: str) -> str:
 FACTORIES = ("ones", "zeros", "full", "empty", "arange", "linspace", "eye")
 # Random draws are recorded whatever their arguments: the twin must draw when it runs, not keep the
 # numbers drawn while tracing.
-RANDOM_FACTORIES = ("rand", "randn", "randint")
+RANDOM_FACTORIES = ("rand", "randn", "randint", "randperm")
+# Random draws on tensors the trace does not follow (made from constants) would be fixed in the
+# twin, and so would the Python decisions taken on them: refused.
+RANDOM_METHODS = ("bernoulli_", "uniform_", "normal_", "random_", "exponential_", "geometric_", "cauchy_", "log_normal_")
+RANDOM_FUNCTIONS = ("bernoulli", "rand_like", "randn_like", "randint_like", "normal", "poisson", "multinomial")
+
+
+def _target_name(node: torch.fx.Node) -> str:
+    return node.target if isinstance(node.target, str) else getattr(node.target, "__name__", "")
+
+
+def _random_source(node: torch.fx.Node) -> torch.fx.Node | None:
+    """The random draw `node`'s value depends on, if any (sizes of a drawn tensor are not random)."""
+    seen, pending = set(), [node]
+    while pending:
+        current = pending.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        name = _target_name(current)
+        if current.op in ("call_function", "call_method") and name in (*RANDOM_FACTORIES, *RANDOM_FUNCTIONS, *RANDOM_METHODS):
+            return current
+        sizes = name in ("size", "dim") or (name == "getattr" and current.args[1:2] in (("shape",), ("ndim",)))
+        if not sizes:
+            pending += current.all_input_nodes
+    return None
+
+
+@contextlib.contextmanager
+def _random_draws_refused(tracer: ShadowTracer):
+    """While tracing: a random draw on constant tensors in the model's code raises (RuntimeError, which
+    the tracer reports with the module's place); the tracer's own shadow run may draw."""
+    def refusing(owner, name):
+        original = getattr(owner, name)
+
+        def draw(*args, **kwargs):
+            if not tracer.evaluating and not _contains_proxy((args, kwargs)):
+                where = "Tensor." if owner is torch.Tensor else "torch."
+                raise RuntimeError(f"it draws random numbers with {where}{name}() on a tensor the trace does not follow "
+                                f"(made from constants): the twin would keep one draw, and any decision taken on it")
+            return original(*args, **kwargs)
+
+        return owner, name, original, draw
+
+    patches = [refusing(torch.Tensor, n) for n in RANDOM_METHODS] + [refusing(torch, n) for n in RANDOM_FUNCTIONS]
+    try:
+        for owner, name, _, draw in patches:
+            setattr(owner, name, draw)
+        yield
+    finally:
+        for owner, name, original, _ in patches:
+            setattr(owner, name, original)
 
 
 @contextlib.contextmanager
@@ -294,7 +359,7 @@ def _tracing_environment(tracer: ShadowTracer):
 
         return factory
 
-    with fx_wraps_suspended(), _einops_recorded(tracer, recording):
+    with fx_wraps_suspended(), _einops_recorded(tracer, recording), _random_draws_refused(tracer):
         try:
             for name, original in originals.items():
                 setattr(torch, name, recording(original))
