@@ -65,6 +65,22 @@ def test_the_layers_at_two_sizes(tmp_path):
     _at_two_sizes(model, tmp_path)
 
 
+def test_einmix_ports(tmp_path):
+    """einops' EinMix: its Rearrange layers and torch.einsum, its weight and bias kept by name."""
+    from einops.layers.torch import EinMix
+
+    model = torch.nn.Sequential(
+        Rearrange("b c h w -> b (h w) c"),
+        EinMix("b t c -> b t c_out", weight_shape="c c_out", bias_shape="c_out", c=4, c_out=6),
+    ).eval()
+    x = torch.randn(2, 4, 8, 8)
+    paddle_model, _ = _port(model, (x,), tmp_path)
+    assert {"1.weight", "1.bias"} <= set(paddle_model.state_dict())
+    with torch.no_grad():
+        reference = model(x)
+    _compare(reference, paddle_model(paddle.to_tensor(x.numpy())))
+
+
 def test_a_pattern_that_does_not_fit_is_refused(tmp_path):
     from weightport.errors import PortError
 
