@@ -346,7 +346,8 @@ def _random_draws_refused(tracer: ShadowTracer):
 
 @contextlib.contextmanager
 def _tracing_environment(tracer: ShadowTracer):
-    """While tracing: factories that record calls with traced sizes; and no fx-wrapped functions
+    """While tracing: factories that record calls with traced sizes (random ones always); einops'
+    calls recorded whole; random draws the trace would fix refused; and no fx-wrapped functions
     (timm registers helpers as fx leaves, which would need translations of their own: with real
     values at hand, the tracer goes through them instead)."""
     originals = {name: getattr(torch, name) for name in FACTORIES + RANDOM_FACTORIES}
