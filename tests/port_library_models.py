@@ -20,6 +20,14 @@ def simple_vit(image_size: int = 64, num_classes: int = 10):
     return SimpleViT(image_size=image_size, patch_size=16, num_classes=num_classes, dim=64, depth=2, heads=2, mlp_dim=128)
 
 
+def simple_vit_with_register_tokens(image_size: int = 64, num_classes: int = 10):
+    """vit-pytorch's SimpleViT with register tokens (einops.pack / unpack)."""
+    from vit_pytorch.simple_vit_with_register_tokens import SimpleViT
+
+    return SimpleViT(image_size=image_size, patch_size=16, num_classes=num_classes, dim=64, depth=2, heads=2, mlp_dim=128,
+                     num_register_tokens=4)
+
+
 def cait(image_size: int = 64, num_classes: int = 10, layer_dropout: float = 0.0):
     """vit-pytorch's CaiT (its layer dropout, when on, picks layers in Python from a uniform_ draw)."""
     from vit_pytorch.cait import CaiT

@@ -13,6 +13,13 @@ from einops.layers.torch import Rearrange, Reduce
 from tests.test_port import _imports, run
 from tests.test_port_translations import _compare, _port, paddle
 
+
+def _pack_unpack(x):
+    packed, shapes = einops.pack([x, x.mean(2)], "b c *")
+    a, b = einops.unpack(packed * 2, shapes, "b c *")
+    return a + b[..., None, :]
+
+
 CASES = {
     "composition": lambda x: einops.rearrange(x, "b c (h p1) (w p2) -> b (h w) (p1 p2 c)", p1=2, p2=2),
     "decomposition": lambda x: einops.rearrange(x.flatten(2), "b c (h w) -> b h c w", h=x.shape[2]),
@@ -25,6 +32,7 @@ CASES = {
     "ellipsis": lambda x: einops.rearrange(x, "b ... -> b (...)"),
     "ellipsis in the middle": lambda x: einops.reduce(x, "b c ... -> b ... c", "min"),
     "einsum": lambda x: einops.einsum(x, x, "b c h w, b d h w -> b c d"),
+    "pack and unpack": _pack_unpack,
 }
 
 
@@ -89,8 +97,11 @@ def test_a_pattern_that_does_not_fit_is_refused(tmp_path):
         _port(module.eval(), (torch.randn(2, 4, 8, 8),), tmp_path)
 
 
+VIT_PYTORCH = ["vit", "simple_vit", "simple_vit_with_register_tokens", "cait", "mobile_vit", "max_vit", "cross_vit", "pit"]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("factory", ["vit", "simple_vit", "cait", "mobile_vit", "max_vit", "cross_vit", "pit"])
+@pytest.mark.parametrize("factory", VIT_PYTORCH)
 def test_vit_pytorch_models_port_and_verify(factory, tmp_path):
     result = run("port", f"tests.port_library_models:{factory}", "--out", tmp_path / factory, "--input-size", "64", "--json", check_rc=0)
     report = json.loads(result.stdout)

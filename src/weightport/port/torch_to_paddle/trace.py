@@ -372,7 +372,7 @@ def _tracing_environment(tracer: ShadowTracer):
 
 # einops' functions, each recorded as one call (translations/patterns.py writes it out in Paddle):
 # einops asks its backends for a tensor's shape and type, which a traced value cannot answer as torch.
-EINOPS_FUNCTIONS = ("rearrange", "repeat", "reduce", "einsum")
+EINOPS_FUNCTIONS = ("rearrange", "repeat", "reduce", "einsum", "pack", "unpack")
 
 
 def _einops_functions() -> tuple:

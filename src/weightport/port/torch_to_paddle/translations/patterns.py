@@ -1,4 +1,5 @@
-"""einops' `rearrange`, `repeat`, `reduce` and `einsum` as plain Paddle code, written at generation time.
+"""einops' `rearrange`, `repeat`, `reduce` and `einsum` as plain Paddle code, written at generation time
+(`pack` and `unpack` call two small helpers of runtime.py).
 
 A pattern is a program over the input's axes: split groups, reorder, reduce, add axes, merge
 groups. Here it is spelled out as a chain of reshape / transpose / reduce / unsqueeze / expand
@@ -148,3 +149,13 @@ def einsum_code(operands: tuple) -> Code:
         out.append(token)
     compact = "".join(out)
     return Code(f"paddle.einsum({compact!r}, {', '.join(_operand(t) for t in tensors)})")
+
+
+def packing(pattern: str) -> Code:
+    """einops.pack / unpack's pattern (`b * c`) as the runtime helpers' arguments: the number of
+    axes before and after `*`."""
+    axes = pattern.split()
+    if axes.count("*") != 1 or any(not (a == "*" or a.isidentifier()) for a in axes):
+        raise ValueError(f"the einops packing pattern {pattern!r} is not axis names around one *")
+    before = axes.index("*")
+    return Code(f"{before}, {len(axes) - before - 1}")
