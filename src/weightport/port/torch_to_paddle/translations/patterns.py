@@ -14,7 +14,7 @@ from math import prod
 
 from ...templates import Code, is_atomic
 
-REDUCTIONS = {"mean": "mean", "sum": "sum", "max": "max", "min": "min", "prod": "prod", "any": "any", "all": "all"}
+REDUCTIONS = ("mean", "sum", "max", "min", "prod", "any", "all")  # einops' names, and Paddle's
 
 
 def _operand(value) -> str:
@@ -53,8 +53,9 @@ def _length(value) -> int | str:
 
 def _groups(expression, ellipsis_axes: list[str]) -> list[list]:
     """One side's groups of elementary axes, the ellipsis expanded (alone: one group per axis)."""
-    from einops.parsing import _ellipsis
+    from ...._compat import einops_ellipsis
 
+    _ellipsis = einops_ellipsis()
     groups = []
     for group in expression.composition:
         if group == _ellipsis:
@@ -113,7 +114,7 @@ def einops_code(tensor, pattern: str, reduction: str, axes_lengths: dict) -> Cod
     kept = [a for a in elementary if a not in reduced]
     if reduced:
         axes = [elementary.index(a) for a in reduced]
-        code = f"paddle.{REDUCTIONS[reduction]}({code}, axis={axes})"
+        code = f"paddle.{reduction}({code}, axis={axes})"
     ordered = [a for group in outputs for a in group if a in kept]
     permutation = [kept.index(a) for a in ordered]
     if permutation != list(range(len(kept))):
