@@ -2,19 +2,22 @@
 
 Each example (a torch expression, or a layer's constructor call) is wrapped in a one-line module,
 ported through the real path (trace, emit, the generated file imported), loaded with the module's
-own weights through its drafted table, and run on the same inputs as torch.
+own weights through its drafted table, and run on the same inputs as torch (random ops drawing
+from one shared stream, as `verify --train` runs them).
 """
 from __future__ import annotations
 
 import ast
 import importlib.util
 
+import einops
 import numpy as np
 import pytest
 import timm
 import torch
 
 from weightport.frameworks import quiet_paddle_import
+from weightport.parity.random_draws import shared_draws
 from weightport.port.torch_to_paddle.emit import generate
 from weightport.port.torch_to_paddle.tables import mapping_table
 from weightport.port.torch_to_paddle.translations import functions, layers, methods
@@ -93,15 +96,17 @@ def test_function_and_method_translations(entry, example, tmp_path):
     statements = example.split("; ") if "return " in example else [f"return {example}"]  # statements, then what to return
     used = {node.id for s in statements for node in ast.walk(ast.parse(s.removeprefix("return "))) if isinstance(node, ast.Name)}
     names = [n for n in inputs if n in used]
-    namespace = {"torch": torch, "F": torch.nn.functional, "nn": torch.nn, "timm": timm}
+    namespace = {"torch": torch, "F": torch.nn.functional, "nn": torch.nn, "timm": timm, "einops": einops}
     body = "".join(f"        {s}\n" for s in statements)
     exec(f"class Example(torch.nn.Module):\n    def forward(self, {', '.join(names)}):\n{body}", namespace)
     module = namespace["Example"]().eval()
     example_inputs = tuple(inputs[n] for n in names)
     paddle_model, _ = _port(module, example_inputs, tmp_path)
-    with torch.no_grad():
+    with shared_draws("torch", seed=0) as torch_draws, torch.no_grad():  # random ops: both draw the same numbers
         reference = module(*example_inputs)
-    output = paddle_model(*(paddle.to_tensor(t.numpy()) for t in example_inputs))
+    with shared_draws("paddle", seed=0) as paddle_draws:
+        output = paddle_model(*(paddle.to_tensor(t.numpy()) for t in example_inputs))
+    assert sum(torch_draws.values()) == sum(paddle_draws.values()), (torch_draws, paddle_draws)
     _compare(reference, output)
 
 

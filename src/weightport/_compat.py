@@ -17,7 +17,7 @@ if sys.version_info >= (3, 11):
 else:  # Python 3.10: the same parser, as a package
     import tomli as tomllib
 
-__all__ = ["tomllib", "exit_now", "torch_dispatch_mode", "fx_patches_reverted", "fx_wraps_suspended"]
+__all__ = ["tomllib", "exit_now", "torch_dispatch_mode", "fx_patches_reverted", "fx_wraps_suspended", "einops_ellipsis"]
 
 
 def exit_now(code: int) -> None:
@@ -66,3 +66,11 @@ def fx_wraps_suspended():
     finally:
         fx_trace._wrapped_fns_to_patch.update(functions)
         fx_trace._wrapped_methods_to_patch.extend(methods)
+
+
+def einops_ellipsis() -> str:
+    """einops.parsing._ellipsis: the one character that stands for `...` in a ParsedExpression's
+    composition (checked on einops 0.8.2)."""
+    from einops.parsing import _ellipsis
+
+    return _ellipsis

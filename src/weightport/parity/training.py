@@ -15,7 +15,10 @@ the same batch with the same loss, and this module compares
   carried through the table): the gradients' own differences are compared above, and Adam's first
   step is about lr x sign(g), which would turn fp32 noise in near-zero gradients into 2 x lr.
 
-Dropout, drop-path and their kin are switched off on both sides (listed in the report). Both twins
+Dropout, drop-path and their kin are switched off on both sides (listed in the report); random ops in
+the modules' own code (drop-connect's `torch.rand`, stochastic depth's `bernoulli_`, functional
+dropout) draw the same numbers on both sides from one seeded stream (random_draws.py; the report
+counts them), so their code paths are compared, not skipped. Both twins
 run in float64: in float32, a ReLU or max-pool whose input sits within rounding of its kink passes
 the gradient on one side and blocks it on the other, a discrete difference of a whole element's
 gradient (measured: 40x torch's own fp32-vs-fp64 error in a BatchNorm bias of botnet50_s1), which no
@@ -40,6 +43,7 @@ from ..frameworks import named_modules, quiet_paddle_import
 from ..tables.rules import Step, Table
 from .inputs import Batch, paddle_inputs, torch_inputs
 from .metrics import flatten_outputs, share_of_limit
+from .random_draws import shared_draws
 
 # Largest error allowed, as a fraction of each tensor's largest value (float64 twins; faithful ones
 # of every registered model stay below 1e-6, docs/training.md and docs/torchvision.md).
@@ -58,8 +62,9 @@ OPTIMIZERS = {
 
 # Modules whose train-mode output is random: switched off on both sides. Matched on the class
 # names of the module's type and its bases (torch's Dropout*, timm's DropPath and DropBlock2d,
-# torchvision's StochasticDepth, Paddle's Dropout*, the twins' own DropPath).
-STOCHASTIC = re.compile(r"(\w*Dropout\w*|\w*DropPath\w*|DropBlock\w*|StochasticDepth)")
+# torchvision's StochasticDepth, Paddle's Dropout*, the twins' own DropPath and their classes, numbered when
+# instances differ: StochasticDepth2).
+STOCHASTIC = re.compile(r"(\w*Dropout\w*|\w*DropPath\w*|DropBlock\w*|StochasticDepth\w*)")
 _RATES = ("p", "drop_prob", "drop_rate")
 
 
@@ -102,6 +107,8 @@ class TrainingReport:
     loss_rel: float
     switched_off: dict[str, list[str]]  # framework -> "path (Class, rate)" of the stochastic modules made deterministic
     tol: float
+    # framework -> random function -> calls that drew from the stream both sides share (random_draws.py)
+    random_draws: dict[str, dict[str, int]] = field(default_factory=dict)
     gradients: list[TensorCheck] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # parameters with a gradient on one side only, and the like
     unused: list[str] = field(default_factory=list)  # trainable on both sides, a gradient on neither
@@ -554,6 +561,17 @@ def _compare_steps(torch_model, paddle_model, torch_run: _TorchRun, counterpart:
 # --- the check ------------------------------------------------------------------------------------
 
 
+def _paddle_to_float64(model) -> None:
+    """Layer.to(dtype=) casts integer buffers too (a relative position index becomes float64 and can
+    no longer index): those are put back as they were."""
+    paddle = quiet_paddle_import()
+    integers = [(layer, name, buffer.numpy()) for layer in model.sublayers(include_self=True)
+                for name, buffer in layer._buffers.items() if buffer is not None and not paddle.is_floating_point(buffer)]
+    model.to(dtype="float64")  # casts in place, the dtype of a tensor's storage with it
+    for layer, name, values in integers:
+        layer._buffers[name] = paddle.to_tensor(values)
+
+
 def check_training(table: Table, torch_model, paddle_model, batch: np.ndarray | Batch, *, seed: int = 0,
                    torch_device: str = "cpu", tol: float = DEFAULT_TRAIN_TOL, layers: bool = False) -> TrainingReport:
     """Both twins in train mode and float64 on `batch` (of at least 2 images, as `verify_model`
@@ -563,7 +581,7 @@ def check_training(table: Table, torch_model, paddle_model, batch: np.ndarray | 
     statistics updated once; their parameters are as they came."""
     torch_model.double().train()
     try:
-        paddle_model.to(dtype="float64")
+        _paddle_to_float64(paddle_model)
     except RuntimeError as exc:  # Paddle's RNN layers, whose weights live in one packed buffer, refuse it (Paddle 3.3.1)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"the Paddle twin cannot be cast to float64, which the training check needs: {first[:200]}") from None
@@ -575,15 +593,20 @@ def check_training(table: Table, torch_model, paddle_model, batch: np.ndarray | 
         from .gradients import GradientRecorder
 
         recorder = GradientRecorder(table, torch_model, paddle_model)
-    torch_run = run_torch(torch_model, batch, seed, torch_device, on_forward=recorder and recorder.torch_forward_done)
+    with shared_draws("torch", seed) as torch_draws:
+        torch_run = run_torch(torch_model, batch, seed, torch_device, on_forward=recorder and recorder.torch_forward_done)
     try:
-        paddle_run = run_paddle(paddle_model, batch, torch_run.objective, on_forward=recorder and recorder.paddle_forward_done)
+        with shared_draws("paddle", seed) as paddle_draws:
+            paddle_run = run_paddle(paddle_model, batch, torch_run.objective, on_forward=recorder and recorder.paddle_forward_done)
     except (RuntimeError, ValueError, TypeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"the Paddle twin cannot train in float64, which the training check needs: {first[:200]}") from None
     loss_rel = abs(torch_run.loss - paddle_run.loss) / max(abs(torch_run.loss), np.finfo(np.float64).tiny)
     report = TrainingReport(loss=torch_run.objective.description, torch_loss=torch_run.loss, paddle_loss=paddle_run.loss,
-                            loss_rel=loss_rel, switched_off=switched_off, tol=tol)
+                            loss_rel=loss_rel, switched_off=switched_off, tol=tol,
+                            random_draws={"torch": dict(torch_draws), "paddle": dict(paddle_draws)})
+    if sum(torch_draws.values()) != sum(paddle_draws.values()):
+        report.problems.append(f"the twins drew random numbers differently: torch {dict(torch_draws)}, paddle {dict(paddle_draws)}")
     counterpart = _compare_gradients(table, torch_run, paddle_run, tol, report)
     _compare_running_stats(table, torch_model, torch_run, paddle_run, tol, report)
     _compare_steps(torch_model, paddle_model, torch_run, counterpart, tol, report)

@@ -209,6 +209,10 @@ def print_training(result, layers: bool) -> None:
         if off:
             out.print("switched off on both sides (stochastic in training): "
                           + "; ".join(f"{side}: {', '.join(names)}" for side, names in off.items()))
+        drawn = {side: draws for side, draws in training.random_draws.items() if draws}
+        if drawn:
+            out.print("random ops drawing the same numbers on both sides (one seeded stream): "
+                      + "; ".join(f"{side}: {', '.join(f'{name} x{n}' for name, n in draws.items())}" for side, draws in drawn.items()))
         if training.unused:
             out.print(f"[yellow]no gradient on either side (unused in both twins): {', '.join(training.unused)}[/]")
         for line in training.failures()[:20]:

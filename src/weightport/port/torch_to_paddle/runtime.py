@@ -187,6 +187,20 @@ def meshgrid(*tensors, indexing="ij"):
     return grids
 
 
+def pack(tensors, before, after):
+    """einops.pack: each tensor's axes between its first `before` and last `after` merged into one,
+    the tensors concatenated along it; also returns the merged axes' shapes, for unpack."""
+    shapes = [t.shape[before : t.ndim - after] for t in tensors]
+    merged = [t.reshape(t.shape[:before] + [-1] + t.shape[t.ndim - after :]) for t in tensors]
+    return paddle.concat(merged, axis=before), shapes
+
+
+def unpack(x, shapes, before, after):
+    """einops.unpack: the inverse of pack, given the shapes it returned."""
+    pieces = paddle.split(x, [math.prod(shape) for shape in shapes], axis=before)
+    return [piece.reshape(piece.shape[:before] + list(shape) + piece.shape[before + 1 :]) for piece, shape in zip(pieces, shapes)]
+
+
 def drop_path(x, drop_prob=0.0, training=False, scale_by_keep=True):
     """Stochastic depth per sample, as timm's drop_path."""
     if drop_prob == 0.0 or not training:

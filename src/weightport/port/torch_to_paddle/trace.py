@@ -27,6 +27,7 @@ import inspect
 import keyword
 import math
 import operator
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,7 +50,7 @@ class ShadowProxy(torch.fx.Proxy):
         # where a tensor lives and what it holds are fixed for the trace: real values, not nodes
         if name in ("device", "dtype", "is_cuda", "is_floating_point", "is_nested", "is_sparse", "layout"):
             return getattr(self._value(), name)
-        return super().__getattr__(name)
+        return ShadowAttribute(self, name)
 
     def __len__(self):
         return self.tracer.answer(self, "len")
@@ -95,6 +96,11 @@ def is_guard(node: torch.fx.Node) -> bool:
     return node.op == "call_function" and node.target is guard
 
 
+class ShadowAttribute(ShadowProxy, torch.fx.proxy.Attribute):
+    """An attribute of a traced value (`x.shape`), which answers as a ShadowProxy does (`*x.shape`
+    asks for its length)."""
+
+
 @dataclass
 class Body:
     """One traced call of a module whose class has no layer translation."""
@@ -131,7 +137,7 @@ class ShadowTracer(torch.fx.Tracer):
     """torch.fx's tracer with per-module graphs and real values (see the module docstring)."""
 
     def __init__(self, is_layer: Callable[[torch.nn.Module], bool], example: tuple):
-        super().__init__(autowrap_modules=(), param_shapes_constant=False)
+        super().__init__(autowrap_modules=(), autowrap_functions=_einops_functions(), param_shapes_constant=False)
         self.is_layer = is_layer
         self.proxy_buffer_attributes = True
         self._example = list(example)
@@ -141,6 +147,7 @@ class ShadowTracer(torch.fx.Tracer):
         self._pending_value: list[Any] = []
         self.bodies: dict[str, Body] = {}
         self.by_module: dict[int, Body] = {}  # a module registered under two paths is traced under the first
+        self.evaluating = 0  # > 0 while the tracer computes a node's real value
 
     # --- values -------------------------------------------------------------------------
     def value_of(self, node: torch.fx.Node):
@@ -181,7 +188,7 @@ class ShadowTracer(torch.fx.Tracer):
 
     def _evaluate(self, node: torch.fx.Node):
         args, kwargs = self._real(node.args), self._real(node.kwargs)
-        with fx_patches_reverted(), torch.no_grad():
+        with fx_patches_reverted(), torch.no_grad(), self._shadow_run():
             if node.op == "get_attr":
                 return _fetch(self.root, node.target)
             if node.op == "call_function":
@@ -191,6 +198,15 @@ class ShadowTracer(torch.fx.Tracer):
             if node.op == "call_module":
                 return self.root.get_submodule(node.target)(*args, **kwargs)
         raise AssertionError(node.op)
+
+    @contextlib.contextmanager
+    def _shadow_run(self):
+        """While a node's real value is computed (which may draw random numbers: _random_draws_refused)."""
+        self.evaluating += 1
+        try:
+            yield
+        finally:
+            self.evaluating -= 1
 
     def proxy(self, node):
         return ShadowProxy(node, self)
@@ -207,6 +223,10 @@ class ShadowTracer(torch.fx.Tracer):
         return result
 
     def to_bool(self, obj):
+        source = _random_source(obj.node)
+        if source is not None:
+            drawn = f"{'Tensor' if source.op == 'call_method' else 'torch'}.{_target_name(source)}()"
+            raise RuntimeError(f"it branches on a random draw ({drawn}): the twin would take one draw's branch")
         return self.answer(obj, "bool")
 
     def iter(self, obj):
@@ -336,24 +356,79 @@ def describe(module: torch.nn.Module, path: str) -> str:
 
 # torch's factories reject a traced size (`torch.ones(x.shape[0], 1)`) before fx sees the call.
 FACTORIES = ("ones", "zeros", "full", "empty", "arange", "linspace", "eye")
+# Random draws are recorded whatever their arguments: the twin must draw when it runs, not keep the
+# numbers drawn while tracing.
+RANDOM_FACTORIES = ("rand", "randn", "randint", "randperm")
+# Random draws on tensors the trace does not follow (made from constants) would be fixed in the
+# twin, and so would the Python decisions taken on them: refused.
+RANDOM_METHODS = ("bernoulli_", "uniform_", "normal_", "random_", "exponential_", "geometric_", "cauchy_", "log_normal_")
+RANDOM_FUNCTIONS = ("bernoulli", "rand_like", "randn_like", "randint_like", "normal", "poisson", "multinomial")
+
+
+def _target_name(node: torch.fx.Node) -> str:
+    return node.target if isinstance(node.target, str) else getattr(node.target, "__name__", "")
+
+
+def _random_source(node: torch.fx.Node) -> torch.fx.Node | None:
+    """The random draw `node`'s value depends on, if any (sizes of a drawn tensor are not random)."""
+    seen, pending = set(), [node]
+    while pending:
+        current = pending.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        name = _target_name(current)
+        if current.op in ("call_function", "call_method") and name in (*RANDOM_FACTORIES, *RANDOM_FUNCTIONS, *RANDOM_METHODS):
+            return current
+        sizes = name in ("size", "dim") or (name == "getattr" and current.args[1:2] in (("shape",), ("ndim",)))
+        if not sizes:
+            pending += current.all_input_nodes
+    return None
+
+
+@contextlib.contextmanager
+def _random_draws_refused(tracer: ShadowTracer):
+    """While tracing: a random draw on constant tensors in the model's code raises (RuntimeError, which
+    the tracer reports with the module's place); the tracer's own shadow run may draw."""
+    def refusing(owner, name):
+        original = getattr(owner, name)
+
+        def draw(*args, **kwargs):
+            if not tracer.evaluating and not _contains_proxy((args, kwargs)):
+                where = "Tensor." if owner is torch.Tensor else "torch."
+                raise RuntimeError(f"it draws random numbers with {where}{name}() on a tensor the trace does not follow "
+                                f"(made from constants): the twin would keep one draw, and any decision taken on it")
+            return original(*args, **kwargs)
+
+        return owner, name, original, draw
+
+    patches = [refusing(torch.Tensor, n) for n in RANDOM_METHODS] + [refusing(torch, n) for n in RANDOM_FUNCTIONS]
+    try:
+        for owner, name, _, draw in patches:
+            setattr(owner, name, draw)
+        yield
+    finally:
+        for owner, name, original, _ in patches:
+            setattr(owner, name, original)
 
 
 @contextlib.contextmanager
 def _tracing_environment(tracer: ShadowTracer):
-    """While tracing: factories that record calls with traced sizes; and no fx-wrapped functions
+    """While tracing: factories that record calls with traced sizes (random ones always); einops'
+    calls recorded whole; random draws the trace would fix refused; and no fx-wrapped functions
     (timm registers helpers as fx leaves, which would need translations of their own: with real
     values at hand, the tracer goes through them instead)."""
-    originals = {name: getattr(torch, name) for name in FACTORIES}
+    originals = {name: getattr(torch, name) for name in FACTORIES + RANDOM_FACTORIES}
 
     def recording(original):
         def factory(*args, **kwargs):
-            if _contains_proxy((args, kwargs)):
+            if original.__name__ in RANDOM_FACTORIES or _contains_proxy((args, kwargs)):
                 return tracer.create_proxy("call_function", original, args, kwargs)
             return original(*args, **kwargs)
 
         return factory
 
-    with fx_wraps_suspended():
+    with fx_wraps_suspended(), _einops_recorded(tracer, recording), _random_draws_refused(tracer):
         try:
             for name, original in originals.items():
                 setattr(torch, name, recording(original))
@@ -361,6 +436,47 @@ def _tracing_environment(tracer: ShadowTracer):
         finally:
             for name, original in originals.items():
                 setattr(torch, name, original)
+
+
+# einops' functions, each recorded as one call (translations/patterns.py writes it out in Paddle):
+# einops asks its backends for a tensor's shape and type, which a traced value cannot answer as torch.
+EINOPS_FUNCTIONS = ("rearrange", "repeat", "reduce", "einsum", "pack", "unpack")
+
+
+def _einops_functions() -> tuple:
+    """The einops functions, for fx to record where a model's module imported them by name."""
+    einops = sys.modules.get("einops")  # a model that calls einops has imported it
+    return tuple(getattr(einops, name) for name in EINOPS_FUNCTIONS) if einops is not None else ()
+
+
+@contextlib.contextmanager
+def _einops_recorded(tracer: ShadowTracer, recording: Callable):
+    """While tracing: `einops.rearrange(...)` (called through the module) recorded as one call, and
+    einops' torch layers recorded as the function call they stand for."""
+    einops, layers = sys.modules.get("einops"), sys.modules.get("einops.layers.torch")
+    functions = {name: getattr(einops, name) for name in EINOPS_FUNCTIONS} if einops is not None else {}
+    forwards = {cls: cls.forward for cls in (layers.Rearrange, layers.Reduce)} if layers is not None else {}
+
+    def as_call(cls, original_forward):
+        def forward(self, input):
+            if not isinstance(input, torch.fx.Proxy):
+                return original_forward(self, input)
+            args = (input, self.pattern) if cls is layers.Rearrange else (input, self.pattern, self.reduction)
+            return tracer.create_proxy("call_function", functions[cls.__name__.lower()], args, dict(self.axes_lengths))
+
+        return forward
+
+    try:
+        for name, original in functions.items():
+            setattr(einops, name, recording(original))
+        for cls, original in forwards.items():
+            cls.forward = as_call(cls, original)
+        yield
+    finally:
+        for name, original in functions.items():
+            setattr(einops, name, original)
+        for cls, original in forwards.items():
+            cls.forward = original
 
 
 def trace(model: torch.nn.Module, example: tuple, is_layer: Callable[[torch.nn.Module], bool], training: bool,

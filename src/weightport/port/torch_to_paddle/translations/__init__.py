@@ -10,6 +10,7 @@ from typing import Any
 from ....errors import PortError
 from ... import templates
 from ...templates import OMIT, Code, Spelling, Translation, is_atomic
+from .patterns import einops_code, einsum_code, packing
 
 
 def literal(value, index: bool = False) -> str:
@@ -169,11 +170,13 @@ def _unpacked(values) -> Code:
     return Code(", ".join(literal(v) for v in values))
 
 
-# What template expressions may call: the helpers above, and a few harmless builtins.
+# What template expressions may call: the helpers above, einops patterns written out (patterns.py), and a
+# few harmless builtins.
 ENVIRONMENT = {
     "to_sizes": _sizes, "to_dtype": _dtype, "one": _one, "attribute": _attribute, "reduction": _reduction,
     "arange": _arange, "same_padding": _same_padding, "sum_dtype": _sum_dtype, "divide": _divide, "shape": _shape, "times": _times,
-    "cast_to": _cast_to, "unpacked": _unpacked, "code": _code, "OMIT": OMIT, "literal": lambda v, index=False: Code(literal(v, index)),
+    "cast_to": _cast_to, "unpacked": _unpacked, "code": _code, "einops_code": einops_code, "einsum_code": einsum_code,
+    "packing": packing, "OMIT": OMIT, "literal": lambda v, index=False: Code(literal(v, index)),
     "isinstance": isinstance, "list": list, "bool": bool, "str": str, "int": int, "float": float, "tuple": tuple, "len": len,
 }
 
