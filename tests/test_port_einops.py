@@ -46,9 +46,10 @@ class Applied(torch.nn.Module):
 
 
 def _at_two_sizes(module: torch.nn.Module, tmp_path) -> None:
-    """Ported at 8 x 8, checked at 8 x 8 and at 12 x 16."""
+    """Traced at 8 x 8 and 16 x 16, checked at 8 x 8 and at 12 x 16."""
     g = torch.Generator().manual_seed(0)
-    paddle_model, generated = _port(module.eval(), (torch.randn(2, 4, 8, 8, generator=g),), tmp_path)
+    examples = [(torch.randn(2, 4, 8, 8, generator=g),), (torch.randn(2, 4, 16, 16, generator=g),)]
+    paddle_model, generated = _port(module.eval(), examples, tmp_path)
     assert _imports(generated.source) <= {"paddle", "numpy", "os", "math"}
     for shape in ((2, 4, 8, 8), (3, 4, 12, 16)):
         x = torch.randn(*shape, generator=g)

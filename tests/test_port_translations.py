@@ -50,7 +50,8 @@ def _cases(table, kind):
 
 
 def _port(module: torch.nn.Module, example: tuple, tmp_path):
-    generated = generate(module, [(example, {})], "test twin")
+    examples = example if isinstance(example, list) else [example]  # several: traced at each size
+    generated = generate(module, [(e, {}) for e in examples], "test twin")
     path = tmp_path / "modeling_paddle.py"
     path.write_text(generated.source)
     if generated.constants:

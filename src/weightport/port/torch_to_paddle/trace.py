@@ -28,6 +28,7 @@ import keyword
 import math
 import operator
 import sys
+import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -513,9 +514,12 @@ def _entry_class(cls: type, positional: int, keywords: list[str]) -> type:
     names = _input_names(cls.forward, positional, keywords)
     head = ", ".join(["self", *names])
     call = ", ".join([*names[:positional], *(f"{k}={n}" for k, n in zip(keywords, names[positional:], strict=True))])
-    namespace: dict[str, Any] = {"original": cls.forward}
-    exec(f"def forward({head}):\n    return original(self, {call})\n", namespace)  # noqa: S102
-    return type(cls.__name__, (cls,), {"forward": namespace["forward"], "__module__": cls.__module__, "__qualname__": cls.__qualname__})
+    namespace: dict[str, Any] = {}
+    exec(f"def entry(original):\n    def forward({head}):\n        return original(self, {call})\n    return forward\n", namespace)  # noqa: S102
+    made = namespace["entry"](cls.forward)
+    # with the model's own module globals, where fx looks for the functions it records (einops')
+    forward = types.FunctionType(made.__code__, cls.forward.__globals__, "forward", None, made.__closure__)
+    return type(cls.__name__, (cls,), {"forward": forward, "__module__": cls.__module__, "__qualname__": cls.__qualname__})
 
 
 def _input_names(forward: Callable, positional: int, keywords: list[str]) -> list[str]:
