@@ -183,7 +183,13 @@ class _BodyWriter:
         return name
 
     def _args(self, value):
-        return torch.fx.node.map_aggregate(value, lambda v: self.code[v] if isinstance(v, torch.fx.Node) else v)
+        return torch.fx.node.map_aggregate(value, lambda v: self._code_of(v) if isinstance(v, torch.fx.Node) else v)
+
+    def _code_of(self, node: torch.fx.Node) -> Code:
+        if node not in self.code:  # a node of another module's graph (a hook stored it), never returned from there
+            raise PortError(f"{describe(self.body.module, self.body.path)} uses `{node.name}`, a value one of its submodules "
+                            "computed and handed over otherwise than by returning it (a hook that stores it): a twin cannot reach it")
+        return self.code[node]
 
     def _translate(self, node: torch.fx.Node) -> tuple[str | None, Translation | None]:
         if node.op == "call_function":
