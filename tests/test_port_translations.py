@@ -171,3 +171,28 @@ def test_one_hot_sized_by_the_data_is_refused_with_the_remedy():
 
     with pytest.raises(PortError, match="sizes its output by the data; give num_classes"):
         generate(OneHot().eval(), [((_inputs()["i"],), {})], "test twin")
+
+
+def test_an_in_place_op_on_a_slice_changes_the_tensor_sliced(tmp_path):
+    """torchvision's Swin V2 zeroes the key third of a cloned qkv bias through a slice; the twin
+    computes out of place and must assign the result back into the tensor sliced."""
+
+    class ZeroedThird(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bias = torch.nn.Parameter(torch.randn(12, generator=torch.Generator().manual_seed(1)))
+
+        def forward(self, x):
+            bias = self.bias.clone()
+            third = bias.numel() // 3
+            bias[third : 2 * third].zero_()
+            grid = x.clone()
+            grid[:, 1][:, 2:4].mul_(3.0)  # a slice of a slice: written back twice
+            return grid.flatten(1)[:, :12] + bias
+
+    model = ZeroedThird().eval()
+    x = _inputs()["x"]
+    paddle_model, _ = _port(model, (x,), tmp_path)
+    with torch.no_grad():
+        reference = model(x)
+    _compare(reference, paddle_model(paddle.to_tensor(x.numpy())))

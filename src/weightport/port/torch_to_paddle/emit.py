@@ -237,6 +237,26 @@ class _BodyWriter:
             self._share(nodes, self.code.get(node))
             if statement is not None:
                 statements.append(statement)
+            statements += self._written_back(node)
+        return statements
+
+    def _written_back(self, node: torch.fx.Node) -> list[_Statement]:
+        """torch's in-place op on a slice (`bias[n:2 * n].zero_()`) changes the tensor sliced; the
+        twin computes out of place, so the result is assigned back into a new copy of that tensor,
+        which later code reads (and so on up a chain of slices)."""
+        if not (_mutates_first_argument(node) and isinstance(node.args[0], torch.fx.Node) and node in self.code):
+            return []
+        statements, value, view = [], self.code[node], node.args[0]
+        while _is_view(view, self.values):
+            base, index = view.args
+            self.out.helpers.add("setitem")
+            variable = self._variable(base)
+            text = f"setitem({literal(self._args(base))}, {literal(self._args(index))}, {literal(value)})"
+            statements.append(_Statement(variable, f"{variable} = {text}", False))
+            value = Code(variable, self.values(base))
+            for same in self.matches.get(base, [base]):
+                self.code[same] = value
+            view = base
         return statements
 
     def _share(self, nodes: list[torch.fx.Node], code: Code | None) -> None:
@@ -346,7 +366,8 @@ class _BodyWriter:
             if inline:
                 self.code[node] = Code(text if is_atomic(text) else f"({text})", self.values(node))
                 return None
-            if not node.users:
+            writes_back = _mutates_first_argument(node) and isinstance(node.args[0], torch.fx.Node) and _is_view(node.args[0], self.values)
+            if not node.users and not writes_back:
                 return None
         variable = self._variable(node)
         self.code[node] = Code(variable, self.values(node))
@@ -375,6 +396,15 @@ def _generalised(arms: list[list], answers: list, variable: str) -> tuple[str, s
         row, (start, end) = token.start[0] - 1, (token.start[1], token.end[1])
         lines[row] = lines[row][:start] + variable + lines[row][end:]
     return variable, "\n".join(lines)
+
+
+def _is_view(node: torch.fx.Node, values) -> bool:
+    """A slice of a tensor by basic indexing (ints, slices, None, ...): torch returns a view of it."""
+    if not (node.op == "call_function" and node.target is operator.getitem and isinstance(node.args[0], torch.fx.Node)):
+        return False
+    index = node.args[1] if isinstance(node.args[1], tuple) else (node.args[1],)
+    basic = all(isinstance(i, (int, slice, type(None), type(Ellipsis))) and not isinstance(i, bool) for i in index)
+    return basic and isinstance(values(node.args[0]), torch.Tensor)
 
 
 def _wrapped(text: str) -> str:
