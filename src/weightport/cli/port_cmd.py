@@ -15,8 +15,9 @@ from .output import print_json
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Folder to write the twin into.")
 @click.option("--model-arg", "model_args", multiple=True, metavar="NAME=VALUE",
               help="Keyword argument for the torch model (repeatable), e.g. num_classes=10.")
-@options.input_size("Input height and width the twin is generated for (default: the model's); for a Paddle "
-                    "SOURCE, the first of the two sizes it is verified at.")
+@options.input_size("Input height and width the port starts from (default: the model's): a torch SOURCE is "
+                    "also traced at 3/4 and 5/4 of it where torch's model runs there, so that its twin runs at "
+                    "any size; a Paddle SOURCE is verified at it and at 3/4 of it.")
 @click.option("--input-name", "input_names", multiple=True, metavar="NAME",
               help="A torch SOURCE's input, passed by keyword (repeatable, in order), e.g. pixel_values; default: "
                    "forward's first parameter by position, or a transformers model's main input.")
