@@ -476,18 +476,92 @@ def _needs(statements: list) -> set[str]:
 
 
 def _render(statements: list) -> list[str]:
-    """Source lines of statements and branches (a statement's text may span lines)."""
+    """Source lines of statements and branches (a statement's text may span lines). The code the
+    arms of a branch end with alike is written once, after the branch (see _joined)."""
     lines = []
     for statement in statements:
-        if isinstance(statement, _Branch):
-            for n, (condition, body) in enumerate(statement.arms):
-                lines.append(f"{'if' if n == 0 else 'elif'} {condition}:")
-                lines += [INDENT + line for line in _render(body)]
-            lines.append("else:")
-            lines += [INDENT + line for line in (_render(statement.otherwise) if statement.otherwise is not None else [statement.unseen])]
-        else:
+        if not isinstance(statement, _Branch):
             lines += statement.text.split("\n")
+            continue
+        bodies = [_render(body) for _, body in statement.arms]
+        if statement.otherwise is not None:
+            bodies.append(_render(statement.otherwise))
+        bodies, tail = _joined(bodies)
+        conditions = [condition for condition, _ in statement.arms]
+        for n, (condition, body) in enumerate(zip(conditions, bodies)):
+            lines.append(f"{'if' if n == 0 else 'elif'} {condition}:")
+            lines += [INDENT + line for line in body or ["pass"]]
+        lines.append("else:")
+        lines += [INDENT + line for line in ((bodies[-1] or ["pass"]) if statement.otherwise is not None else [statement.unseen])]
+        lines += tail
     return lines
+
+
+def _joined(bodies: list[list[str]]) -> tuple[list[list[str]], list[str]]:
+    """The arms' bodies without the lines they all end with, and those lines (the first arm's): lines
+    are alike when their tokens are, but for the names of variables the arms define each their own
+    way, which the other arms' bodies are renamed to. Only whole top-level lines are taken."""
+    if len(bodies) < 2:
+        return bodies, []
+    streams = [[_tokens(line) for line in body] for body in bodies]
+    renames: list[dict[str, str]] = [{} for _ in bodies]  # per arm: its name -> the first arm's
+    taken = 0
+    while all(taken < len(body) for body in bodies):
+        lines = [stream[-1 - taken] for stream in streams]
+        if any(body[-1 - taken].startswith((" ", "\t")) for body in bodies) or any(line is None for line in lines):
+            break
+        trial = [dict(r) for r in renames]
+        if not all(_alike(lines[0], line, names) for line, names in zip(lines[1:], trial[1:])):
+            break
+        renames, taken = trial, taken + 1
+    while taken and any(body[len(body) - taken].startswith(("else", "elif")) for body in bodies):
+        taken -= 1
+    if taken == 0:
+        return bodies, []
+    heads = [body[: len(body) - taken] for body in bodies]
+    for n in range(1, len(heads)):
+        changed = {theirs: ours for theirs, ours in renames[n].items() if theirs != ours}
+        assigned = {line.partition(" = ")[0] for line in heads[n] if " = " in line and line.partition(" = ")[0].isidentifier()}
+        used = {t.string for line in heads[n] for t in (_tokens(line) or []) if t.type == tokenize.NAME}
+        if any(ours in used and ours not in changed for ours in changed.values()):
+            return bodies, []  # the first arm's name means something else in this arm
+        # a name this arm defines takes the first arm's; one it has from before the branch is copied to it
+        heads[n] = [_renamed(line, {t: o for t, o in changed.items() if t in assigned}) for line in heads[n]]
+        heads[n] += [f"{ours} = {theirs}" for theirs, ours in changed.items() if theirs not in assigned]
+    return heads, bodies[0][len(bodies[0]) - taken :]
+
+
+def _tokens(line: str):
+    try:
+        return [t for t in tokenize.generate_tokens(io.StringIO(line).readline)
+                if t.type not in (tokenize.NEWLINE, tokenize.NL, tokenize.ENDMARKER, tokenize.INDENT, tokenize.DEDENT)]
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        return None
+
+
+def _alike(ours, theirs, renames: dict[str, str]) -> bool:
+    """Whether two lines' tokens agree, names mapped consistently (theirs -> ours, one to one)."""
+    if len(ours) != len(theirs):
+        return False
+    for a, b in zip(ours, theirs):
+        if a.type == b.type == tokenize.NAME and a.string != b.string and not keyword.iskeyword(a.string):
+            if renames.get(b.string, a.string) != a.string or (a.string in renames.values() and renames.get(b.string) != a.string):
+                return False
+            renames[b.string] = a.string
+        elif a.string != b.string:
+            return False
+        elif a.type == tokenize.NAME and b.string in renames and renames[b.string] != a.string:
+            return False
+    return True
+
+
+def _renamed(line: str, renames: dict[str, str]) -> str:
+    tokens = _tokens(line)
+    if not renames or tokens is None:
+        return line
+    for token in reversed([t for t in tokens if t.type == tokenize.NAME and t.string in renames]):
+        line = line[: token.start[1]] + renames[token.string] + line[token.end[1] :]
+    return line
 
 
 @cache
