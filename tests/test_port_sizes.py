@@ -118,6 +118,8 @@ def test_a_vit_with_dynamic_image_size_matches_torch_at_sizes_it_was_not_ported_
     folder = tmp_path / "vit"
     run("port", "timm:vit_tiny_patch16_224", "--model-arg", "dynamic_img_size=True", "--model-arg", "depth=2",
         "--input-size", "64", "--out", folder, "--no-verify", check_rc=0)
+    source = (folder / "modeling_paddle.py").read_text()
+    assert "interpolate(" in source and source.count("self.head(") == 1  # both arms end in one tail
     twins = _twins(folder)
     for size in (32, 112):
         expected, got = _outputs(twins, size)
