@@ -2,6 +2,7 @@
 
     python scripts/port_coverage.py --public             # the public list (docs/port-coverage.md)
     python scripts/port_coverage.py --sweep              # the smallest model of every timm module
+    python scripts/port_coverage.py --sweep --second-size 160 --dynamic-img-size   # ViTs built to run at any size
     python scripts/port_coverage.py --others             # models from outside timm (port_coverage_models.py)
     python scripts/port_coverage.py resnet50 vit_tiny_patch16_224 --second-size 160
 
@@ -70,8 +71,23 @@ class Target:
     library: str | None = None
 
 
-def timm_target(name: str, second: int | None) -> Target:
-    return Target(name, f"timm:{name}", second=second, second_shape=(1, 3, second, second) if second else None)
+def timm_target(name: str, second: int | None, dynamic: bool = False) -> Target:
+    """A timm model; with `dynamic`, built with dynamic_img_size=True where its class takes it (timm's
+    ViTs: their position embedding is then resampled to the input's grid, so they run at any size)."""
+    options = ("--model-arg", "dynamic_img_size=True") if dynamic and _takes_dynamic_size(name) else ()
+    return Target(name, f"timm:{name}", options, second=second, second_shape=(1, 3, second, second) if second else None)
+
+
+def _takes_dynamic_size(name: str) -> bool:
+    import timm
+    import torch
+
+    try:
+        with torch.device("meta"):
+            timm.create_model(name, dynamic_img_size=True)
+    except Exception:
+        return False
+    return True
 
 
 def port_options() -> set[str]:
@@ -317,6 +333,8 @@ def main() -> None:
     parser.add_argument("--sweep", action="store_true")
     parser.add_argument("--others", action="store_true", help="The models from outside timm of port_coverage_models.py.")
     parser.add_argument("--second-size", type=int, help="Also check each twin at this input size (the others have their own).")
+    parser.add_argument("--dynamic-img-size", action="store_true",
+                        help="Build the timm models that take it with dynamic_img_size=True (ViTs that then run at any size).")
     parser.add_argument("--peer", action="store_true", help="Run X2Paddle's pytorch2paddle on each model too (pip install '.[peer]').")
     parser.add_argument("--json", type=Path, help="Write the rows as JSON.")
     parser.add_argument("--markdown", type=Path, help="Append the table to this file.")
@@ -333,12 +351,13 @@ def main() -> None:
         report(rows, _title(rows), args.markdown)
         return
     offered = port_options() if args.others else set()
-    targets: list[tuple[str | None, Target]] = [(None, timm_target(m, args.second_size)) for m in args.models]
+    dynamic = args.dynamic_img_size
+    targets: list[tuple[str | None, Target]] = [(None, timm_target(m, args.second_size, dynamic)) for m in args.models]
     if args.public:
-        targets += [(None, timm_target(m, args.second_size)) for m in PUBLIC]
+        targets += [(None, timm_target(m, args.second_size, dynamic)) for m in PUBLIC]
     if args.sweep:
         chosen = smallest_per_module(Path("build/timm-smallest-per-module.json"))
-        targets += [(module, timm_target(name, args.second_size)) for module, name in chosen.items()]
+        targets += [(module, timm_target(name, args.second_size, dynamic)) for module, name in chosen.items()]
     if args.others:
         targets += [(None, other_target(name, args.second_size, offered)) for name in OTHERS]
     rows = json.loads(args.json.read_text()) if args.resume and args.json and args.json.is_file() else []
@@ -376,7 +395,7 @@ def rerun(args) -> None:
             if (row["status"] == "pass" and row.get("status2") in (None, "pass", "torch fails")) or row["model"] in args.skip:
                 continue
             second = row.get("size2", args.second_size)
-            target = other_target(row["model"], second, offered) if "library" in row else timm_target(row["model"], second)
+            target = other_target(row["model"], second, offered) if "library" in row else timm_target(row["model"], second, args.dynamic_img_size)
             fresh = port_one(target, Path(folder))
             for kept in ("module", "x2paddle"):
                 if kept in row:
