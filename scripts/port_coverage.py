@@ -395,7 +395,10 @@ def rerun(args) -> None:
             if (row["status"] == "pass" and row.get("status2") in (None, "pass", "torch fails")) or row["model"] in args.skip:
                 continue
             second = row.get("size2", args.second_size)
-            target = other_target(row["model"], second, offered) if "library" in row else timm_target(row["model"], second, args.dynamic_img_size)
+            if "library" in row:
+                target = other_target(row["model"], second, offered)
+            else:
+                target = timm_target(row["model"], second, args.dynamic_img_size)
             fresh = port_one(target, Path(folder))
             for kept in ("module", "x2paddle"):
                 if kept in row:
