@@ -187,7 +187,7 @@ class _BodyWriter:
 
     def _code_of(self, node: torch.fx.Node) -> Code:
         if node not in self.code:  # a node of another module's graph (a hook stored it), never returned from there
-            raise PortError(f"{describe(self.body.module, self.body.path)} uses `{node.name}`, a value one of its submodules "
+            raise PortError(f"{describe(self.body.module, self.body.path)} uses '{node.name}', a value one of its submodules "
                             "computed and handed over otherwise than by returning it (a hook that stores it): a twin cannot reach it")
         return self.code[node]
 
