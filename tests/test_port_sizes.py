@@ -126,3 +126,27 @@ def test_a_vit_with_dynamic_image_size_matches_torch_at_sizes_it_was_not_ported_
         assert np.abs(got - expected).max() <= 1e-4 * np.abs(expected).max()
     report = json.loads(run("verify", folder, "--input-size", "96", "--json", check_rc=0).stdout)
     assert report["models"][0]["input_size"] == 96
+
+
+def test_a_size_the_port_size_does_not_use_is_still_computed_for_the_branch_that_does(tmp_path):
+    """timm's efficientvit_m0: the batch size read from x.shape is only used in the windowed branch,
+    which the port size does not take. The arms end alike (`return`), but only their own variables
+    may be renamed to join them, never an attribute (`paddle.amax` is not `paddle.mean`)."""
+    from tests.test_port_translations import _compare, _port
+
+    class Windowed(torch.nn.Module):
+        def forward(self, x):
+            batch, channels, height, width = x.shape
+            if height >= 56:
+                return x.mean((2, 3))
+            return x.reshape(batch, channels, -1).amax(-1)
+
+    model = Windowed().eval()
+    examples = [(torch.randn(2, 3, size, size),) for size in (64, 48, 80)]
+    paddle_model, generated = _port(model, examples, tmp_path)
+    assert "paddle.amax(" in generated.source
+    import paddle
+
+    for size in (40, 72):
+        x = torch.randn(2, 3, size, size)
+        _compare(model(x), paddle_model(paddle.to_tensor(x.numpy())))

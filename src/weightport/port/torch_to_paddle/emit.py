@@ -233,7 +233,7 @@ class _BodyWriter:
                 continue
             if len({_identity(n, self.owner[n]) for n in nodes}) > 1:
                 raise SizeSpecific(f"{self.where(node)} runs other code at another input size, for no reason the trace recorded")
-            statement = self._statement(node)
+            statement = self._statement(node, used=any(n.users for n in nodes))
             self._share(nodes, self.code.get(node))
             if statement is not None:
                 statements.append(statement)
@@ -331,8 +331,9 @@ class _BodyWriter:
             pending += current.all_input_nodes
         return False
 
-    def _statement(self, node: torch.fx.Node) -> _Statement | None:
-        """Fill self.code[node]; the statement computing it, where it is not inlined."""
+    def _statement(self, node: torch.fx.Node, used: bool) -> _Statement | None:
+        """Fill self.code[node]; the statement computing it, where it is not inlined. `used`: whether
+        any trace uses its value (a branch one size takes may use what another's does not)."""
         if node.op == "placeholder":
             self.names.add(node.target)
             self.code[node] = Code(node.target, self.values(node))
@@ -367,7 +368,7 @@ class _BodyWriter:
                 self.code[node] = Code(text if is_atomic(text) else f"({text})", self.values(node))
                 return None
             writes_back = _mutates_first_argument(node) and isinstance(node.args[0], torch.fx.Node) and _is_view(node.args[0], self.values)
-            if not node.users and not writes_back:
+            if not used and not writes_back:
                 return None
         variable = self._variable(node)
         self.code[node] = Code(variable, self.values(node))
@@ -499,11 +500,13 @@ def _render(statements: list) -> list[str]:
 
 def _joined(bodies: list[list[str]]) -> tuple[list[list[str]], list[str]]:
     """The arms' bodies without the lines they all end with, and those lines (the first arm's): lines
-    are alike when their tokens are, but for the names of variables the arms define each their own
-    way, which the other arms' bodies are renamed to. Only whole top-level lines are taken."""
+    are alike when their tokens are, but for the names of variables each arm assigns its own way,
+    which the other arms' bodies are renamed to. Only whole top-level lines are taken."""
     if len(bodies) < 2:
         return bodies, []
     streams = [[_tokens(line) for line in body] for body in bodies]
+    assigned = [{line.partition(" = ")[0] for line in body if " = " in line and line.partition(" = ")[0].isidentifier()}
+                for body in bodies]
     renames: list[dict[str, str]] = [{} for _ in bodies]  # per arm: its name -> the first arm's
     taken = 0
     while all(taken < len(body) for body in bodies):
@@ -511,7 +514,8 @@ def _joined(bodies: list[list[str]]) -> tuple[list[list[str]], list[str]]:
         if any(body[-1 - taken].startswith((" ", "\t")) for body in bodies) or any(line is None for line in lines):
             break
         trial = [dict(r) for r in renames]
-        if not all(_alike(lines[0], line, names) for line, names in zip(lines[1:], trial[1:])):
+        if not all(_alike(lines[0], line, names, assigned[0], own)
+                   for line, names, own in zip(lines[1:], trial[1:], assigned[1:])):
             break
         renames, taken = trial, taken + 1
     while taken and any(body[len(body) - taken].startswith(("else", "elif")) for body in bodies):
@@ -521,13 +525,10 @@ def _joined(bodies: list[list[str]]) -> tuple[list[list[str]], list[str]]:
     heads = [body[: len(body) - taken] for body in bodies]
     for n in range(1, len(heads)):
         changed = {theirs: ours for theirs, ours in renames[n].items() if theirs != ours}
-        assigned = {line.partition(" = ")[0] for line in heads[n] if " = " in line and line.partition(" = ")[0].isidentifier()}
         used = {t.string for line in heads[n] for t in (_tokens(line) or []) if t.type == tokenize.NAME}
         if any(ours in used and ours not in changed for ours in changed.values()):
             return bodies, []  # the first arm's name means something else in this arm
-        # a name this arm defines takes the first arm's; one it has from before the branch is copied to it
-        heads[n] = [_renamed(line, {t: o for t, o in changed.items() if t in assigned}) for line in heads[n]]
-        heads[n] += [f"{ours} = {theirs}" for theirs, ours in changed.items() if theirs not in assigned]
+        heads[n] = [_renamed(line, changed) for line in heads[n]]
     return heads, bodies[0][len(bodies[0]) - taken :]
 
 
@@ -539,18 +540,17 @@ def _tokens(line: str):
         return None
 
 
-def _alike(ours, theirs, renames: dict[str, str]) -> bool:
-    """Whether two lines' tokens agree, names mapped consistently (theirs -> ours, one to one)."""
+def _alike(ours, theirs, renames: dict[str, str], our_variables: set[str], their_variables: set[str]) -> bool:
+    """Whether two lines' tokens agree, but for variables each arm assigns, mapped one to one
+    (theirs -> ours); an attribute, a function or anything from before the branch must be the same."""
     if len(ours) != len(theirs):
         return False
-    for a, b in zip(ours, theirs):
-        if a.type == b.type == tokenize.NAME and a.string != b.string and not keyword.iskeyword(a.string):
-            if renames.get(b.string, a.string) != a.string or (a.string in renames.values() and renames.get(b.string) != a.string):
+    for k, (a, b) in enumerate(zip(ours, theirs)):
+        variable = a.type == b.type == tokenize.NAME and (k == 0 or ours[k - 1].string != ".")
+        if variable and a.string in our_variables and b.string in their_variables:
+            if renames.setdefault(b.string, a.string) != a.string or sum(v == a.string for v in renames.values()) > 1:
                 return False
-            renames[b.string] = a.string
-        elif a.string != b.string:
-            return False
-        elif a.type == tokenize.NAME and b.string in renames and renames[b.string] != a.string:
+        elif a.string != b.string or (variable and b.string in renames and renames[b.string] != a.string):
             return False
     return True
 
@@ -559,7 +559,8 @@ def _renamed(line: str, renames: dict[str, str]) -> str:
     tokens = _tokens(line)
     if not renames or tokens is None:
         return line
-    for token in reversed([t for t in tokens if t.type == tokenize.NAME and t.string in renames]):
+    names = [t for k, t in enumerate(tokens) if t.type == tokenize.NAME and t.string in renames and (k == 0 or tokens[k - 1].string != ".")]
+    for token in reversed(names):
         line = line[: token.start[1]] + renames[token.string] + line[token.end[1] :]
     return line
 
