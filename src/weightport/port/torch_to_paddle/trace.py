@@ -484,7 +484,9 @@ def trace(model: torch.nn.Module, example: tuple, is_layer: Callable[[torch.nn.M
           kwargs: dict[str, Any] | None = None) -> Trace:
     """Trace a copy of `model` in train or eval mode on `example` (positional tensors) and `kwargs`
     (keyword tensors); forward's other parameters keep their defaults."""
-    model = copy.deepcopy(model)
+    # a copy, for train mode updates buffers; its parameters are the model's own, which tracing never
+    # changes (the port refuses in-place updates of state), so that six traces cost no six copies
+    model = copy.deepcopy(model, {id(p): p for p in model.parameters()})
     model.train(True)  # clears caches that some models fill in eval mode (e.g. attention biases)
     model.train(training)
     kwargs = dict(kwargs or {})
