@@ -56,7 +56,7 @@ def test_shared_draws_give_both_frameworks_the_same_numbers():
 @pytest.mark.slow
 def test_efficientnet_pytorch_b0_ports_and_trains_alike(tmp_path):
     folder = tmp_path / "b0"
-    run("port", "tests.port_library_models:efficientnet_b0", "--out", folder, "--input-size", "224", check_rc=0)
+    run("port", "tests.port_library_models:efficientnet_b0", "--out", folder, "--input-size", "64", check_rc=0)
     training = _training(folder)
     assert training["passed"] and training["random_draws"]["torch"] == {"torch.rand": 9}
 
