@@ -93,11 +93,13 @@ def test_a_number_taken_from_a_size_is_computed_again_where_the_traces_show_it(w
 def test_a_path_no_trace_saw_raises_instead_of_computing_something_else(windows):
     # 40 needs no padding, like 80, the only traced size that took that path: its count (10) is
     # one no trace of that path gave, so the twin must refuse rather than reuse 80's (20)
-    with pytest.raises(ValueError, match="this twin follows torch's code where `int\\(getitem_2 // 4\\)` is 20"):
+    source = (windows / "modeling_paddle.py").read_text()
+    assert "if int(getitem_2 // 4) != 20:" in source  # the check, in the branch only 80 took
+    with pytest.raises(ValueError, match="this twin follows the code torch ran when it was traced"):
         _outputs(_twins(windows), 40)
     result = run("verify", windows, "--input-size", "40")
     assert result.returncode != 0 and "Traceback" not in result.stderr
-    assert "this twin follows torch's code" in result.stdout + result.stderr
+    assert "this twin follows the code torch ran" in result.stdout + result.stderr
 
 
 @pytest.mark.slow
@@ -150,3 +152,39 @@ def test_a_size_the_port_size_does_not_use_is_still_computed_for_the_branch_that
     for size in (40, 72):
         x = torch.randn(2, 3, size, size)
         _compare(model(x), paddle_model(paddle.to_tensor(x.numpy())))
+
+
+def test_calls_with_other_numbers_become_branches_on_them(tmp_path):
+    """pretrainedmodels' PolyNet: one conv module called with `block_index` 0, 1, 2, each picking
+    its own BatchNorm. The calls are merged as sizes are, by the number they were called with."""
+    from tests.test_port_translations import _compare, _port
+
+    class Picked(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 3, 1)
+            self.norms = torch.nn.ModuleList(torch.nn.BatchNorm2d(3) for _ in range(2))
+
+        def forward(self, x, index, scale=1.0):
+            return self.norms[index](self.conv(x)) * scale
+
+    class Twice(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.picked = Picked()
+
+        def forward(self, x):
+            return self.picked(x, 0) + self.picked(x, 1, scale=0.5)
+
+    model = Twice().eval()
+    for norm in model.picked.norms:
+        norm.running_mean.uniform_(-1, 1)
+        norm.running_var.uniform_(0.5, 2)
+    x = torch.randn(2, 3, 8, 8)
+    paddle_model, generated = _port(model, (x,), tmp_path)
+    assert "if index == 0:" in generated.source
+    import paddle
+
+    _compare(model(x), paddle_model(paddle.to_tensor(x.numpy())))
+    with pytest.raises(ValueError, match="`index` is 2, which no trace gave"):
+        paddle_model.picked(paddle.to_tensor(x.numpy()), 2)

@@ -24,7 +24,7 @@ import torch.fx
 from ...errors import PortError
 from ..templates import Code, Translation, is_atomic
 from . import runtime
-from .trace import QUESTIONS, Body, Trace, describe, is_guard
+from .trace import QUESTIONS, Body, Trace, describe, is_guard, is_number
 from .translations import check_requirements, functions, layers, literal, methods, qualified_name, render
 
 INDENT = "    "
@@ -95,6 +95,10 @@ class _Branch:
     unseen: str = ""  # the raise of an `else` no traced size reached
 
 
+CHECK_FAILED = ("this twin follows the code torch ran when it was traced (at the input sizes it was ported at, on each "
+                "call), which took another path here (the condition above): port the model again at this size")
+
+
 class SizeSpecific(Exception):
     """A module's code differs between traced input sizes where no recorded answer explains it."""
 
@@ -103,8 +107,9 @@ class _BodyWriter:
     """Writes one module's forward from its bodies traced at several input sizes (the port's size
     first): the nodes they share once, a guard they answer differently as a branch."""
 
-    def __init__(self, bodies: list[Body]):
+    def __init__(self, bodies: list[Body], calls_differ: bool = False):
         self.bodies = bodies
+        self.calls_differ = calls_differ  # the bodies include calls that ran other code: numbers they were called with are checked
         self.body = bodies[0]
         self.owner = {node: body for body in bodies for node in body.graph.nodes}
         self.code: dict[torch.fx.Node, Code] = {}
@@ -228,11 +233,12 @@ class _BodyWriter:
                     statements.append(self._branch(traces, position, nodes))
                     return statements
                 self._share(nodes, Code("None", answers[0]))
-                if self._from_sizes(node.args[0]):
+                if self._from_sizes(node.args[0]) or (self.calls_differ and is_number(node.args[0])):
                     statements.append(_Statement(None, self._check(node), True))
                 continue
             if len({_identity(n, self.owner[n]) for n in nodes}) > 1:
-                raise SizeSpecific(f"{self.where(node)} runs other code at another input size, for no reason the trace recorded")
+                raise SizeSpecific(f"{self.where(node)} runs other code at another input size or on another call, "
+                                   "for no reason the trace recorded")
             statement = self._statement(node, used=any(n.users for n in nodes))
             self._share(nodes, self.code.get(node))
             if statement is not None:
@@ -293,8 +299,9 @@ class _BodyWriter:
         if general is not None:
             variable, body = general
             return _Statement(None, f"{variable} = {question}\n{body}" if variable in _names_in(body) else body, True)
-        unseen = (f"raise ValueError(f\"this twin follows torch's code at the input sizes it was ported at; here "
-                  f"{_escaped(question)} is {{{question}!r}}, which none of them gave: port the model again at this size\")")
+        unseen = (f"raise ValueError(f\"this twin follows the code torch ran when it was traced (at the input sizes it was "
+                  f"ported at, on each call); here {_escaped(question)} is {{{question}!r}}, which no trace gave: port the model "
+                  f"again at this size\")")
         return _Branch(arms, None, unseen)
 
     def _check(self, node: torch.fx.Node) -> str:
@@ -303,9 +310,8 @@ class _BodyWriter:
         question, answer = self._question(node), node.args[2]
         failed = f"not {_wrapped(question)}" if node.args[1] == "bool" and answer else (
             question if node.args[1] == "bool" else f"{_wrapped(question)} != {answer!r}")
-        expected = ("true" if answer else "false") if node.args[1] == "bool" else repr(answer)
-        return (f"if {failed}:\n{INDENT}raise ValueError(\"this twin follows torch's code where "
-                f"{_escaped(question)} is {expected}, as at every input size it was ported at; port the model again at this size\")")
+        # one message for every check, so that instances of a class differ in their conditions only
+        return f"if {failed}:\n{INDENT}raise ValueError({CHECK_FAILED!r})"
 
     def _from_sizes(self, node: torch.fx.Node) -> bool:
         """Whether a guarded value is computed from an input size that differed between the traces:
@@ -668,8 +674,9 @@ def _own_tensors(module: torch.nn.Module) -> tuple[list[str], dict[str, np.ndarr
     return lines, constants
 
 
-def _forward_text(instance: _Instance, bodies: list[list[Body]]) -> tuple[list[str], set[str]]:
-    """forward() from the module's eval and train bodies, each traced at one or more input sizes."""
+def _forward_text(instance: _Instance, bodies: list[list[Body]], calls_differ: bool) -> tuple[list[str], set[str]]:
+    """forward() from the module's eval and train bodies, each traced at one or more input sizes (and
+    one per call that ran other code, where `calls_differ`)."""
     rendered, helpers, signature = [], set(), None
     for sized in bodies:
         if not sized:
@@ -677,7 +684,7 @@ def _forward_text(instance: _Instance, bodies: list[list[Body]]) -> tuple[list[s
             continue
         for body in sized:
             _rewrite_in_place(body.graph, describe(body.module, body.path), body.root)
-        parameters, forward = _BodyWriter(sized).write()
+        parameters, forward = _BodyWriter(sized, calls_differ).write()
         signature = _signature(instance.module, parameters)
         for name, value in forward.constants.items():
             instance.constants.setdefault(name, value)
@@ -920,8 +927,9 @@ class Emitter:
 
     def _instance(self, path: str, module: torch.nn.Module) -> _Instance:
         instance = _Instance(path, module)
-        bodies = [[body for trace in traces if (body := trace.body_of(path)) is not None] for traces in self.traces]
-        forward, helpers = _forward_text(instance, bodies)
+        bodies = [[body for trace in traces for body in trace.bodies_of(path)] for traces in self.traces]
+        calls_differ = any(len(trace.bodies_of(path)) > 1 for traces in self.traces for trace in traces)
+        forward, helpers = _forward_text(instance, bodies, calls_differ)
         self.helpers |= helpers
         own_lines, own_constants = _own_tensors(module)
         instance.constants.update(own_constants)
@@ -1075,7 +1083,10 @@ def generate(model: torch.nn.Module, examples: list[tuple[tuple, dict]], header:
         except SizeSpecific as exc:
             reason = str(exc)
     fixed = _image_size(examples[0])
-    return Emitter(model, tuple(mode[:1] for mode in traces), fixed=fixed).run(header, fixed_reason=reason if fixed else None)
+    try:
+        return Emitter(model, tuple(mode[:1] for mode in traces), fixed=fixed).run(header, fixed_reason=reason if fixed else None)
+    except SizeSpecific as exc:  # calls of one module that differ for no recorded reason
+        raise PortError(f"{exc}: it cannot become one layer") from None
 
 
 def _image_size(example: tuple[tuple, dict]) -> tuple[int, ...] | None:

@@ -120,12 +120,13 @@ class Trace:
 
     training: bool
     model: torch.nn.Module
-    bodies: dict[str, Body] = field(default_factory=dict)
-    by_module: dict[int, Body] = field(default_factory=dict)
+    bodies: dict[str, list[Body]] = field(default_factory=dict)  # a body per call that ran other code
+    by_module: dict[int, list[Body]] = field(default_factory=dict)
 
-    def body_of(self, path: str) -> Body | None:
-        """The body traced for the module at `path`, also when it was called under another path."""
-        return self.bodies.get(path) or self.by_module.get(id(self.model.get_submodule(path)))
+    def bodies_of(self, path: str) -> list[Body]:
+        """The bodies traced for the module at `path` (one per call that ran other code, as a call
+        with another number does), also when it was called under another path."""
+        return self.bodies.get(path) or self.by_module.get(id(self.model.get_submodule(path))) or []
 
 
 def _contains_proxy(value) -> bool:
@@ -146,8 +147,8 @@ class ShadowTracer(torch.fx.Tracer):
         self._initial: dict[torch.fx.Node, Any] = {}
         self._caches: dict[int, dict] = {}
         self._pending_value: list[Any] = []
-        self.bodies: dict[str, Body] = {}
-        self.by_module: dict[int, Body] = {}  # a module registered under two paths is traced under the first
+        self.bodies: dict[str, list[Body]] = {}
+        self.by_module: dict[int, list[Body]] = {}  # a module registered under two paths is traced under the first
         self.evaluating = 0  # > 0 while the tracer computes a node's real value
 
     # --- values -------------------------------------------------------------------------
@@ -258,9 +259,12 @@ class ShadowTracer(torch.fx.Tracer):
         graph = self.graph = torch.fx.Graph(tracer_cls=type(self))
         try:
             bound = inspect.signature(m.forward).bind(*args, **kwargs)
+            bound.apply_defaults()  # a number left to its default is one the call gives too
             for name, value in bound.arguments.items():
                 if _contains_proxy(value):
                     bound.arguments[name] = self._placeholder(name, value)
+                elif type(value) in (int, float, bool):
+                    self._number(name, value)
             out = forward(*bound.args, **bound.kwargs)
             self.create_node("output", "output", (self.create_arg(out),), {})
         except PortError:
@@ -280,13 +284,22 @@ class ShadowTracer(torch.fx.Tracer):
         proxy = self.create_proxy("placeholder", name, (), {})
         return _rebuild(value, proxy)
 
+    def _number(self, name: str, value) -> None:
+        """A number the module is called with, as a placeholder the body goes on without and a guard
+        holding its value: calls with other numbers, which may run other code (PolyNet's
+        `forward(x, block_index)`), are merged by it as traces of other sizes are (emit.py)."""
+        self._pending_value.append(value)
+        proxy = self.create_proxy("placeholder", name, (), {})
+        proxy.node.meta["number"] = True
+        question = "bool" if type(value) is bool else "index" if type(value) is int else "float"
+        self.create_proxy("call_function", guard, (proxy, question, value), {})
+
     def _record(self, body: Body) -> None:
-        self.by_module.setdefault(id(body.module), body)
-        earlier = self.bodies.get(body.path)
-        if earlier is None:
-            self.bodies[body.path] = body
-        elif earlier.graph.python_code("self").src != body.graph.python_code("self").src:
-            raise PortError(f"{describe(body.module, body.path)} runs different code on its calls; it cannot become one layer")
+        """Keep a call's body unless an earlier call ran the same code (whatever numbers it was called with)."""
+        variants = self.bodies.setdefault(body.path, [])
+        self.by_module.setdefault(id(body.module), variants)
+        if all(_code_of(body) != _code_of(variant) for variant in variants):
+            variants.append(body)
 
 
 def _run_pre_hooks(module: torch.nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
@@ -312,6 +325,16 @@ def _run_hooks(module: torch.nn.Module, args: tuple, kwargs: dict, output):
         if result is not None:
             output = result
     return output
+
+
+def _code_of(body: Body) -> str:
+    """A body's code but for the numbers it was called with (the guards on number placeholders)."""
+    return "\n".join(node.format_node() for node in body.graph.nodes if not (is_guard(node) and is_number(node.args[0])))
+
+
+def is_number(node) -> bool:
+    """A placeholder for a number a module was called with (see ShadowTracer._number)."""
+    return isinstance(node, torch.fx.Node) and node.op == "placeholder" and node.meta.get("number", False)
 
 
 def _as_meta(value):
@@ -504,7 +527,7 @@ def trace(model: torch.nn.Module, example: tuple, is_layer: Callable[[torch.nn.M
     finally:
         model.__class__ = cls
     tracer.keep_only_metadata()
-    bodies = {"": Body("", model, graph, tracer.value_of, model, tracer.initial_value_of), **tracer.bodies}
+    bodies = {"": [Body("", model, graph, tracer.value_of, model, tracer.initial_value_of)], **tracer.bodies}
     return Trace(training, model, bodies, tracer.by_module)
 
 
