@@ -196,3 +196,32 @@ def test_an_in_place_op_on_a_slice_changes_the_tensor_sliced(tmp_path):
     with torch.no_grad():
         reference = model(x)
     _compare(reference, paddle_model(paddle.to_tensor(x.numpy())))
+
+
+def test_numbers_equal_as_int_and_float_stay_two_constructor_arguments(tmp_path):
+    """timm's NestLevel: instances differing in a shape (16) and a float equal to it (16.0); one
+    argument for both gave create_parameter a float shape."""
+
+    class Scaled(torch.nn.Module):
+        def __init__(self, dim):
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.ones(dim))
+            self.scale = float(dim)
+
+        def forward(self, x):
+            return x[:, :1] * self.scale + self.weight.sum()
+
+    class Both(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.small, self.large = Scaled(4), Scaled(8)
+
+        def forward(self, x):
+            return self.small(x) + self.large(x)
+
+    model = Both().eval()
+    x = _inputs()["x"]
+    paddle_model, _ = _port(model, (x,), tmp_path)
+    with torch.no_grad():
+        reference = model(x)
+    _compare(reference, paddle_model(paddle.to_tensor(x.numpy())))

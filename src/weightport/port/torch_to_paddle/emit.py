@@ -233,7 +233,8 @@ class _BodyWriter:
                     statements.append(self._branch(traces, position, nodes))
                     return statements
                 self._share(nodes, Code("None", answers[0]))
-                if self._from_sizes(node.args[0]) or (self.calls_differ and is_number(node.args[0])):
+                # one trace in all (a twin for one input size) has nothing to check against
+                if (len(self.bodies) > 1 and self._from_sizes(node.args[0])) or (self.calls_differ and is_number(node.args[0])):
                     statements.append(_Statement(None, self._check(node), True))
                 continue
             if len({_identity(n, self.owner[n]) for n in nodes}) > 1:
@@ -723,10 +724,11 @@ def _lift_numbers(instances: list[_Instance]) -> tuple[str, list[str]]:
     taken |= {n for i in instances for n in (*i.module._parameters, *i.module._buffers)}
     for k in differing:
         values = tuple(ast.literal_eval(t[k].string) for t in token_lists)
-        if values not in columns:
-            columns[values] = _argument_name(instances, values, first, k, taken)
-            taken.add(columns[values])
-        names_at[k] = columns[values]
+        column = tuple((type(v), v) for v in values)  # 16 and 16.0 are two arguments (a shape takes no float)
+        if column not in columns:
+            columns[column] = _argument_name(instances, values, first, k, taken)
+            taken.add(columns[column])
+        names_at[k] = columns[column]
     for instance, tokens in zip(instances, token_lists, strict=True):
         instance.lifted = {names_at[k]: ast.literal_eval(tokens[k].string) for k in differing}
     in_init = _init_range(first)
