@@ -116,6 +116,8 @@ def reduce_with_indices(x, how, dim, keepdim=False):
 def interpolate(x, size=None, scale_factor=None, mode="nearest", align_corners=None, antialias=False):
     """torch.nn.functional.interpolate (Paddle's align_mode 0 is torch's half-pixel rule; Paddle has
     no antialiasing, so that is done here as torch does it)."""
+    if isinstance(size, int):  # one size for every spatial axis (Paddle takes a list)
+        size = [size] * (x.ndim - 2)
     if mode in ("nearest", "area"):
         return F.interpolate(x, size=size, scale_factor=scale_factor, mode=mode)
 
@@ -147,7 +149,6 @@ def interpolate(x, size=None, scale_factor=None, mode="nearest", align_corners=N
         if size is None:
             factors = scale_factor if isinstance(scale_factor, (tuple, list)) else [scale_factor] * 2
             size = [int(math.floor(n * f)) for n, f in zip(x.shape[2:], factors)]
-        size = [size, size] if isinstance(size, int) else size
         rows = antialiased_weights(x.shape[2], size[0]).astype(x.dtype)
         columns = antialiased_weights(x.shape[3], size[1]).astype(x.dtype)
         return paddle.matmul(paddle.matmul(rows, x), columns, transpose_y=True)
