@@ -251,7 +251,7 @@ class _BodyWriter:
         """torch's in-place op on a slice (`bias[n:2 * n].zero_()`) changes the tensor sliced; the
         twin computes out of place, so the result is assigned back into a new copy of that tensor,
         which later code reads (and so on up a chain of slices)."""
-        if not (_mutates_first_argument(node) and isinstance(node.args[0], torch.fx.Node) and node in self.code):
+        if not (_writes_into_view(node, self.values) and node in self.code):
             return []
         statements, value, view = [], self.code[node], node.args[0]
         while _is_view(view, self.values):
@@ -374,8 +374,7 @@ class _BodyWriter:
             if inline:
                 self.code[node] = Code(text if is_atomic(text) else f"({text})", self.values(node))
                 return None
-            writes_back = _mutates_first_argument(node) and isinstance(node.args[0], torch.fx.Node) and _is_view(node.args[0], self.values)
-            if not used and not writes_back:
+            if not used and not _writes_into_view(node, self.values):
                 return None
         variable = self._variable(node)
         self.code[node] = Code(variable, self.values(node))
@@ -404,6 +403,11 @@ def _generalised(arms: list[list], answers: list, variable: str) -> tuple[str, s
         row, (start, end) = token.start[0] - 1, (token.start[1], token.end[1])
         lines[row] = lines[row][:start] + variable + lines[row][end:]
     return variable, "\n".join(lines)
+
+
+def _writes_into_view(node: torch.fx.Node, values) -> bool:
+    """An in-place op on a slice of a tensor, whose result the twin assigns back (see _written_back)."""
+    return _mutates_first_argument(node) and isinstance(node.args[0], torch.fx.Node) and _is_view(node.args[0], values)
 
 
 def _is_view(node: torch.fx.Node, values) -> bool:
